@@ -1,0 +1,247 @@
+"""Typed, frozen configuration and the named presets.
+
+A run is fully described by one :class:`RunConfig` made of four parts (preprocessing, model,
+loss, training). The whole object is saved into every run folder and checkpoint as a plain dict
+(:func:`to_dict`), and rebuilt from it with :func:`from_dict`, so a checkpoint needs nothing else
+to predict.
+
+Presets:
+    ``paper``   the published method exactly: 160x160x80 grid, 32-64-128-256 channels, Adam
+                1e-4, batch 1, 120 epochs, no augmentation.
+    ``default`` the paper's network and loss, plus augmentation; what we recommend for real data.
+    ``demo``    the same method scaled down to train on two CPU cores in a few minutes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, Mapping, Sequence
+
+from livseg.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """How a CT becomes a network input."""
+
+    hu_min: float = -100.0  # paper: clip HU to [-100, 400] (liver window)
+    hu_max: float = 400.0
+    target_shape: tuple[int, int, int] = (160, 160, 80)  # paper: fixed grid (x, y, z), spacing ignored
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of the 3D U-Net; defaults are the paper's network (about 5.6 M parameters)."""
+
+    in_channels: int = 1  # one CT channel
+    out_channels: int = 1  # one liver logit per voxel
+    channels: tuple[int, ...] = (32, 64, 128, 256)  # paper: four encoder levels
+    dropout: float = 0.2  # paper: Dropout3d(p=0.2) inside every block
+    negative_slope: float = 0.01  # LeakyReLU slope (PyTorch default; the paper gives none)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """AdvancedComboLoss = w_dice * Dice + w_bce * BCE + w_ft * focal Tversky."""
+
+    dice_weight: float = 0.3  # paper
+    bce_weight: float = 0.3  # paper
+    focal_tversky_weight: float = 0.4  # paper
+    alpha: float = 0.7  # Tversky weight of false negatives (paper gives none; common choice)
+    beta: float = 0.3  # Tversky weight of false positives
+    gamma: float = 0.75  # focal exponent: loss term = (1 - TI) ** gamma
+    smooth: float = 1.0  # added to numerator and denominator of Dice and Tversky
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training-time augmentation; the paper had none."""
+
+    enabled: bool = False
+    flip_prob: float = 0.5  # per axis
+    rotate_deg: float = 10.0  # max rotation about the z axis, degrees
+    scale_range: float = 0.1  # isotropic scaling in [1 - r, 1 + r]
+    intensity_shift: float = 0.05  # additive, on the [0, 1] scaled intensities
+    intensity_scale: float = 0.1  # multiplicative in [1 - s, 1 + s]
+    noise_std: float = 0.02  # Gaussian noise on the [0, 1] scaled intensities
+    prob: float = 0.8  # chance that a sample gets the spatial transform at all
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation schedule; defaults are the paper's."""
+
+    epochs: int = 120  # paper
+    batch_size: int = 1  # paper
+    lr: float = 1e-4  # paper: Adam
+    weight_decay: float = 0.0
+    threshold: float = 0.5  # paper: validation threshold on probabilities
+    val_fraction: float = 0.2  # 80/20 split
+    seed: int = 0
+    deterministic: bool = False  # bitwise-repeatable kernels (slower)
+    amp: bool = True  # mixed precision on CUDA only; ignored on CPU
+    num_workers: int = 0  # DataLoader workers
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a training run and the checkpoints it writes."""
+
+    name: str = "paper"
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+PRESETS: dict[str, RunConfig] = {
+    "paper": RunConfig(name="paper"),
+    "default": RunConfig(
+        name="default",
+        train=TrainConfig(augment=AugmentConfig(enabled=True)),
+    ),
+    "demo": RunConfig(
+        name="demo",
+        preprocess=PreprocessConfig(target_shape=(64, 64, 32)),
+        model=ModelConfig(channels=(8, 16, 32, 64), dropout=0.1),
+        train=TrainConfig(epochs=30, lr=3e-3, augment=AugmentConfig(enabled=True)),
+    ),
+}
+
+
+def get_preset(name: str) -> RunConfig:
+    """Return the named preset.
+
+    Raises:
+        ConfigError: for an unknown name; the message lists the known ones.
+    """
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r}; expected one of {sorted(PRESETS)}") from None
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Plain nested dict of a config (tuples become lists), safe for JSON and ``weights_only``."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def from_dict(cls: type, data: Mapping[str, Any]) -> Any:
+    """Rebuild a config dataclass from :func:`to_dict` output, checking keys and types.
+
+    Unknown keys are refused, missing keys take the default, so checkpoints written by an older
+    livseg with fewer fields still load.
+
+    Raises:
+        ConfigError: for unknown keys or values of the wrong type.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{cls.__name__}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise ConfigError(f"{cls.__name__}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+    kwargs = {key: _coerce(hints[key], value, f"{cls.__name__}.{key}") for key, value in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    """Convert a JSON value to the annotated type, or raise ConfigError."""
+    if is_dataclass(hint):
+        return from_dict(hint, value)
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list of numbers, got {value!r}")
+        item_type = typing.get_args(hint)[0]
+        return tuple(_coerce(item_type, v, where) for v in value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def apply_overrides(config: RunConfig, overrides: Sequence[str]) -> RunConfig:
+    """Apply ``section.key=value`` overrides, e.g. ``train.epochs=5`` or
+    ``preprocess.target_shape=96,96,48``; values are parsed as JSON where possible.
+
+    Raises:
+        ConfigError: for a malformed override, an unknown key or a value of the wrong type.
+    """
+    data = to_dict(config)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r}: expected section.key=value, e.g. train.epochs=5")
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(f"override {item!r}: unknown section {part!r}")
+            node = node[part]
+        if parts[-1] not in node or isinstance(node[parts[-1]], dict):
+            raise ConfigError(f"override {item!r}: unknown key {key!r}")
+        node[parts[-1]] = _parse_value(raw, like=node[parts[-1]])
+    result = from_dict(RunConfig, data)
+    validate(result)
+    return result
+
+
+def _parse_value(raw: str, like: Any) -> Any:
+    """Parse an override value: JSON, or a comma list for list-valued keys, or a bare string."""
+    if isinstance(like, list) and not raw.strip().startswith("["):
+        raw = "[" + raw + "]"
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def validate(config: RunConfig) -> None:
+    """Check value ranges that types alone cannot express.
+
+    Raises:
+        ConfigError: naming the offending field and the allowed range.
+    """
+    pre, model, train = config.preprocess, config.model, config.train
+    if pre.hu_max <= pre.hu_min:
+        raise ConfigError(f"preprocess: hu_max ({pre.hu_max}) must exceed hu_min ({pre.hu_min})")
+    if len(pre.target_shape) != 3 or min(pre.target_shape) < 1:
+        raise ConfigError(f"preprocess.target_shape: expected three positive sizes, got {pre.target_shape}")
+    factor = 2 ** (len(model.channels) - 1)
+    if any(s % factor for s in pre.target_shape):
+        raise ConfigError(
+            f"preprocess.target_shape {pre.target_shape} must be divisible by {factor} "
+            f"for a U-Net with {len(model.channels)} levels"
+        )
+    if len(model.channels) < 2 or min(model.channels) < 1:
+        raise ConfigError(f"model.channels: expected at least two positive widths, got {model.channels}")
+    if not 0.0 <= model.dropout < 1.0:
+        raise ConfigError(f"model.dropout: expected 0 <= p < 1, got {model.dropout}")
+    if train.epochs < 1 or train.batch_size < 1 or train.lr <= 0:
+        raise ConfigError("train: epochs and batch_size must be >= 1 and lr > 0")
+    if not 0.0 < train.val_fraction < 1.0:
+        raise ConfigError(f"train.val_fraction: expected 0 < f < 1, got {train.val_fraction}")
+    if not 0.0 < train.threshold < 1.0:
+        raise ConfigError(f"train.threshold: expected 0 < t < 1, got {train.threshold}")
+

@@ -1,0 +1,56 @@
+"""Exception types for bad input.
+
+Every error a user can cause derives from :class:`LivsegError`; the CLI turns any of them into a
+single line on stderr and exit status 2. Each message says what was received and what was
+expected, so the line alone is enough to fix the input.
+"""
+
+from __future__ import annotations
+
+
+class LivsegError(Exception):
+    """Base class of all user-facing livseg errors."""
+
+
+class InputFileNotFoundError(LivsegError, FileNotFoundError):
+    """A path given as input does not exist."""
+
+
+class CorruptFileError(LivsegError, ValueError):
+    """A file exists but cannot be read as what it claims to be (truncated, wrong format)."""
+
+
+class DimensionError(LivsegError, ValueError):
+    """An image is not a 3D volume (2D slice, 4D series, ...)."""
+
+
+class EmptyDicomFolderError(LivsegError, ValueError):
+    """A folder was given as a DICOM series but holds no readable DICOM series."""
+
+
+class GridMismatchError(LivsegError, ValueError):
+    """A mask does not lie on the same voxel grid (shape and affine) as its CT."""
+
+
+class LabelValueError(LivsegError, ValueError):
+    """A label map holds values outside the allowed set (LiTS: {0, 1, 2})."""
+
+
+class NonFiniteError(LivsegError, ValueError):
+    """An image holds NaN or infinite voxels."""
+
+
+class CheckpointError(LivsegError, ValueError):
+    """A checkpoint file is missing pieces, truncated, or was not written by livseg."""
+
+
+class OutputExistsError(LivsegError, FileExistsError):
+    """An output file exists and overwriting was not asked for."""
+
+
+class ConfigError(LivsegError, ValueError):
+    """A configuration value or override is invalid."""
+
+
+class DatasetError(LivsegError, ValueError):
+    """A dataset folder or case list is unusable; the message lists every bad case at once."""
