@@ -1,0 +1,125 @@
+"""The paper's preprocessing as separate steps, and the inverse mapping back to the input grid.
+
+Forward (paper): clip HU to [-100, 400] -> scale to [0, 1] by (HU + 100) / 500 -> resample to
+160 x 160 x 80 voxels, linear for CT and nearest neighbour for labels, with zoom factor
+target / original per axis -> binary target label > 0.
+
+Resampling follows ``scipy.ndimage.zoom`` exactly (corner voxels map onto corner voxels, i.e.
+output index i samples input coordinate i * (n_in - 1) / (n_out - 1)), which is what the paper
+used, but runs faster: linear interpolation is ``torch.nn.functional.interpolate(trilinear,
+align_corners=True)`` (same values to about 1e-5), nearest neighbour is plain index
+arithmetic (identical). Measured on the IRCADb CT (512 x 512 x 129 -> 160 x 160 x 80, 2 CPU
+cores): linear 0.11 s scipy vs 0.05 s torch; nearest 0.016 s scipy vs 0.007 s numpy; inverse of
+a 160 x 160 x 80 map to 512 x 512 x 129: 1.17 s scipy vs 0.43 s torch.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from livseg.config import PreprocessConfig
+from livseg.io import Volume
+
+Shape3 = tuple[int, int, int]
+
+
+def clip_hu(array: np.ndarray, hu_min: float = -100.0, hu_max: float = 400.0) -> np.ndarray:
+    """Clip Hounsfield units to the window [hu_min, hu_max] (paper: liver window [-100, 400])."""
+    return np.clip(array, hu_min, hu_max)
+
+
+def scale_intensity(array: np.ndarray, hu_min: float = -100.0, hu_max: float = 400.0) -> np.ndarray:
+    """Map [hu_min, hu_max] linearly onto [0, 1]: (HU - hu_min) / (hu_max - hu_min), float32."""
+    return ((np.asarray(array, dtype=np.float32) - np.float32(hu_min)) / np.float32(hu_max - hu_min)).astype(
+        np.float32, copy=False
+    )
+
+
+def window(array: np.ndarray, hu_min: float = -100.0, hu_max: float = 400.0) -> np.ndarray:
+    """Clip then scale: the paper's intensity preprocessing, float32 in [0, 1]."""
+    return scale_intensity(clip_hu(array, hu_min, hu_max), hu_min, hu_max)
+
+
+def binarize(labels: np.ndarray) -> np.ndarray:
+    """Binary liver target: label > 0 (tumour counts as liver), uint8."""
+    return (np.asarray(labels) > 0).astype(np.uint8)
+
+
+def resample_linear(array: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Trilinear resampling of a 3D array to ``shape``, equal to ``scipy.ndimage.zoom(order=1)``
+    with zoom = shape / array.shape, returned as float32."""
+    shape = _check_shape(shape)
+    if tuple(array.shape) == shape:
+        return np.asarray(array, dtype=np.float32).copy()
+    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None, None]
+    with torch.no_grad():
+        out = torch.nn.functional.interpolate(tensor, size=shape, mode="trilinear", align_corners=True)
+    return out[0, 0].numpy()
+
+
+def resample_nearest(array: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Nearest-neighbour resampling to ``shape``, identical to ``scipy.ndimage.zoom(order=0)``
+    with zoom = shape / array.shape; keeps the dtype (use it for labels)."""
+    shape = _check_shape(shape)
+    index = [_nearest_index(n_in, n_out) for n_in, n_out in zip(array.shape, shape)]
+    return np.ascontiguousarray(array[np.ix_(*index)])
+
+
+def _nearest_index(n_in: int, n_out: int) -> np.ndarray:
+    if n_out == 1:
+        return np.zeros(1, dtype=np.intp)
+    coords = np.arange(n_out, dtype=np.float64) * ((n_in - 1) / (n_out - 1))
+    return np.floor(coords + 0.5).astype(np.intp).clip(0, n_in - 1)
+
+
+def _check_shape(shape: Sequence[int]) -> Shape3:
+    result = tuple(int(s) for s in shape)
+    if len(result) != 3 or min(result) < 1:
+        raise ValueError(f"target shape must be three positive sizes, got {tuple(shape)}")
+    return result  # type: ignore[return-value]
+
+
+def shape_for_spacing(
+    shape: Sequence[int], spacing: Sequence[float], target_spacing: Sequence[float]
+) -> Shape3:
+    """Array shape that covers the same field of view at ``target_spacing`` (mm per axis)."""
+    return tuple(  # type: ignore[return-value]
+        max(1, int(round(n * s / t))) for n, s, t in zip(shape, spacing, target_spacing)
+    )
+
+
+def preprocess_image(volume: Volume | np.ndarray, config: PreprocessConfig = PreprocessConfig()) -> np.ndarray:
+    """CT -> network input: window then resample to ``config.target_shape``.
+
+    Windowing happens before resampling, as in the paper, so bright bone cannot bleed into the
+    liver window through interpolation.
+
+    Returns:
+        float32 array of shape ``config.target_shape`` (add the channel axis for the network).
+    """
+    array = volume.array if isinstance(volume, Volume) else volume
+    return resample_linear(window(array, config.hu_min, config.hu_max), config.target_shape)
+
+
+def preprocess_labels(labels: np.ndarray, config: PreprocessConfig = PreprocessConfig()) -> np.ndarray:
+    """Label map -> binary target on the network grid (nearest neighbour, then label > 0)."""
+    return binarize(resample_nearest(labels, config.target_shape))
+
+
+def to_original_grid(probabilities: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """Map a probability map from the network grid back to the input's array shape.
+
+    The inverse of the forward resampling (same corner-aligned convention), linear so that
+    thresholding afterwards gives a smooth boundary at the original resolution instead of
+    blocky nearest-neighbour steps.
+    """
+    return resample_linear(probabilities, shape)
+
+
+def mask_to_original_grid(mask: np.ndarray, shape: Sequence[int], threshold: float = 0.5) -> np.ndarray:
+    """Map a binary mask on the network grid back to ``shape``: linear interpolation of the
+    mask, then ``>= threshold``; uint8."""
+    return (to_original_grid(mask.astype(np.float32), shape) >= threshold).astype(np.uint8)
