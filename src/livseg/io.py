@@ -234,7 +234,10 @@ def _squeeze_to_3d(array: np.ndarray, path: Path) -> np.ndarray:
     while array.ndim > 3 and array.shape[-1] == 1:
         array = array[..., 0]
     if array.ndim != 3 or min(array.shape) < 2:
-        raise DimensionError(f"{path}: image has shape {tuple(array.shape)}; expected a 3D volume (x, y, z)")
+        kind = "a 2D image" if array.ndim < 3 or min(array.shape) < 2 else f"a {array.ndim}D image"
+        raise DimensionError(
+            f"{path}: image has shape {tuple(array.shape)} ({kind}); expected a 3D volume (x, y, z)"
+        )
     return array
 
 
