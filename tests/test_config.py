@@ -1,0 +1,69 @@
+"""livseg.config: presets, dict round trip, validated overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from livseg.config import PRESETS, RunConfig, apply_overrides, from_dict, get_preset, to_dict, validate
+from livseg.errors import ConfigError
+
+
+def test_paper_preset_is_the_published_method() -> None:
+    paper = get_preset("paper")
+    assert paper.preprocess.hu_min == -100 and paper.preprocess.hu_max == 400
+    assert paper.preprocess.target_shape == (160, 160, 80)
+    assert paper.model.channels == (32, 64, 128, 256) and paper.model.dropout == 0.2
+    assert (paper.loss.dice_weight, paper.loss.bce_weight, paper.loss.focal_tversky_weight) == (0.3, 0.3, 0.4)
+    assert (paper.loss.alpha, paper.loss.beta, paper.loss.gamma) == (0.7, 0.3, 0.75)
+    assert (paper.train.lr, paper.train.batch_size, paper.train.epochs) == (1e-4, 1, 120)
+    assert paper.train.threshold == 0.5 and not paper.train.augment.enabled
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_are_valid_and_round_trip(name: str) -> None:
+    config = get_preset(name)
+    validate(config)
+    assert from_dict(RunConfig, to_dict(config)) == config
+
+
+def test_configs_are_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        get_preset("paper").train.epochs = 3  # type: ignore[misc]
+
+
+def test_overrides() -> None:
+    config = apply_overrides(
+        get_preset("paper"),
+        ["train.epochs=3", "preprocess.target_shape=96,96,48", "train.augment.enabled=true", "loss.alpha=0.6"],
+    )
+    assert config.train.epochs == 3
+    assert config.preprocess.target_shape == (96, 96, 48)
+    assert config.train.augment.enabled is True
+    assert config.loss.alpha == 0.6
+    assert get_preset("paper").train.epochs == 120  # the preset itself is untouched
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.epochs=abc", r"TrainConfig.epochs: expected an integer, got 'abc'"),
+        ("train.epoch=3", r"unknown key 'train.epoch'"),
+        ("nothing.x=1", r"unknown section 'nothing'"),
+        ("train.epochs", r"expected section.key=value"),
+        ("preprocess.target_shape=100,96,48", r"must be divisible by 8"),
+        ("model.dropout=1.5", r"model.dropout: expected 0 <= p < 1"),
+        ("train.augment.enabled=maybe", r"expected true or false"),
+    ],
+)
+def test_bad_overrides(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(get_preset("paper"), [override])
+
+
+def test_unknown_preset_and_keys() -> None:
+    with pytest.raises(ConfigError, match=r"unknown preset 'papr'; expected one of \['default', 'demo', 'paper'\]"):
+        get_preset("papr")
+    with pytest.raises(ConfigError, match=r"RunConfig: unknown keys \['extra'\]"):
+        from_dict(RunConfig, {**to_dict(RunConfig()), "extra": 1})
