@@ -1,0 +1,104 @@
+"""Shared fixtures: the real-data folder, and tiny synthetic datasets in the LiTS / MSD layouts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+# tests/conftest.py -> parents[0] tests, [1] the repository (/work/main), [2] its parent (/work)
+DEFAULT_SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real CT folder (../shared/data, or $LIVSEG_SHARED_DATA); skips the test when absent."""
+    path = Path(os.environ.get("LIVSEG_SHARED_DATA") or DEFAULT_SHARED_DATA)
+    if not path.is_dir():
+        pytest.skip("../shared/data not found: real CT tests need the shared data folder")
+    return path
+
+
+def write_nifti(path: Path, array: np.ndarray, affine: np.ndarray | None = None) -> Path:
+    """Write ``array`` as NIfTI (dtype kept; .nii or .nii.gz by name), creating folders."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    affine = np.diag([-0.8, -0.8, 2.5, 1.0]) if affine is None else affine  # LiTS-like: x, y flipped
+    nib.save(nib.Nifti1Image(np.asarray(array), affine), str(path))
+    return path
+
+
+def synthetic_case(
+    shape: Sequence[int] = (12, 10, 8), seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """A tiny CT (int16 HU: air, soft-tissue body, brighter liver block) and its 0/1/2 labels."""
+    rng = np.random.default_rng(seed)
+    x, y, z = (int(s) for s in shape)
+    ct = np.full((x, y, z), -1000, dtype=np.int16)
+    ct[1:-1, 1:-1, :] = 40  # body
+    labels = np.zeros((x, y, z), dtype=np.uint8)
+    # liver: a block in the first half of x, slightly different per seed
+    x0 = 2 + int(rng.integers(0, 2))
+    labels[x0 : x0 + max(2, x // 2 - 1), 2 : max(4, y - 3), 1 : max(3, z - 2)] = 1
+    labels[x0 + 1, 3, 2] = 2  # one tumour voxel inside the liver
+    ct[labels == 1] = 60
+    ct[labels == 2] = 20
+    ct = (ct + rng.normal(0, 5, ct.shape)).astype(np.int16)
+    return ct, labels
+
+
+@pytest.fixture
+def write_nifti_file() -> Callable[..., Path]:
+    """The :func:`write_nifti` helper, for tests that build their own broken files."""
+    return write_nifti
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path) -> Callable[..., Path]:
+    """Factory writing tiny synthetic datasets; returns the dataset folder.
+
+    ``tiny_dataset(n_cases=3, layout="lits", shape=(12, 10, 8), batches=1, compress=None,
+    spacing=(0.8, 0.8, 2.5), name="data")``:
+
+    - ``layout="lits"``: ``volume-N`` / ``segmentation-N`` (N from 0), split into ``batches``
+      folders "Training Batch 1", "Training Batch 2", ... when ``batches > 1``. ``compress``:
+      True .nii.gz, False .nii, None alternates (.nii.gz for even N) as a real download mixes.
+    - ``layout="msd"``: ``imagesTr/liver_N.nii.gz`` + ``labelsTr/liver_N.nii.gz`` plus a macOS
+      ``._liver_0.nii.gz`` junk file that discovery must skip.
+
+    Labels hold 0/1/2 (one tumour voxel per case); CT is int16 HU.
+    """
+
+    def make(
+        n_cases: int = 3,
+        *,
+        layout: str = "lits",
+        shape: Sequence[int] = (12, 10, 8),
+        batches: int = 1,
+        compress: bool | None = None,
+        spacing: Sequence[float] = (0.8, 0.8, 2.5),
+        name: str = "data",
+    ) -> Path:
+        root = tmp_path / name
+        affine = np.diag([-spacing[0], -spacing[1], spacing[2], 1.0])
+        affine[:3, 3] = (100.0, 120.0, -300.0)
+        for n in range(n_cases):
+            ct, labels = synthetic_case(shape, seed=n)
+            if layout == "lits":
+                folder = root / f"Training Batch {n * batches // n_cases + 1}" if batches > 1 else root
+                ext = ".nii.gz" if (compress if compress is not None else n % 2 == 0) else ".nii"
+                write_nifti(folder / f"volume-{n}{ext}", ct, affine)
+                write_nifti(folder / f"segmentation-{n}{ext}", labels, affine)
+            elif layout == "msd":
+                write_nifti(root / "imagesTr" / f"liver_{n}.nii.gz", ct, affine)
+                write_nifti(root / "labelsTr" / f"liver_{n}.nii.gz", labels, affine)
+            else:
+                raise ValueError(f"layout must be 'lits' or 'msd', got {layout!r}")
+        if layout == "msd":
+            (root / "imagesTr" / "._liver_0.nii.gz").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+        return root
+
+    return make
