@@ -239,7 +239,8 @@ def test_preprocess_dataset_resumes_without_redoing_cases(tiny_dataset, tmp_path
 def test_preprocess_dataset_refuses_other_config_and_foreign_folder(tiny_dataset, tmp_path):
     root, cache = tiny_dataset(n_cases=2), tmp_path / "cache"
     preprocess_dataset(root, cache, config=SMALL, progress=False)
-    with pytest.raises(DatasetError, match=r"different preprocessing config \(target_shape: cache \[16, 16, 8\] vs requested \[32, 32, 16\]\)"):
+    expected = r"different preprocessing config \(target_shape: cache \[16, 16, 8\] vs requested \[32, 32, 16\]\)"
+    with pytest.raises(DatasetError, match=expected):
         preprocess_dataset(root, cache, config=PreprocessConfig(target_shape=(32, 32, 16)), progress=False)
     with pytest.raises(DatasetError, match="is not an empty folder or a livseg cache"):
         preprocess_dataset(root, root, config=SMALL, progress=False)
@@ -258,8 +259,10 @@ def test_preprocess_dataset_bad_cases_write_nothing(tiny_dataset, tmp_path):
 def test_preprocess_dataset_failure_keeps_finished_cases(tiny_dataset, tmp_path, write_nifti_file):
     root, cache = tiny_dataset(n_cases=2, compress=True), tmp_path / "cache"
     ct = nib.load(root / "volume-1.nii.gz")
-    write_nifti_file(root / "volume-1.nii.gz", np.full(ct.shape, np.nan, np.float32), ct.affine)  # only a full read sees it
-    with pytest.raises(DatasetError, match=r"1 of 2 cases failed; the others are cached in .*\n  lits-1: .*NaN or infinite"):
+    # NaN voxels pass validation (headers only) and fail when the CT is read in full
+    write_nifti_file(root / "volume-1.nii.gz", np.full(ct.shape, np.nan, np.float32), ct.affine)
+    expected = r"1 of 2 cases failed; the others are cached in .*\n  lits-1: .*NaN or infinite"
+    with pytest.raises(DatasetError, match=expected):
         preprocess_dataset(root, cache, config=SMALL, progress=False)
     assert list(load_manifest(cache)["cases"]) == ["lits-0"]
     assert not (cache / "splits.json").exists()
@@ -334,7 +337,8 @@ def test_cached_dataset_bad_input(tiny_dataset, tmp_path):
 
 def test_cli_preprocess(tiny_dataset, tmp_path, capsys):
     root, out = tiny_dataset(n_cases=3), tmp_path / "cache"
-    assert main(["preprocess", str(root), "-o", str(out), "--set", "preprocess.target_shape=16,16,8", "--no-progress"]) == 0
+    argv = ["preprocess", str(root), "-o", str(out), "--set", "preprocess.target_shape=16,16,8", "--no-progress"]
+    assert main(argv) == 0
     assert "cached 3 cases" in capsys.readouterr().out
     assert load_manifest(out)["preprocess"]["target_shape"] == [16, 16, 8]
 

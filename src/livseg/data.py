@@ -107,20 +107,18 @@ def discover_cases(path: str | os.PathLike[str]) -> list[Case]:
         # MSD: the folder itself or the Task03_Liver folder inside it
         msd = [d for d in (path, *sorted(p for p in path.iterdir() if p.is_dir())) if (d / "imagesTr").is_dir()]
         if msd:
-            images = _numbered(_listing(msd[0] / "imagesTr"), _MSD_FILE, problems)
-            cases = _pair(images, _numbered(_listing(msd[0] / "labelsTr"), _MSD_FILE, problems), "msd", problems)
+            images = _numbered(sorted((msd[0] / "imagesTr").glob("*")), _MSD_FILE, problems)
+            labels = _numbered(sorted((msd[0] / "labelsTr").glob("*")), _MSD_FILE, problems)
+            cases = _pair(images, labels, "msd", problems)
         else:
             files = sorted(path.rglob("*"))  # LiTS ships in several "Training Batch" folders
-            cases = _pair(_numbered(files, _LITS_IMAGE, problems), _numbered(files, _LITS_LABEL, problems), "lits", problems)
+            images, labels = _numbered(files, _LITS_IMAGE, problems), _numbered(files, _LITS_LABEL, problems)
+            cases = _pair(images, labels, "lits", problems)
         if not cases and not problems:
             raise DatasetError(f"{path}: no dataset found; expected {LAYOUTS}")
     if problems:
         raise DatasetError(f"{path}: {len(problems)} problems found:\n" + "\n".join(f"  {p}" for p in problems))
     return sorted(cases, key=lambda case: natural_key(case.case_id))
-
-
-def _listing(folder: Path) -> list[Path]:
-    return sorted(folder.iterdir()) if folder.is_dir() else []
 
 
 def _numbered(files: Iterable[Path], pattern: re.Pattern[str], problems: list[str]) -> dict[int, Path]:
@@ -212,7 +210,7 @@ def _case_problems(case: Case, check_labels: bool) -> list[str]:
             problems.append(f"label shape {shape_l} does not match image shape {shape_i}")
         elif not same_grid(shape_i, affine_i, shape_l, affine_l):
             diff = float(np.abs(affine_i - affine_l).max())
-            problems.append(f"label affine differs from the image affine by up to {diff:.4g} mm; expected the same grid")
+            problems.append(f"label affine differs from the image affine by up to {diff:.4g} mm; expected one grid")
     if check_labels and label_grid:
         try:
             load_labels(case.label, allowed=LITS_LABELS)
@@ -307,10 +305,8 @@ def _check_fraction(val_fraction: float) -> None:
 
 def save_split(split: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write a split as JSON, atomically (replacing an existing file). Returns the path."""
-    path = Path(path)
-    with atomic_output(path, overwrite=True) as tmp:
-        tmp.write_text(json.dumps(split, indent=1) + "\n")
-    return path
+    _write_json(Path(path), split)
+    return Path(path)
 
 
 def load_split(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -380,7 +376,8 @@ def preprocess_dataset(
             continue
         _write_json(out / MANIFEST_FILE, manifest)
     if failed:
-        raise DatasetError(f"{len(failed)} of {len(todo)} cases failed; the others are cached in {out}:\n" + "\n".join(failed))
+        summary = f"{len(failed)} of {len(todo)} cases failed; the others are cached in {out}:"
+        raise DatasetError("\n".join([summary, *failed]))
     _update_split(out / SPLITS_FILE, list(manifest["cases"]), val_fraction, seed)
     return manifest
 
@@ -389,16 +386,19 @@ def _open_cache(out: Path, wanted: dict[str, Any]) -> dict[str, Any]:
     """The existing manifest of ``out`` (same config required) or a new, empty one."""
     if (out / MANIFEST_FILE).exists():
         manifest = load_manifest(out)
-        if manifest["preprocess"] != wanted:
-            diff = {k: (manifest["preprocess"].get(k), v) for k, v in wanted.items() if manifest["preprocess"].get(k) != v}
-            detail = ", ".join(f"{k}: cache {old} vs requested {new}" for k, (old, new) in diff.items())
+        old = manifest["preprocess"]
+        if old != wanted:
+            changed = [k for k, v in wanted.items() if old.get(k) != v]
+            detail = ", ".join(f"{k}: cache {old.get(k)} vs requested {wanted[k]}" for k in changed)
             raise DatasetError(
                 f"{out}: cache was made with a different preprocessing config ({detail}); "
                 "use another output folder or delete this one"
             )
         return manifest
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DatasetError(f"{out}: exists and is not an empty folder or a livseg cache (no {MANIFEST_FILE}); choose a new folder")
+        raise DatasetError(
+            f"{out}: exists and is not an empty folder or a livseg cache (no {MANIFEST_FILE}); choose a new folder"
+        )
     return {"format": CACHE_FORMAT, "version": CACHE_VERSION, "preprocess": wanted, "cases": {}}
 
 
@@ -424,7 +424,7 @@ def _preprocess_case(case: Case, out: Path, config: PreprocessConfig) -> dict[st
         np.save(tmp, preprocess_labels(labels, config).astype(np.uint8, copy=False))
     return {
         "image": str(case.image.resolve()),
-        "label": str(case.label.resolve()) if case.label else None,
+        "label": str(case.label.resolve()),
         "shape": list(volume.shape),
         "affine": volume.affine.tolist(),
         "spacing": list(volume.spacing),
@@ -461,10 +461,11 @@ def load_manifest(cache_dir: str | os.PathLike[str]) -> dict[str, Any]:
     if not (folder / MANIFEST_FILE).is_file():
         raise DatasetError(f"{folder}: not a livseg cache (no {MANIFEST_FILE}); create one with `livseg preprocess`")
     manifest = _read_json(folder / MANIFEST_FILE)
-    if not isinstance(manifest, dict) or manifest.get("format") != CACHE_FORMAT or not isinstance(manifest.get("cases"), dict):
+    ours = isinstance(manifest, dict) and manifest.get("format") == CACHE_FORMAT
+    if not ours or not isinstance(manifest.get("cases"), dict):
         raise DatasetError(f"{folder / MANIFEST_FILE}: not a livseg cache manifest (format {CACHE_FORMAT!r} expected)")
     if manifest.get("version") != CACHE_VERSION:
-        raise DatasetError(f"{folder}: cache version {manifest.get('version')}; this livseg reads version {CACHE_VERSION}")
+        raise DatasetError(f"{folder}: cache version {manifest.get('version')}; this livseg reads {CACHE_VERSION}")
     return manifest
 
 
@@ -507,10 +508,13 @@ class CachedDataset(torch.utils.data.Dataset):
         unknown = [c for c in self.case_ids if c not in entries]
         if unknown:
             raise DatasetError(f"{self.cache_dir}: cases not in the cache: {unknown}")
-        files = [(self.cache_dir / entries[c]["image_file"], self.cache_dir / entries[c]["label_file"]) for c in self.case_ids]
+        files = [(self.cache_dir / entries[c]["image_file"], self.cache_dir / entries[c]["label_file"])
+                 for c in self.case_ids]
         missing = [str(f) for pair in files for f in pair if not f.is_file()]
         if missing:
-            raise DatasetError(f"{self.cache_dir}: {len(missing)} cached arrays are missing: {missing}; rerun `livseg preprocess`")
+            raise DatasetError(
+                f"{self.cache_dir}: {len(missing)} cached arrays are missing: {missing}; rerun `livseg preprocess`"
+            )
         mode = None if in_memory else "r"
         self._arrays = [(np.load(i, mmap_mode=mode), np.load(l, mmap_mode=mode)) for i, l in files]
         self.transform = transform
