@@ -153,6 +153,9 @@ def test_save_mask_refuses_overwrite_and_leaves_no_temp_files(tmp_path: Path) ->
     with pytest.raises(GridMismatchError, match=r"mask shape \(4, 4, 3\) does not match the volume shape \(4, 4, 4\)"):
         save_mask(np.zeros((4, 4, 3), np.uint8), like=ct, path=tmp_path / "other.nii.gz")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.nii.gz"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not the 0600 of a temporary file
 
 
 # ------------------------------------------------------------------------------------ bad input
