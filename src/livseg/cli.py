@@ -56,8 +56,171 @@ def _run_preprocess(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train the 3D U-Net",
+        description="Train on a dataset folder or CSV (preprocessed into OUT/cache first) or on a cache "
+        "from `livseg preprocess`. Writes config.json, splits.json, metrics.csv, curves.png, best.pt "
+        "(best validation Dice) and last.pt (for --resume) into the run folder. Under "
+        "`torchrun --nproc_per_node=N -m livseg train ...` it trains with DistributedDataParallel.",
+    )
+    p.add_argument("data", type=Path, help="dataset folder (LiTS or MSD layout), CSV of image,label pairs, or cache folder")
+    p.add_argument("-o", "--out", type=Path, required=True, help="run folder")
+    p.add_argument("--preset", default=None,
+                   help="paper, default or demo (default: paper; with --resume: the run's own config.json)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, e.g. train.lr=3e-4 or model.channels=16,32,64 (repeatable)")
+    p.add_argument("--epochs", type=int, help="number of epochs (train.epochs)")
+    p.add_argument("--seed", type=int, help="seed of initialisation, data order and augmentation (train.seed)")
+    p.add_argument("--deterministic", action="store_true", default=None,
+                   help="bitwise-repeatable kernels and seeds (slower; train.deterministic)")
+    augment = p.add_mutually_exclusive_group()
+    augment.add_argument("--augment", dest="augment", action="store_true", default=None,
+                         help="random flips, rotation/scaling, intensity and noise (train.augment.enabled)")
+    augment.add_argument("--no-augment", dest="augment", action="store_false", help="no augmentation")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--workers", type=int, help="DataLoader worker processes (train.num_workers)")
+    p.add_argument("--threads", type=int, help="CPU threads per process (train.num_threads; default: all cores)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    mode.add_argument("--overwrite", action="store_true", help="discard a run already in --out and start afresh")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    import json
+    import os
+
+    from livseg.config import RunConfig, apply_overrides, from_dict, get_preset
+    from livseg.errors import ConfigError
+    from livseg.training import train
+
+    saved = args.out / "config.json"
+    if args.preset is None and args.resume and saved.is_file():
+        try:
+            base = from_dict(RunConfig, json.loads(saved.read_text()))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{saved}: cannot read the run's configuration ({exc}); pass --preset") from None
+    else:
+        base = get_preset(args.preset or "paper")
+    flags = {
+        "train.epochs": args.epochs,
+        "train.seed": args.seed,
+        "train.deterministic": args.deterministic,
+        "train.augment.enabled": args.augment,
+        "train.num_workers": args.workers,
+        "train.num_threads": args.threads,
+    }
+    overrides = list(args.overrides) + [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
+    config = apply_overrides(base, overrides)
+    result = train(
+        args.data,
+        args.out,
+        config,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        device=args.device,
+        progress=not args.no_progress and sys.stderr.isatty(),
+    )
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+        print(f"best validation Dice {result.best_score:.4f} at epoch {result.best_epoch}; run folder {args.out}")
+    return 0
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="segment the liver in CT volumes",
+        description="Segment NIfTI files, DICOM series folders or folders of NIfTI files. Per case "
+        "writes <case>_liver.nii.gz (the input's grid), <case>_stats.json and, with --preview, "
+        "<case>_preview.png; report.html for more than one case.",
+    )
+    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
+                   help="NIfTI file, DICOM series folder, or folder of NIfTI files")
+    p.add_argument("--checkpoint", type=Path, required=True, help="livseg checkpoint (best.pt)")
+    p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
+    p.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
+    p.add_argument("--no-postprocess", action="store_true",
+                   help="keep every component and hole (default: largest component, holes filled)")
+    p.add_argument("--preview", action="store_true", help="also write a three-plane PNG per case")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from livseg.inference import predict
+
+    results = predict(
+        args.inputs,
+        checkpoint=args.checkpoint,
+        out_dir=args.out,
+        threshold=args.threshold,
+        postprocess=not args.no_postprocess,
+        device=args.device,
+        preview=args.preview,
+        overwrite=args.overwrite,
+        progress=not args.no_progress and sys.stderr.isatty(),  # no bar residue in logs or on error
+    )
+    for stats in results:
+        print(f"{stats['case']}: liver {stats['liver_volume_ml']:.1f} mL, {stats['seconds']:.1f} s "
+              f"-> {args.out / stats['outputs']['mask']}")
+    return 0
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score a checkpoint on labelled cases",
+        description="Dice, VOE, RVD, ASSD, MSSD, HD95 and volumes per case, on the network grid "
+        "(the paper's measurement) and on each CT's own grid (LiTS). Writes metrics.csv, "
+        "summary.json, figures/<case>.png and report.html. With --split val the validation ids "
+        "come from splits.json beside the checkpoint, else from the cache's splits.json.",
+    )
+    p.add_argument("data", type=Path, help="livseg cache folder, or dataset folder / CSV")
+    p.add_argument("--checkpoint", type=Path, required=True, help="livseg checkpoint (best.pt)")
+    p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
+    p.add_argument("--split", default="val", choices=("val", "all"), help="cases to score (default: val)")
+    p.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
+    p.add_argument("--no-postprocess", action="store_true", help="score the raw original-grid prediction")
+    p.add_argument("--no-figures", action="store_true", help="skip the per-case figures")
+    p.add_argument("--overwrite", action="store_true", help="replace existing results")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from livseg.evaluation import evaluate
+
+    summary = evaluate(
+        args.checkpoint,
+        args.data,
+        split=args.split,
+        out_dir=args.out,
+        postprocess=not args.no_postprocess,
+        threshold=args.threshold,
+        device=args.device,
+        progress=not args.no_progress and sys.stderr.isatty(),
+        figures=not args.no_figures,
+        overwrite=args.overwrite,
+    )
+    for grid in ("network_grid", "original_grid"):
+        dice = summary[grid]["metrics"]["dice"]
+        print(f"{grid}: mean Dice {dice['mean']:.4f} (median {dice['median']:.4f}), "
+              f"global Dice {summary[grid]['global_dice']:.4f}, {summary[grid]['n_cases']} cases")
+    print(f"results in {args.out}")
+    return 0
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_preprocess,
+    _add_predict,
+    _add_evaluate,
+    _add_train,
 ]
 
 
