@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from livseg.checkpoint import load_checkpoint
 from livseg.cli import main
 from livseg.config import ModelConfig, PreprocessConfig, RunConfig, TrainConfig
 from livseg.errors import CheckpointError, DatasetError, OutputExistsError
@@ -160,6 +161,9 @@ def test_evaluate_val_split_from_run_folder(run: dict[str, Path], tmp_path: Path
     summary = evaluate(run["checkpoint"], run["cache"], split="val", out_dir=tmp_path, progress=False, figures=False)
     assert summary["n_cases"] == len(val) and summary["split_source"].endswith("splits.json")
     assert not (tmp_path / "figures").exists()
+    # the network-grid score is the measurement training validated with (folded BN aside)
+    best = load_checkpoint(run["checkpoint"]).best_score
+    assert summary["network_grid"]["metrics"]["dice"]["mean"] == pytest.approx(best, abs=1e-3)
 
 
 def test_val_split_needs_a_split_file(run: dict[str, Path], tmp_path: Path) -> None:

@@ -14,7 +14,10 @@ Choices (documented because they change the result):
                     liver encircles them, but it also swallows the inferior vena cava where the
                     caudate lobe wraps around it, and the LiTS reference excludes the IVC. It is
                     available as ``fill_holes(mask, axial=True)`` / ``postprocess(mask,
-                    axial_fill=True)`` but off by default.
+                    axial_fill=True)`` but off by default. Measured on the IRCADb patient 1
+                    expert liver mask (2,865,131 voxels): the default changes 3 voxels (three
+                    specks removed, 0.2 s); axial filling adds 10,866 voxels (0.4 %), all
+                    vessel lumen the experts left out (1.2 s).
 
 Both steps work on the mask's bounding box (plus a one-voxel margin) only, so a 512 x 512 x 200
 volume costs about the size of the liver, not of the scan.
