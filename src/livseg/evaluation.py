@@ -24,7 +24,9 @@ Which cases: ``split="all"`` uses every case. ``split="val"`` uses the validatio
 ``splits.json``: the one next to the checkpoint (``RUN_DIR/splits.json``, written by training:
 the split the model was actually validated on) if present, else, for a cache, the cache's own
 ``splits.json``. A dataset folder or CSV without a ``splits.json`` beside the checkpoint cannot
-be evaluated with ``split="val"``.
+be evaluated with ``split="val"``. A cache supplies only the case list and split: every CT and
+label is read again from the source paths in its manifest (the original grid needs them anyway)
+and preprocessed with the checkpoint's own config, so the cache's preprocessing need not match.
 """
 
 from __future__ import annotations
