@@ -219,7 +219,9 @@ def plot_case_panels(
 
 def _cell(value: Any) -> str:
     if isinstance(value, float):
-        return "&ndash;" if math.isnan(value) else html.escape(f"{value:.4g}")
+        if math.isnan(value):
+            return "&ndash;"
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"  # Dice to 4 places, mL/HU/mm to 0.1
     if value is None:
         return "&ndash;"
     return html.escape(str(value))
