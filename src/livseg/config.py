@@ -84,6 +84,7 @@ class TrainConfig:
     deterministic: bool = False  # bitwise-repeatable kernels (slower)
     amp: bool = True  # mixed precision on CUDA only; ignored on CPU
     num_workers: int = 0  # DataLoader workers
+    num_threads: int = 0  # CPU threads per process; 0 = all cores this process may use (split among DDP ranks)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
