@@ -17,6 +17,7 @@ from livseg.errors import ConfigError, DatasetError, OutputExistsError
 from livseg.inference import expand_inputs, fold_batchnorm, load_model, mask_stats, resolve_device, segment
 from livseg.io import Volume, load_volume
 from livseg.model import UNet3D
+from livseg.training import train
 
 TINY = RunConfig(
     name="tiny",
@@ -47,34 +48,8 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("tiny")
     for n in range(3):
         write_case(root / "data", n)
-    try:
-        from livseg.training import train
-    except ImportError:  # training not landed yet: a few Adam steps on one case instead
-        return _adam_checkpoint(root)
     result = train(root / "data", root / "run", TINY, device="cpu", progress=False)
     return result.paths["best"]
-
-
-def _adam_checkpoint(root: Path) -> Path:
-    from livseg.checkpoint import save_checkpoint
-    from livseg.data import discover_cases
-    from livseg.io import load_labels
-    from livseg.preprocessing import preprocess_image, preprocess_labels
-
-    torch.manual_seed(0)
-    model = UNet3D(TINY.model)
-    optimizer = torch.optim.Adam(model.parameters(), lr=TINY.train.lr)
-    case = discover_cases(root / "data")[0]
-    volume = load_volume(case.image)
-    x = torch.from_numpy(preprocess_image(volume, TINY.preprocess))[None, None]
-    y = torch.from_numpy(preprocess_labels(load_labels(case.label, like=volume), TINY.preprocess))[None, None].float()
-    for _ in range(5):
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    (root / "run").mkdir()
-    return save_checkpoint(root / "run" / "best.pt", config=TINY, model_state=model.state_dict())
 
 
 def nontrivial_bn_model() -> UNet3D:

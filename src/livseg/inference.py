@@ -143,7 +143,11 @@ def _cpu_threads() -> int:
 
 
 def load_model(
-    checkpoint_path: str | os.PathLike[str], device: str | torch.device = "auto", *, fold: bool = True
+    checkpoint_path: str | os.PathLike[str],
+    device: str | torch.device = "auto",
+    *,
+    fold: bool = True,
+    num_threads: int = 0,
 ) -> tuple[nn.Module, RunConfig]:
     """Load a checkpoint once into a ready-to-run inference model.
 
@@ -151,6 +155,8 @@ def load_model(
         checkpoint_path: a livseg ``best.pt``/``last.pt``.
         device: ``"auto"``, ``"cpu"`` or ``"cuda[:N]"``.
         fold: fold batch norms into the convolutions (same output to ~1e-6, faster).
+        num_threads: CPU threads for torch (process-wide); 0 = every core this process may
+            use. Give fewer on a machine busy with other work: oversubscribed OpenMP is slow.
 
     Returns:
         ``(model, config)``: the eval-mode model on ``device`` (channels-last 3D on CPU) and the
@@ -170,7 +176,7 @@ def load_model(
         model = fold_batchnorm(model)
     if target.type == "cpu":
         # the default is the physical-core count of the whole machine, not our affinity mask
-        torch.set_num_threads(_cpu_threads())
+        torch.set_num_threads(num_threads if num_threads > 0 else _cpu_threads())
         model = model.to(memory_format=torch.channels_last_3d)
     model = model.to(target).eval()
     return model, checkpoint.config
