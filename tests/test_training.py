@@ -136,6 +136,16 @@ def test_resume_ends_exactly_where_an_uninterrupted_run_does(cache: Path, tmp_pa
             assert states_equal(pa, pb)
 
 
+def test_dataloader_workers_do_not_change_the_result(cache: Path, tmp_path: Path) -> None:
+    # augmentation is seeded per (seed, epoch, index), not per worker stream
+    config = with_train(TINY, epochs=1, deterministic=True, augment=AugmentConfig(enabled=True, prob=1.0))
+    train(cache, tmp_path / "w0", config, progress=False)
+    train(cache, tmp_path / "w2", with_train(config, num_workers=2), progress=False)
+    a = torch.load(tmp_path / "w0" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "w2" / "last.pt", weights_only=True)
+    assert states_equal(a["model"], b["model"])
+
+
 def test_a_finished_run_resumes_to_more_epochs(cache: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     train(cache, run, with_train(TINY, epochs=1), progress=False)

@@ -253,7 +253,8 @@ def train(
         overwrite: start afresh in a folder that already holds a run.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         progress: tqdm bar per epoch (rank 0 only).
-        stop_after_epoch: return after this epoch as if interrupted (last.pt is written).
+        stop_after_epoch: return after this epoch as if interrupted (last.pt is written); a
+            resumed run already past it trains no further.
 
     Returns:
         The :class:`TrainResult`.
@@ -321,6 +322,9 @@ def _train(
         # DDP's bucket views only nominally; torch warns on every step about it
         warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
 
+    if info.is_main:
+        log.info("training %s: %d train / %d val cases, %d epochs, device %s, %d process(es)",
+                 config.name, len(split["train"]), len(split["val"]), tc.epochs, device, info.world_size)
     history: list[dict[str, float]] = []
     best_score, best_epoch, start = float("nan"), 0, 1
     if checkpoint is not None:
@@ -331,8 +335,9 @@ def _train(
         start = checkpoint.epoch + 1
         states = checkpoint.extra.get("rng") or []
         if int(checkpoint.extra.get("world_size", 1)) != info.world_size or len(states) <= info.rank:
-            log.warning("resuming with %d processes, the run had %s: the continuation will not be bit-identical",
-                        info.world_size, checkpoint.extra.get("world_size"))
+            if info.is_main:
+                log.warning("resuming with %d processes, the run had %s: the continuation will not be bit-identical",
+                            info.world_size, checkpoint.extra.get("world_size"))
             seed_all(derived_seed(tc.seed, info.rank, start))
         else:
             restore_rng(states[info.rank])
@@ -340,14 +345,12 @@ def _train(
             log.info("resuming %s after epoch %d (best val Dice %.4f at epoch %d)", out, checkpoint.epoch, best_score, best_epoch)
     else:
         seed_all(derived_seed(tc.seed, info.rank, 1))  # dropout stream, distinct per rank
-    if info.is_main:
-        log.info("training %s: %d train / %d val cases, %d epochs, device %s, %d process(es)",
-                 config.name, len(split["train"]), len(split["val"]), tc.epochs, device, info.world_size)
 
     pin = device.type == "cuda"
     val_loader = make_val_loader(val_set, tc, pin_memory=pin)
     last_plot = -math.inf
-    for epoch in range(start, tc.epochs + 1):
+    final = min(tc.epochs, stop_after_epoch or tc.epochs)
+    for epoch in range(start, final + 1):
         started = time.perf_counter()
         loader = make_train_loader(train_set, tc, epoch=epoch, info=info, pin_memory=pin)
         loss_sum, count = train_one_epoch(
@@ -372,7 +375,7 @@ def _train(
         if improved:
             best_score, best_epoch = record["val_dice"], epoch
         rng_states = all_gather_objects(capture_rng(), info)  # collective: every rank takes part
-        stop = epoch == tc.epochs or (stop_after_epoch is not None and epoch >= stop_after_epoch)
+        stop = epoch == final
         if info.is_main:
             # drawing costs ~0.5 s; on short epochs refresh the figure at most every PLOT_EVERY_S
             plot = stop or time.monotonic() - last_plot >= PLOT_EVERY_S
