@@ -283,7 +283,9 @@ def test_cli_missing_data_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture)
     assert status == 2 and len(err.splitlines()) == 1 and "data not found" in err
 
 
-def test_cli_trains_and_resumes_with_the_runs_own_config(cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_cli_trains_and_resumes_with_the_runs_own_config(
+    cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     run = tmp_path / "run"
     assert main(["train", str(cache), "--out", str(run), "--epochs", "1", "--seed", "4", "--augment", *TINY_FLAGS]) == 0
     assert main(["train", str(cache), "--out", str(run), "--epochs", "1", *TINY_FLAGS]) == 2  # refuses

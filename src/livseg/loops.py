@@ -105,6 +105,11 @@ def make_val_loader(dataset: Dataset, config: TrainConfig, *, pin_memory: bool) 
     return DataLoader(dataset, batch_size=1, shuffle=False, num_workers=config.num_workers, pin_memory=pin_memory)
 
 
+def _autocast(device: torch.device, amp_dtype: torch.dtype | None) -> torch.autocast:
+    """Mixed precision on CUDA when ``amp_dtype`` is given, else a disabled context."""
+    return torch.autocast(device_type=device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None)
+
+
 def _to_device(tensor: torch.Tensor, device: torch.device, memory_format: torch.memory_format) -> torch.Tensor:
     return tensor.to(device, non_blocking=True).to(memory_format=memory_format)
 
@@ -147,7 +152,7 @@ def train_one_epoch(
         image = _to_device(batch["image"], device, memory_format)
         label = _to_device(batch["label"], device, memory_format)
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device_type=device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+        with _autocast(device, amp_dtype):
             logits = net(image)
         # the loss sums in float32 itself; taking it outside autocast keeps BCE in float32 too
         loss = loss_fn(logits.float(), label)
@@ -197,7 +202,7 @@ def validate(
         for batch in loader:
             image = _to_device(batch["image"], device, memory_format)
             label = _to_device(batch["label"], device, memory_format)
-            with torch.autocast(device_type=device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+            with _autocast(device, amp_dtype):
                 logits = model(image)
             logits = logits.float()
             sums["loss_sum"] += float(loss_fn(logits, label))

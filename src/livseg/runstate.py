@@ -19,7 +19,16 @@ from livseg.config import TrainConfig
 from livseg.distributed import DistInfo
 from livseg.errors import ConfigError
 
-__all__ = ["amp_dtype", "capture_rng", "cpu_count", "derived_seed", "resolve_device", "restore_rng", "runtime", "seed_all"]
+__all__ = [
+    "amp_dtype",
+    "capture_rng",
+    "cpu_count",
+    "derived_seed",
+    "resolve_device",
+    "restore_rng",
+    "runtime",
+    "seed_all",
+]
 
 
 # ----------------------------------------------------------------------------------- RNG states

@@ -51,7 +51,8 @@ from livseg.checkpoint import load_checkpoint, save_checkpoint
 from livseg.config import RunConfig, to_dict, validate
 from livseg.data import SPLITS_FILE, CachedDataset, is_cache, load_manifest, load_split, preprocess_dataset, save_split
 from livseg.distributed import (
-    DistInfo, all_gather_objects, all_reduce_sums, barrier, broadcast_buffers, broadcast_object, cleanup, env_world, setup,
+    DistInfo, all_gather_objects, all_reduce_sums, barrier, broadcast_buffers, broadcast_object, cleanup,
+    env_world, setup,
 )
 from livseg.errors import ConfigError, DatasetError, InputFileNotFoundError, OutputExistsError
 from livseg.io import atomic_output
@@ -185,7 +186,11 @@ def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def _check_resume_config(stored: RunConfig, requested: RunConfig, path: Path) -> None:
     old, new = _flat(to_dict(stored)), _flat(to_dict(requested))
-    diff = [f"{k}: run {old.get(k)!r} vs now {new.get(k)!r}" for k in sorted(new) if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES]
+    diff = [
+        f"{k}: run {old.get(k)!r} vs now {new.get(k)!r}"
+        for k in sorted(new)
+        if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES
+    ]
     if diff:
         raise ConfigError(
             f"{path}: cannot resume with a different configuration ({'; '.join(diff)}); only "
@@ -342,7 +347,8 @@ def _train(
         else:
             restore_rng(states[info.rank])
         if info.is_main:
-            log.info("resuming %s after epoch %d (best val Dice %.4f at epoch %d)", out, checkpoint.epoch, best_score, best_epoch)
+            log.info("resuming %s after epoch %d (best val Dice %.4f at epoch %d)",
+                     out, checkpoint.epoch, best_score, best_epoch)
     else:
         seed_all(derived_seed(tc.seed, info.rank, 1))  # dropout stream, distinct per rank
 
@@ -383,7 +389,8 @@ def _train(
                         best_epoch=best_epoch, improved=improved, rng_states=rng_states, info=info, plot=plot)
             last_plot = time.monotonic() if plot else last_plot
             log.info("epoch %d/%d  train loss %.4f  val Dice %.4f  val accuracy %.4f  %.1f s",
-                     epoch, tc.epochs, record["train_loss"], record["val_dice"], record["val_accuracy"], record["seconds"])
+                     epoch, tc.epochs, record["train_loss"], record["val_dice"], record["val_accuracy"],
+                     record["seconds"])
         if stop:
             break
     barrier(info)  # nobody tears the group down while rank 0 still writes
