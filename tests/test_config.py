@@ -48,7 +48,9 @@ def test_overrides() -> None:
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("train.epochs=abc", r"TrainConfig.epochs: expected an integer, got 'abc'"),
+        ("train.epochs=abc", r"^train.epochs: expected an integer, got 'abc'"),
+        ("train.augment.flip_prob=x", r"^train.augment.flip_prob: expected a number"),
+        ("train.num_workers=-1", r"num_workers \(-1\) and num_threads \(0\) must be >= 0"),
         ("train.epoch=3", r"unknown key 'train.epoch'"),
         ("nothing.x=1", r"unknown section 'nothing'"),
         ("train.epochs", r"expected section.key=value"),

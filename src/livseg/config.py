@@ -131,30 +131,38 @@ def to_dict(config: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
-def from_dict(cls: type, data: Mapping[str, Any]) -> Any:
+def from_dict(cls: type, data: Mapping[str, Any], *, where: str = "") -> Any:
     """Rebuild a config dataclass from :func:`to_dict` output, checking keys and types.
 
     Unknown keys are refused, missing keys take the default, so checkpoints written by an older
     livseg with fewer fields still load.
 
+    Args:
+        cls: the dataclass to build.
+        data: its dict form.
+        where: dotted path of ``data`` inside a RunConfig (``"train"``), used in messages so
+            that they name the key a user types in ``--set``; the class name when empty.
+
     Raises:
         ConfigError: for unknown keys or values of the wrong type.
     """
+    where = where or cls.__name__
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{cls.__name__}: expected a mapping, got {type(data).__name__}")
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     known = {f.name for f in fields(cls)}
     unknown = set(data) - known
     if unknown:
-        raise ConfigError(f"{cls.__name__}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
-    kwargs = {key: _coerce(hints[key], value, f"{cls.__name__}.{key}") for key, value in data.items()}
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+    prefix = "" if cls is RunConfig and where == cls.__name__ else f"{where}."
+    kwargs = {key: _coerce(hints[key], value, f"{prefix}{key}") for key, value in data.items()}
     return cls(**kwargs)
 
 
 def _coerce(hint: Any, value: Any, where: str) -> Any:
     """Convert a JSON value to the annotated type, or raise ConfigError."""
     if is_dataclass(hint):
-        return from_dict(hint, value)
+        return from_dict(hint, value, where=where)
     origin = typing.get_origin(hint)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
@@ -243,6 +251,10 @@ def validate(config: RunConfig) -> None:
         raise ConfigError("train: epochs and batch_size must be >= 1 and lr > 0")
     if not 0.0 < train.val_fraction < 1.0:
         raise ConfigError(f"train.val_fraction: expected 0 < f < 1, got {train.val_fraction}")
+    if train.num_workers < 0 or train.num_threads < 0:
+        raise ConfigError(
+            f"train: num_workers ({train.num_workers}) and num_threads ({train.num_threads}) must be >= 0"
+        )
     if not 0.0 < train.threshold < 1.0:
         raise ConfigError(f"train.threshold: expected 0 < t < 1, got {train.threshold}")
 
