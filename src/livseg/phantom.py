@@ -116,7 +116,7 @@ def make_phantom(
                           thickness=rng.uniform(3, 5))
     ivc = Ellipsoid((body.spine_r * 0.6 + rng.uniform(12, 20), body.spine_y + body.spine_r + rng.uniform(6, 12), 0.0),
                     (rng.uniform(11, 15), rng.uniform(8, 11), 3000.0))
-    centre_y = ((body.ant - body.wall[0]) - (body.post - body.wall[2])) / 2 + rng.uniform(-8, 8)
+    centre_y = ((body.ant - body.wall[0]) - (body.post - body.wall[2])) / 2 + rng.uniform(0, 15)
     facts: dict = {"seed": int(seed), "liver_mirrored": False, "liver_clipped_fraction": 0.0}
     if liver_shape is None:
         target = draw_volume_ml(rng)
@@ -153,7 +153,7 @@ def make_phantom(
         contrast_hu=round(contrast.liver, 1), vessel_hu=round(contrast.vessel, 1), spleen_hu=round(contrast.spleen, 1),
         noise_hu=round(noise_hu, 1), blur_mm=[round(b, 2) for b in blur_mm],
         neighbour_gap_mm={k: round(v, 2) for k, v in layout.gaps.items()},
-        body_width_mm=round(2 * body.half_width, 1), body_depth_mm=round(body.ant + body.post, 1),
+        body_width_mm=round(float(2 * body.half_width), 1), body_depth_mm=round(float(body.ant + body.post), 1),
     )
     log.debug("phantom seed %d: %s in %.2f s", seed, facts, time.perf_counter() - started)
     return Phantom(ct=ct, labels=labels, affine=affine, facts=facts, organs=organs if debug else None)
@@ -267,14 +267,14 @@ def _fit_body(body: Body, extent: np.ndarray) -> Body:
     """A body big enough for a real liver of this extent (liver ~60-75% of the cavity width)."""
     half = max(body.half_width, extent[0] * 0.68 + body.wall[1] + 10)
     grow = max(0.0, (extent[1] + 30) - ((body.ant - body.wall[0]) + (body.post - body.wall[2]))) / 2
-    return replace(body, half_width=half, ant=body.ant + grow, post=body.post + grow, spine_y=body.spine_y - grow)
+    return replace(body, half_width=half, ant=body.ant + grow, post=body.post + grow)
 
 
 def _choose_grid(rng: np.random.Generator, body: Body, liver, shape, spacing) -> Grid:  # noqa: ANN001
     """The scan: in-plane field of view on the body, z from the lung bases to below the liver."""
     lo, hi = liver.bounds()
     fov_xy = max(rng.uniform(*FOV_MM), 2 * body.half_width + 20)
-    centre = np.array([rng.uniform(-10, 10), (body.ant - body.post) / 2 + rng.uniform(-15, 15), 0.0])
+    centre = np.array([rng.uniform(-10, 10), (body.ant - body.post) / 2 - rng.uniform(0, 25), 0.0])
     z_top, z_bottom = max(hi[2], 0.0) + rng.uniform(15, 70), lo[2] - rng.uniform(15, 110)
     centre[2] = (z_top + z_bottom) / 2
     fov = np.array([fov_xy, fov_xy, z_top - z_bottom])

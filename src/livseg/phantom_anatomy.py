@@ -218,7 +218,8 @@ class Body:
         taper: relative change of size per 100 mm of z.
         fat: subcutaneous fat thickness (mm) anteriorly, laterally and posteriorly.
         muscle: abdominal wall muscle thickness (mm).
-        spine_y: y of the vertebral body centre; spine_r: its radius.
+        para: depth of the paraspinal muscle mass behind the spine (mm); part of the back wall.
+        spine_r: radius of the vertebral body (mm).
     """
 
     half_width: float
@@ -228,7 +229,7 @@ class Body:
     taper: float
     fat: tuple[float, float, float]
     muscle: float
-    spine_y: float
+    para: float
     spine_r: float
 
     @classmethod
@@ -237,10 +238,13 @@ class Body:
         half_width = rng.uniform(150, 195)
         ant, post = rng.uniform(115, 150), rng.uniform(105, 135)
         fat = (rng.uniform(8, 30), rng.uniform(8, 28), rng.uniform(6, 20))
-        spine_r = rng.uniform(17, 22)
-        spine_y = -post + fat[2] + rng.uniform(58, 72)  # paraspinal muscles sit behind it
         return cls(half_width, ant, post, rng.uniform(2.1, 2.6), rng.uniform(-0.04, 0.04),
-                   fat, rng.uniform(9, 15), spine_y, spine_r)
+                   fat, rng.uniform(9, 15), rng.uniform(35, 50), rng.uniform(17, 22))
+
+    @property
+    def spine_y(self) -> float:
+        """y of the vertebral body centre: just in front of the paraspinal muscles."""
+        return -self.post + self.wall[2] + self.para + 0.25 * self.spine_r
 
     @property
     def wall(self) -> tuple[float, float, float]:
@@ -268,7 +272,9 @@ class Body:
         ant, lat, post = self.wall
         theta = np.arctan2(y, x)  # 0 = patient right, pi/2 = anterior
         front = np.where(np.sin(theta) >= 0, ant, post)
-        return lat + (front - lat) * np.abs(np.sin(theta)) ** 1.5
+        wall = lat + (front - lat) * np.abs(np.sin(theta)) ** 1.5
+        # the paraspinal muscles thicken the back wall on both sides of the spine
+        return wall + np.where(y < 0, self.para * np.exp(-((x / 55.0) ** 4)), 0.0)
 
     def cavity_sdf(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
         """Approximate SDF of the abdominal/thoracic cavity inside the muscle wall."""

@@ -41,13 +41,16 @@ class LiverDesign:
     @classmethod
     def draw(cls, rng: np.random.Generator, ivc_local: tuple[float, float]) -> LiverDesign:
         """Draw a liver; ``ivc_local`` is the IVC's (x, y) in the local frame (for the caudate)."""
-        a, b, c = rng.uniform(62, 78), rng.uniform(78, 98), rng.uniform(70, 88)
+        a, b, c = rng.uniform(62, 78), rng.uniform(85, 108), rng.uniform(66, 100)
         yr = rng.uniform(-12, 8)
-        right = Ellipsoid((-0.85 * a, yr, -0.72 * c), (a, b, c), rotation(roll=rng.uniform(-0.15, 0.15)))
-        f = rng.uniform(0.45, 1.0)  # size of the inferior tip drives the cranio-caudal extent
+        # long axis swung so the anterior part reaches medially and the posterior part stays
+        # lateral (the kidney and spine take that room): an oblique medial border, as in CT
+        right = Ellipsoid((-0.85 * a, yr, -0.72 * c), (a, b, c),
+                          rotation(yaw=rng.uniform(0.25, 0.5), roll=rng.uniform(-0.15, 0.15)))
+        f = rng.uniform(0.3, 1.1)  # size of the inferior tip drives the cranio-caudal extent
         tip = Ellipsoid((-0.55 * a + rng.uniform(-10, 15), yr + rng.uniform(0, 25), -c * (1.2 + 0.3 * f)),
                         (a * 0.55 * f + 15, b * 0.5 * f + 15, c * 0.6 * f + 10))
-        al, bl, cl = rng.uniform(65, 110), rng.uniform(36, 55), rng.uniform(28, 42)
+        al, bl, cl = rng.uniform(75, 125), rng.uniform(36, 55), rng.uniform(28, 42)
         left = Ellipsoid((-1.5 * a - 0.45 * al, yr + rng.uniform(22, 45), -c * rng.uniform(0.32, 0.52)),
                          (al, bl, cl), rotation(yaw=rng.uniform(-0.25, 0.15), pitch=rng.uniform(-0.2, 0.1)))
         caudate = Ellipsoid((ivc_local[0] + 6, ivc_local[1] + 16, -c * 0.55), (24, 20, 34))
@@ -108,12 +111,12 @@ def procedural_liver(rng: np.random.Generator, *, body: Body, diaphragm: Diaphra
         return _clip(d, x, y, z, body, diaphragm, ivc, ivc_gap) < 0, origin
 
     scale = 1.0
-    for _ in range(6):  # clipping makes volume grow slower than scale**3: iterate
+    for attempt in range(7):  # clipping makes volume grow slower than scale**3: iterate
         coarse, origin = evaluate(scale, 4.0, anchor + scale * np.array([-330.0, -150.0, -270.0]),
                                   anchor + scale * np.array([20.0, 150.0, 20.0]))
         volume = np.count_nonzero(coarse) * 64.0 / 1000.0
-        if abs(volume / target_ml - 1.0) < 0.02:
-            break
+        if abs(volume / target_ml - 1.0) < 0.02 or attempt == 6:
+            break  # keep ``coarse`` and ``scale`` in step: its box bounds the fine grid below
         scale *= (target_ml / max(volume, 1.0)) ** (1 / 2.6)
     idx = np.argwhere(coarse)
     # the fine grid only around the liver, with room for neighbours' distance queries
@@ -125,7 +128,7 @@ def procedural_liver(rng: np.random.Generator, *, body: Body, diaphragm: Diaphra
 def draw_volume_ml(rng: np.random.Generator) -> float:
     """A liver volume: log-normal around the LiTS median, kept inside the stated range."""
     low, high = VOLUME_ML_RANGE
-    return float(np.clip(VOLUME_MEDIAN_ML * np.exp(rng.normal(0.0, 0.22)), low * 1.06, high * 0.95))
+    return float(np.clip(VOLUME_MEDIAN_ML * np.exp(rng.normal(0.0, 0.25)), low * 1.05, high * 0.97))
 
 
 # ------------------------------------------------------------------------------- real masks
@@ -148,13 +151,16 @@ def mask_field(mask: np.ndarray, affine: np.ndarray) -> tuple[Field, bool]:
         mirrored.
     """
     inside = np.asarray(mask) != 0
-    idx = np.argwhere(inside)
-    first, last = idx.min(0), idx.max(0) + 1
+    # bounding box and centroid from per-axis marginals: argwhere on a 512 x 512 x N mask is slow
+    marginals = [inside.sum(axis=tuple(j for j in range(3) if j != i), dtype=np.int64) for i in range(3)]
+    first = np.array([np.flatnonzero(m)[0] for m in marginals])
+    last = np.array([np.flatnonzero(m)[-1] + 1 for m in marginals])
+    mean_idx = np.array([(np.arange(m.size) * m).sum() / m.sum() for m in marginals])
     crop = inside[tuple(slice(a, b) for a, b in zip(first, last))].astype(np.float32)
     crop_affine = affine.copy()
     crop_affine[:3, 3] = affine[:3, :3] @ first + affine[:3, 3]
     centre_x = (affine[:3, :3] @ ((np.array(inside.shape) - 1) / 2) + affine[:3, 3])[0]
-    centroid_x = (affine[:3, :3] @ idx.mean(0) + affine[:3, 3])[0]
+    centroid_x = (affine[:3, :3] @ mean_idx + affine[:3, 3])[0]
     mirrored = bool(centroid_x < centre_x)
     corners = np.array([[i, j, k] for i in (0, crop.shape[0] - 1) for j in (0, crop.shape[1] - 1)
                         for k in (0, crop.shape[2] - 1)])
@@ -184,12 +190,13 @@ def place_field(field: Field, *, right_x: float, top_z: float, centre_y: float) 
 def clip_field(field: Field, body: Body) -> tuple[Field, float]:
     """A placed real liver cut to the abdominal cavity; returns it and the fraction cut off."""
     x, y, z = field.coords()
+    cavity = body.cavity_sdf(x, y, z)
     inside = field.values < 0
-    kept = inside & (body.cavity_sdf(x, y, z) < 0)
-    lost = 1.0 - np.count_nonzero(kept) / max(np.count_nonzero(inside), 1)
+    lost = 1.0 - np.count_nonzero(inside & (cavity < 0)) / max(np.count_nonzero(inside), 1)
     if lost == 0.0:
         return field, 0.0
-    return Field.from_mask(_largest_component(kept), field.origin, field.step), float(lost)
+    # the intersection of two SDFs is their maximum: no new distance transform needed
+    return Field(field.origin, field.step, np.maximum(field.values, cavity).astype(np.float32)), float(lost)
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:

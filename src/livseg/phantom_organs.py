@@ -200,7 +200,7 @@ def draw_layout(rng: np.random.Generator, body: Body, diaphragm: Diaphragm, live
     kidneys = []
     for side in (1, -1):
         kr = (rng.uniform(24, 30), rng.uniform(20, 26), rng.uniform(48, 60))
-        kc = (side * (body.spine_r + rng.uniform(38, 50)), body.spine_y + rng.uniform(-5, 10),
+        kc = (side * (body.spine_r + rng.uniform(38, 50)), body.spine_y + rng.uniform(0, 15),
               lo[2] + ext[2] * 0.25 + (rng.uniform(10, 25) if side < 0 else -rng.uniform(0, 20)))
         kidneys.append(Ellipsoid(kc, kr, rotation(yaw=side * rng.uniform(0.3, 0.6), roll=side * rng.uniform(0.1, 0.3))))
     kidneys[0] = place_near(kidneys[0], liver, gaps["kidney_right"], max_shift=70)
@@ -223,10 +223,10 @@ def draw_layout(rng: np.random.Generator, body: Body, diaphragm: Diaphragm, live
 
     bowel = []
     kinds = ("gas", "fluid", "fluid", "stool", "contrast" if rng.random() < 0.3 else "fluid")
-    for _ in range(int(rng.integers(25, 40))):
-        r = rng.uniform(0.1, 0.75) ** 0.5 * inner * 0.85
+    for _ in range(int(rng.integers(40, 60))):
+        r = rng.uniform(0.05, 0.8) ** 0.5 * inner * 0.85
         t = rng.uniform(0, 2 * np.pi)
-        c = (r * np.cos(t), r * np.sin(t) * 0.8 + 10, rng.uniform(lo[2] - 150, lo[2] + ext[2] * 0.3))
+        c = (r * np.cos(t), r * np.sin(t) * 0.8 + 10, rng.uniform(lo[2] - 150, lo[2] + ext[2] * 0.55))
         radii = tuple(rng.uniform(10, 22, size=3) * np.array([1.0, 1.0, rng.uniform(1, 2.5)]))
         bowel.append((Ellipsoid(c, radii, rotation(*rng.uniform(-1.5, 1.5, 3))), str(rng.choice(kinds))))
 

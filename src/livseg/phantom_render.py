@@ -118,23 +118,25 @@ def _body_wall(cv: Canvas, body: Body, rng: np.random.Generator) -> None:
     cv.ct[(d >= fat_end) & (d < cv.wall)] = c.muscle
     cv.ct[cv.abdomen | cv.sheet] = c.fat + rng.uniform(0, 20)  # visceral fat a little denser
     cv.ct[cv.sheet] = c.muscle  # the diaphragm itself: muscle, like the wall
-    # ribs cross the wall obliquely: posterior ends high, anterior ends low, cartilage in front
-    theta = np.arctan2(y, x)[:, :, None]
+    # ribs cross the wall obliquely: posterior ends high, anterior ends low, cartilage in front.
+    # Only voxels of the muscle ring can hold a rib, so the sums run over those alone.
+    ring = np.nonzero((d > fat_end + 1) & (d < cv.wall + 1))
+    theta = np.arctan2(y, x)[ring[0], ring[1]]
+    z, dr = cv.grid.axis(2)[ring[2]], d[ring]
     pitch, drop, height = rng.uniform(32, 40), rng.uniform(60, 95), rng.uniform(8, 12)
-    u = (cv.z + drop * (1 + np.sin(theta)) / 2 - rng.uniform(40, 70)) / pitch
+    u = (z + drop * (1 + np.sin(theta)) / 2 - rng.uniform(40, 70)) / pitch
     frac = np.abs(u - np.round(u)) * pitch
     # oval cross-sections centred in the muscle layer, about 12 mm deep radially
-    radial = (d - (cv.wall - body.muscle / 2)) / 6.0
-    oval = (frac / (height / 2)) ** 2 + radial**2
-    costal = cv.z > -200 + 110 * (1 + np.sin(theta)) / 2
-    midline = np.abs(np.cos(theta)) < 0.3
-    rib = (oval < 1) & costal & ~midline & (np.round(u) <= 0) & (np.round(u) > -12)
-    cortex = rib & (oval > 0.45)
+    oval = (frac / (height / 2)) ** 2 + ((dr - (cv.wall[ring[0], ring[1], 0] - body.muscle / 2)) / 6.0) ** 2
+    costal = z > -200 + 110 * (1 + np.sin(theta)) / 2
+    rib = (oval < 1) & costal & (np.abs(np.cos(theta)) >= 0.3) & (np.round(u) <= 0) & (np.round(u) > -12)
     front = np.sin(theta) > 0.55
-    cv.ct[rib] = rng.uniform(*BONE["marrow"])
-    cv.ct[cortex] = rng.uniform(*BONE["cortex"])
-    cv.ct[rib & front] = BONE["cartilage"]
-    cv.organs[rib & ~front] = ORGANS["bone"]
+    hu = np.where(oval > 0.45, rng.uniform(*BONE["cortex"]), rng.uniform(*BONE["marrow"]))
+    hu = np.where(front, BONE["cartilage"], hu).astype(np.float32)
+    ribs = tuple(i[rib] for i in ring)
+    cv.ct[ribs] = hu[rib]
+    bone = tuple(i[rib & ~front] for i in ring)
+    cv.organs[bone] = ORGANS["bone"]
 
 
 def _chest(cv: Canvas, body: Body, rng: np.random.Generator) -> None:
@@ -142,11 +144,14 @@ def _chest(cv: Canvas, body: Body, rng: np.random.Generator) -> None:
     if not cv.thorax.any():
         return
     c = cv.contrast
-    vessels = rng.standard_normal(cv.ct.shape, dtype=np.float32)
+    ks = np.flatnonzero(cv.thorax.any((0, 1)))
+    zs = slice(ks[0], ks[-1] + 1)  # the chest is only the top slices: filter just those
+    thorax = cv.thorax[:, :, zs]
+    vessels = rng.standard_normal(thorax.shape, dtype=np.float32)
     ndimage.gaussian_filter(vessels, [1.2 / s for s in cv.grid.spacing], output=vessels)
-    lung_hu = np.where(vessels > np.quantile(vessels[::4, ::4, ::4], 0.96), -150.0, c.lung).astype(np.float32)
-    cv.ct[cv.thorax] = lung_hu[cv.thorax]
-    cv.organs[cv.thorax] = ORGANS["lung"]
+    lung_hu = np.where(vessels > np.quantile(vessels[::4, ::4, ::2], 0.96), -150.0, c.lung).astype(np.float32)
+    cv.ct[:, :, zs][thorax] = lung_hu[thorax]
+    cv.organs[:, :, zs][thorax] = ORGANS["lung"]
     # mediastinal fat: an oval between the lungs around the heart, great vessels and spine
     mediastinum = cv.thorax & ((((cv.x + 20) / 55) ** 2 + ((cv.y - body.spine_y - 40) / 75) ** 2) < 1)
     cv.ct[mediastinum] = c.fat
@@ -159,17 +164,18 @@ def _skeleton(cv: Canvas, body: Body, rng: np.random.Generator) -> None:
     x, y, z = cv.x[:, :, 0], cv.y[:, :, 0], cv.z[0, 0, :]
     sy, sr = body.spine_y, body.spine_r
     canal_y = sy - sr - 9.0
-    para = (((np.abs(x) - 32) / 27) ** 2 + ((y - canal_y + 22) / 22) ** 2 < 1) & (cv.depth[:, :, 0] > 3)
     vert = ((x / (sr * 1.15)) ** 2 + ((y - sy) / sr) ** 2) < 1
     rim = vert & ~(((x / (sr * 1.15 - 2.5)) ** 2 + ((y - sy) / (sr - 2.5)) ** 2) < 1)
     canal = (x / 9) ** 2 + ((y - canal_y) / 8) ** 2 < 1
     arch = ((x / 14) ** 2 + ((y - canal_y) / 13) ** 2 < 1) & ~canal
-    spinous = (np.abs(x) < 4) & (y < canal_y) & (y > canal_y - 38)
-    transverse = (np.abs(x) < 42) & (np.abs(y - canal_y - 4) < 5)
+    # laminae meet behind the canal in a V, the spinous process runs on backwards
+    lamina = (np.abs(np.abs(x) - (canal_y - 6 - y) * 0.9) < 3.0) & (y < canal_y - 6) & (y > canal_y - 20)
+    spinous = (np.abs(x) < 3.0) & (y < canal_y - 14) & (y > canal_y - 34)
+    transverse = (np.abs(x) < 30) & (np.abs(x) > 10) & (np.abs(y - canal_y - 2 + np.abs(x) * 0.15) < 3.0)
     period, disc_h = rng.uniform(30, 38), rng.uniform(7, 10)
     phase = np.mod(z - rng.uniform(0, period), period)
     disc = phase < disc_h
-    process = (phase > disc_h + 4) & (phase < disc_h + 16)
+    process = (phase > disc_h + 6) & (phase < disc_h + 15)
 
     def put(mask2d: np.ndarray, zmask: np.ndarray, hu: float, organ: int | None) -> None:
         m = mask2d[:, :, None] & zmask[None, None, :]
@@ -178,12 +184,12 @@ def _skeleton(cv: Canvas, body: Body, rng: np.random.Generator) -> None:
             cv.organs[m] = organ
 
     everywhere = np.ones_like(disc)
-    put(para, everywhere, c.muscle, 0)
     bone = ORGANS["bone"]
     put(vert, ~disc, rng.uniform(*BONE["marrow"]), bone)
     put(rim, ~disc, rng.uniform(*BONE["cortex"]), bone)
     put(vert, disc, BONE["disc"], 0)
-    put(arch | spinous, ~disc, rng.uniform(*BONE["cortex"]) * 0.8, bone)
+    put(arch, ~disc, rng.uniform(*BONE["cortex"]) * 0.8, bone)
+    put(lamina | spinous, process, rng.uniform(*BONE["cortex"]) * 0.8, bone)
     put(transverse & ~vert & ~canal, process, rng.uniform(*BONE["cortex"]) * 0.7, bone)
     put(canal, everywhere, BONE["csf"], 0)
     # psoas muscles grow from nothing below the kidneys' upper poles
