@@ -154,6 +154,23 @@ def test_a_finished_run_resumes_to_more_epochs(cache: Path, tmp_path: Path) -> N
     assert json.loads((run / "config.json").read_text())["train"]["epochs"] == 2
 
 
+def test_time_budget_ends_after_the_epoch_that_crosses_it(cache: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    result = train(cache, run, TINY, progress=False, max_seconds=1e-3)  # crossed during epoch 1
+    assert [h["epoch"] for h in result.history] == [1]
+    for name in ("best.pt", "last.pt", "metrics.csv", "curves.png"):
+        assert (run / name).is_file(), name
+    assert torch.load(run / "last.pt", weights_only=True)["data_order"]["next_epoch"] == 2
+    resumed = train(cache, run, TINY, progress=False, resume=True)  # the budget is per call
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("budget", [0.0, -5.0, float("nan"), float("inf")])
+def test_bad_time_budget_is_refused(cache: Path, tmp_path: Path, budget: float) -> None:
+    with pytest.raises(ConfigError, match="max_seconds"):
+        train(cache, tmp_path / "run", TINY, progress=False, max_seconds=budget)
+    assert not (tmp_path / "run").exists()
+
 def test_run_folder_guards(cache: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     with pytest.raises(InputFileNotFoundError, match="nothing to resume"):

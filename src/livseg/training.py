@@ -243,6 +243,7 @@ def train(
     device: str | torch.device = "auto",
     progress: bool = True,
     stop_after_epoch: int | None = None,
+    max_seconds: float | None = None,
 ) -> TrainResult:
     """Train a UNet3D and write the run folder (see the module docstring).
 
@@ -260,6 +261,10 @@ def train(
         progress: tqdm bar per epoch (rank 0 only).
         stop_after_epoch: return after this epoch as if interrupted (last.pt is written); a
             resumed run already past it trains no further.
+        max_seconds: wall-clock budget of this call, counted from its start (cache preparation
+            included): the epoch that crosses it is the last one, and it still writes best.pt,
+            last.pt, metrics.csv and curves.png (so ``resume`` can continue the run). At least
+            one epoch always runs. None: no limit.
 
     Returns:
         The :class:`TrainResult`.
@@ -274,19 +279,24 @@ def train(
     validate(config)
     if stop_after_epoch is not None and stop_after_epoch < 1:
         raise ConfigError(f"stop_after_epoch: expected an epoch >= 1, got {stop_after_epoch}")
+    if max_seconds is not None and not (math.isfinite(max_seconds) and max_seconds > 0):
+        raise ConfigError(f"max_seconds: expected a positive number of seconds or None, got {max_seconds}")
+    # started here so the budget covers cache preparation; ranks agree on stopping (below)
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
     target = resolve_device(device, env_world().local_rank)
     info = setup(target)
     try:
         with runtime(config.train, target, info):
             return _train(Path(data), Path(out_dir), config, info=info, device=target, resume=resume,
-                          overwrite=overwrite, progress=progress, stop_after_epoch=stop_after_epoch)
+                          overwrite=overwrite, progress=progress, stop_after_epoch=stop_after_epoch,
+                          deadline=deadline)
     finally:
         cleanup(info)
 
 
 def _train(
     data: Path, out: Path, config: RunConfig, *, info: DistInfo, device: torch.device, resume: bool,
-    overwrite: bool, progress: bool, stop_after_epoch: int | None,
+    overwrite: bool, progress: bool, stop_after_epoch: int | None, deadline: float | None = None,
 ) -> TrainResult:
     tc = config.train
     _check_run_folder(out, resume=resume, overwrite=overwrite)
@@ -381,7 +391,11 @@ def _train(
         if improved:
             best_score, best_epoch = record["val_dice"], epoch
         rng_states = all_gather_objects(capture_rng(), info)  # collective: every rank takes part
-        stop = epoch == final
+        # rank 0's clock decides, so every DDP rank leaves after the same epoch
+        out_of_time = deadline is not None and bool(broadcast_object(time.monotonic() >= deadline, info))
+        stop = epoch == final or out_of_time
+        if out_of_time and epoch < final and info.is_main:
+            log.info("time budget reached: stopping after epoch %d of %d", epoch, tc.epochs)
         if info.is_main:
             # drawing costs ~0.5 s; on short epochs refresh the figure at most every PLOT_EVERY_S
             plot = stop or time.monotonic() - last_plot >= PLOT_EVERY_S
