@@ -7,7 +7,8 @@ bowel and stomach; a liver of realistic shape and size (procedural, or a real ma
 ``liver_shape``) in the right upper abdomen under the diaphragm, with vessels and hypodense
 tumours; spleen, stomach, heart, right kidney and inferior vena cava touching or within a few
 mm of it at CT numbers close to the liver's; per-case spacing, contrast phase, correlated
-noise, partial-volume blur and a random flip of the array axes (the affine follows, as in LiTS).
+noise, partial-volume blur and a random flip of the array axes (the affine follows), in the
+proportions of the LiTS orientations.
 
 The same seed gives the same arrays, and :func:`write_phantoms` the same file bytes (nibabel
 writes gzip with mtime 0 and no file name).
@@ -45,7 +46,9 @@ __all__ = ["NEIGHBOURS", "ORGANS", "Phantom", "make_phantom", "write_phantoms", 
 DEFAULT_INPLANE_VOXELS = 256  # LiTS field of view (512 x 0.6-0.9 mm) at half resolution: fast
 FOV_MM = (330.0, 450.0)  # in-plane field of view, as in LiTS (p5-p95 329-511 mm)
 SLICE_MM = (1.5, 5.0)  # default slice spacing range (coarser than 1.5 mm makes no default slow)
-FLIP_PROBABILITY = (0.5, 0.5, 0.3)  # per array axis; LiTS headers come in several orientations
+# array orientations of the 112 LiTS training masks (affine diagonal signs): (+,+,+) 35 cases,
+# (-,+,+) 33, (-,-,+) 44; slices always run upwards. Phantoms are built (+,+,+) and flipped to match
+ORIENTATIONS = (((), 35), ((0,), 33), ((0, 1), 44))
 HU_RANGE = (-1024.0, 3071.0)
 
 
@@ -138,12 +141,14 @@ def make_phantom(
     ct, labels, organs = render(grid, body, diaphragm, liver, layout, contrast, rng)
     ct, noise_hu, blur_mm = _scanner(ct, grid, rng)
     affine = grid.affine()
-    flips = [axis for axis in range(3) if rng.random() < FLIP_PROBABILITY[axis]]
+    weights = np.array([w for _, w in ORIENTATIONS], dtype=float)
+    flips = list(ORIENTATIONS[rng.choice(len(ORIENTATIONS), p=weights / weights.sum())][0])
     for axis in flips:  # the world stays put: reverse the axis and move the origin to its far end
         affine[:3, 3] += affine[:3, axis] * (grid.shape[axis] - 1)
         affine[:3, axis] *= -1
     if flips:
-        ct, labels, organs = (np.ascontiguousarray(np.flip(a, flips)) for a in (ct, labels, organs))
+        ct, labels = (np.ascontiguousarray(np.flip(a, flips)) for a in (ct, labels))
+        organs = np.ascontiguousarray(np.flip(organs, flips)) if debug else organs
     voxel_ml = float(np.prod(grid.spacing)) / 1000.0
     facts.update(
         shape=list(grid.shape), spacing_mm=[round(s, 4) for s in grid.spacing], flipped_axes=flips,

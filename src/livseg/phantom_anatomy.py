@@ -283,7 +283,11 @@ class Body:
 
 @dataclass(frozen=True)
 class Diaphragm:
-    """The diaphragm as a height map z = top(x, y): two domes, right higher (mm)."""
+    """The diaphragm as a muscle sheet around the height map z = top(x, y): two domes, right higher.
+
+    Below the sheet is the abdomen, above it the chest. ``lift`` drapes the sheet over a real
+    liver whose top does not follow the default domes.
+    """
 
     right: tuple[float, float, float]  # dome peak x, y and curvature radius (mm)
     left: tuple[float, float, float, float]  # peak x, y, curvature radius, peak z
@@ -293,7 +297,7 @@ class Diaphragm:
     lift_step: float = FIELD_STEP_MM
 
     def top(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """z of the diaphragm's upper surface."""
+        """z (mm) of the middle of the diaphragm sheet above each (x, y)."""
         xr, yr, rr = self.right
         xl, yl, rl, zl = self.left
         dome_r = -((x - xr) ** 2 + (y - yr) ** 2) / (2 * rr)

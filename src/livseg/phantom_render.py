@@ -14,7 +14,8 @@ from scipy import ndimage
 from livseg.phantom_anatomy import Body, Diaphragm, Field, Grid, capsule_sdf
 from livseg.phantom_organs import ORGANS, Contrast, Layout
 
-BONE = {"cortex": (600.0, 950.0), "marrow": (170.0, 320.0), "disc": 85.0, "csf": 12.0, "cartilage": 140.0}
+# HU of skeletal tissue: cortical and cancellous bone (300-1000 HU together), disc, CSF, cartilage
+BONE = {"cortex": (600.0, 950.0), "marrow": (260.0, 380.0), "disc": 85.0, "csf": 12.0, "cartilage": 140.0}
 GAS_HU = -1000.0
 
 
