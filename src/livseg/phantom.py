@@ -116,7 +116,7 @@ def make_phantom(
     diaphragm = Diaphragm(right=(inner * rng.uniform(0.35, 0.55), rng.uniform(-20, 10), rng.uniform(130, 200)),
                           left=(-inner * rng.uniform(0.35, 0.55), rng.uniform(-20, 10), rng.uniform(130, 200),
                                 rng.uniform(-25, -8)),
-                          thickness=rng.uniform(3, 5))
+                          thickness=rng.uniform(3, 5), back=rng.uniform(90, 150))
     ivc = Ellipsoid((body.spine_r * 0.6 + rng.uniform(12, 20), body.spine_y + body.spine_r + rng.uniform(6, 12), 0.0),
                     (rng.uniform(11, 15), rng.uniform(8, 11), 3000.0))
     centre_y = ((body.ant - body.wall[0]) - (body.post - body.wall[2])) / 2 + rng.uniform(0, 15)

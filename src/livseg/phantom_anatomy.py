@@ -234,11 +234,11 @@ class Body:
 
     @classmethod
     def draw(cls, rng: np.random.Generator) -> Body:
-        """A random adult abdomen (skin width 300-390 mm, AP depth 220-285 mm)."""
+        """A random adult abdomen (skin width 300-390 mm, AP depth 235-300 mm)."""
         half_width = rng.uniform(150, 195)
-        ant, post = rng.uniform(115, 150), rng.uniform(105, 135)
+        ant, post = rng.uniform(125, 160), rng.uniform(110, 140)
         fat = (rng.uniform(8, 30), rng.uniform(8, 28), rng.uniform(6, 20))
-        return cls(half_width, ant, post, rng.uniform(2.1, 2.6), rng.uniform(-0.04, 0.04),
+        return cls(half_width, ant, post, rng.uniform(2.2, 2.8), rng.uniform(-0.04, 0.04),
                    fat, rng.uniform(9, 15), rng.uniform(35, 50), rng.uniform(17, 22))
 
     @property
@@ -292,6 +292,8 @@ class Diaphragm:
     right: tuple[float, float, float]  # dome peak x, y and curvature radius (mm)
     left: tuple[float, float, float, float]  # peak x, y, curvature radius, peak z
     thickness: float
+    back: float = 110.0  # curvature radius of the extra fall towards the back (mm): the
+    # posterior costophrenic recesses reach far lower than the domes, behind the liver
     lift: np.ndarray | None = None  # optional height map raising it over a real liver's top
     lift_origin: np.ndarray | None = None
     lift_step: float = FIELD_STEP_MM
@@ -302,7 +304,7 @@ class Diaphragm:
         xl, yl, rl, zl = self.left
         dome_r = -((x - xr) ** 2 + (y - yr) ** 2) / (2 * rr)
         dome_l = zl - ((x - xl) ** 2 + (y - yl) ** 2) / (2 * rl)
-        z = smax(dome_r, dome_l, 30.0)
+        z = smax(dome_r, dome_l, 30.0) - np.maximum(yr - y, 0.0) ** 2 / (2 * self.back)
         if self.lift is not None:
             xx, yy = np.broadcast_arrays(x, y)
             idx = np.stack([(xx - self.lift_origin[0]) / self.lift_step, (yy - self.lift_origin[1]) / self.lift_step])

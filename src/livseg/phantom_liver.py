@@ -41,28 +41,28 @@ class LiverDesign:
     @classmethod
     def draw(cls, rng: np.random.Generator, ivc_local: tuple[float, float]) -> LiverDesign:
         """Draw a liver; ``ivc_local`` is the IVC's (x, y) in the local frame (for the caudate)."""
-        a, b, c = rng.uniform(62, 78), rng.uniform(85, 108), rng.uniform(66, 100)
-        yr = rng.uniform(-12, 8)
+        a, b, c = rng.uniform(55, 70), rng.uniform(105, 130), rng.uniform(80, 118)
+        yr = rng.uniform(-25, -5)
         # long axis swung so the anterior part reaches medially and the posterior part stays
         # lateral (the kidney and spine take that room): an oblique medial border, as in CT
         right = Ellipsoid((-0.85 * a, yr, -0.72 * c), (a, b, c),
-                          rotation(yaw=rng.uniform(0.25, 0.5), roll=rng.uniform(-0.15, 0.15)))
+                          rotation(yaw=rng.uniform(0.15, 0.4), roll=rng.uniform(-0.15, 0.15)))
         f = rng.uniform(0.3, 1.1)  # size of the inferior tip drives the cranio-caudal extent
         tip = Ellipsoid((-0.55 * a + rng.uniform(-10, 15), yr + rng.uniform(0, 25), -c * (1.2 + 0.3 * f)),
                         (a * 0.55 * f + 15, b * 0.5 * f + 15, c * 0.6 * f + 10))
-        al, bl, cl = rng.uniform(75, 125), rng.uniform(36, 55), rng.uniform(28, 42)
-        left = Ellipsoid((-1.5 * a - 0.45 * al, yr + rng.uniform(22, 45), -c * rng.uniform(0.32, 0.52)),
+        al, bl, cl = rng.uniform(90, 140), rng.uniform(32, 50), rng.uniform(26, 40)
+        left = Ellipsoid((-1.45 * a - 0.5 * al, yr + rng.uniform(22, 45), -c * rng.uniform(0.32, 0.52)),
                          (al, bl, cl), rotation(yaw=rng.uniform(-0.25, 0.15), pitch=rng.uniform(-0.2, 0.1)))
         caudate = Ellipsoid((ivc_local[0] + 6, ivc_local[1] + 16, -c * 0.55), (24, 20, 34))
         hollow = Ellipsoid((-a * rng.uniform(1.1, 1.4), yr - b * rng.uniform(0.6, 0.9), -c * rng.uniform(1.6, 1.9)),
-                           (rng.uniform(40, 58),) * 3)
+                           (rng.uniform(45, 65),) * 3)
         k = 4
         direction = rng.normal(size=(k, 3))
         direction /= np.linalg.norm(direction, axis=1, keepdims=True)
         wavelength = rng.uniform(70, 160, size=(k, 1))
         waves = np.hstack([direction * 2 * np.pi / wavelength, rng.uniform(0, 2 * np.pi, (k, 1)),
                            rng.uniform(2, 6, (k, 1))])
-        return cls(right, tip, left, rng.uniform(0.35, 0.65), caudate, hollow, waves)
+        return cls(right, tip, left, rng.uniform(0.3, 0.55), caudate, hollow, waves)
 
     def sdf(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
         """SDF of the unclipped liver in its local frame (origin at the right upper corner)."""

@@ -114,12 +114,12 @@ class Contrast:
         """Random contrast phase: liver 50-150 HU, neighbours within a few tens of HU of it."""
         liver = rng.uniform(50, 150)
         enhancement = (liver - 50) / 100  # 0 = no contrast, 1 = strong portal venous phase
-        if enhancement > 0.4:
-            vessel = liver + rng.uniform(15, 60)
-        elif enhancement < 0.2:
-            vessel = liver - rng.uniform(8, 25)
+        if enhancement > 0.4:  # portal venous phase: veins brighter than parenchyma
+            vessel = liver + rng.uniform(30, 80)
+        elif enhancement < 0.2:  # unenhanced: blood is darker than liver
+            vessel = liver - rng.uniform(15, 35)
         else:
-            vessel = liver + rng.choice([-1, 1]) * rng.uniform(8, 30)
+            vessel = liver + rng.choice([-1, 1]) * rng.uniform(15, 40)
         blood = 45 + enhancement * rng.uniform(110, 220)
         return cls(
             liver=liver, vessel=vessel, blood=blood, ivc=liver + rng.uniform(-15, 25),
@@ -235,7 +235,7 @@ def draw_layout(rng: np.random.Generator, body: Body, diaphragm: Diaphragm, live
     pancreas = (np.array([[ivc.center[0] + 10, ivc.center[1] + 25, pz - 25], [0.0, aorta[1] + 30, pz],
                           [spleen.center[0] * 0.7, spleen.center[1] + 35, pz + 15]]), rng.uniform(9, 13))
 
-    vessels, portal = _vessel_tree(rng, lo, hi, ivc)
+    vessels, portal = _vessel_tree(rng, liver, ivc)
     return Layout(spleen, stomach, gas_y, heart, (kidneys[0], kidneys[1]), ivc, aorta, gallbladder, colon,
                   tuple(bowel), pancreas, vessels, portal, _tumours(rng, liver), gaps)
 
@@ -251,23 +251,35 @@ def _diaphragm_contact(liver: Field, diaphragm: Diaphragm) -> np.ndarray:
     return liver.origin[:2] + ij * liver.step
 
 
-def _vessel_tree(rng: np.random.Generator, lo: np.ndarray, hi: np.ndarray, ivc: Ellipsoid):  # noqa: ANN202
-    """Portal and hepatic veins as tapered tubes, placed by fractions of the liver's box."""
+def _vessel_tree(rng: np.random.Generator, liver: Field, ivc: Ellipsoid):  # noqa: ANN202
+    """Portal and hepatic veins as tapered tubes, placed by fractions of the liver's box.
+
+    Every branch point is then pulled at least 8 mm inside the liver along the distance field,
+    so the tree lies in the parenchyma whatever the liver's shape (procedural or real).
+    """
+    lo, hi = liver.bounds()
     ext = hi - lo
 
     def at(fx: float, fy: float, fz: float) -> np.ndarray:
         # fx from the right edge towards the left; jitter keeps trees from looking stamped
-        return np.array([hi[0] - fx * ext[0], lo[1] + fy * ext[1], lo[2] + fz * ext[2]]) + rng.normal(0, 6, 3)
+        p = np.array([hi[0] - fx * ext[0], lo[1] + fy * ext[1], lo[2] + fz * ext[2]]) + rng.normal(0, 6, 3)
+        for _ in range(3):
+            d = float(liver.at(p[None])[0])
+            if d < -8.0:
+                break
+            p = p - liver.gradient_at(p[None])[0] * (d + 10.0)
+        return p
 
     hilum = at(0.5, 0.5, 0.35)
     right, left = at(0.3, 0.45, 0.5), at(0.72, 0.62, 0.6)
     top = np.array([ivc.center[0], ivc.center[1] + 5, hi[2] - 18])
-    tree = [
-        (hilum, right, 7.0, 5.0), (right, at(0.15, 0.7, 0.45), 4.5, 2.0), (right, at(0.15, 0.25, 0.35), 4.5, 2.0),
-        (right, at(0.25, 0.4, 0.15), 4.0, 2.0), (hilum, left, 6.0, 4.0), (left, at(0.9, 0.7, 0.6), 3.5, 1.8),
-        (left, at(0.7, 0.85, 0.45), 3.5, 1.8),
-        (top, at(0.12, 0.45, 0.4), 6.0, 2.0), (top, at(0.45, 0.85, 0.35), 5.5, 2.0), (top, at(0.75, 0.75, 0.7), 5.0, 2.0),
-    ]
+    tree = [(hilum, right, 7.5, 5.5), (hilum, left, 6.5, 4.5)]
+    for fractions in ((0.12, 0.75, 0.45), (0.12, 0.2, 0.35), (0.25, 0.4, 0.12), (0.2, 0.55, 0.75)):
+        tree.append((right, at(*fractions), 4.5, 1.8))
+    for fractions in ((0.92, 0.7, 0.6), (0.72, 0.88, 0.45), (0.6, 0.8, 0.75)):
+        tree.append((left, at(*fractions), 4.0, 1.8))
+    for fractions in ((0.1, 0.45, 0.4), (0.45, 0.85, 0.35), (0.78, 0.75, 0.7)):  # hepatic veins to the IVC
+        tree.append((top, at(*fractions), 6.0, 2.0))
     portal = (hilum, hilum + np.array([-25.0, -5.0, -45.0]), 7.5)
     return tuple(tree), portal
 
