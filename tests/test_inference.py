@@ -10,36 +10,22 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from helpers import TINY, write_case
 
 from livseg.cli import main
-from livseg.config import ModelConfig, PreprocessConfig, RunConfig, TrainConfig
+from livseg.config import ModelConfig
 from livseg.errors import ConfigError, DatasetError, OutputExistsError
-from livseg.inference import expand_inputs, fold_batchnorm, load_model, mask_stats, resolve_device, segment
+from livseg.inference import (
+    expand_inputs,
+    fold_batchnorm,
+    load_model,
+    mask_stats,
+    resolve_device,
+    segment,
+)
 from livseg.io import Volume, load_volume
 from livseg.model import UNet3D
 from livseg.training import train
-
-TINY = RunConfig(
-    name="tiny",
-    preprocess=PreprocessConfig(target_shape=(16, 16, 8)),
-    model=ModelConfig(channels=(4, 8), dropout=0.0),
-    train=TrainConfig(epochs=2, lr=1e-2, val_fraction=0.34),
-)
-
-
-def write_case(folder: Path, n: int, shape: tuple[int, int, int] = (24, 20, 12)) -> None:
-    """A tiny LiTS-style case: body at 40 HU, a liver block at 120 HU labelled 1."""
-    rng = np.random.default_rng(n)
-    ct = np.full(shape, -1000.0, dtype=np.float32)
-    ct[1:-1, 1:-1, :] = 40
-    labels = np.zeros(shape, dtype=np.uint8)
-    labels[3 + n % 2 : 12, 4:15, 2:10] = 1
-    ct[labels == 1] = 120
-    ct += rng.normal(0, 5, shape).astype(np.float32)
-    affine = np.diag([-0.8, -0.8, 2.5, 1.0])
-    folder.mkdir(parents=True, exist_ok=True)
-    nib.save(nib.Nifti1Image(ct.astype(np.int16), affine), str(folder / f"volume-{n}.nii.gz"))
-    nib.save(nib.Nifti1Image(labels, affine), str(folder / f"segmentation-{n}.nii.gz"))
 
 
 @pytest.fixture(scope="module")
