@@ -2,7 +2,7 @@
 
 Run by hand (it reads all 112 masks, about 2 minutes, and makes N phantoms):
 
-    python benchmarks/bench_phantom_realism.py [--n 40] [--max-real 112] [--out phantom_vs_real.png]
+    python benchmarks/bench_phantom_realism.py [--n 40] [--max-real 112] [--out FIGURE.png]
 
 Printed: median and 5-95 % range, real vs phantom, of
 - liver volume (mL);
@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=40, help="number of procedural phantoms")
     parser.add_argument("--max-real", type=int, default=112, help="at most this many real masks")
     parser.add_argument("--shape", type=int, nargs=3, default=(160, 160, 80), help="phantom grid for the statistics")
-    parser.add_argument("--out", type=Path, default=Path("phantom_vs_real.png"), help="figure to write")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "phantom_vs_real.png",
+                        help="figure to write (default: benchmarks/results/phantom_vs_real.png)")
     args = parser.parse_args(argv)
     masks_dir = DATA / "lits-liver-masks"
     if not masks_dir.is_dir():
@@ -166,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         image = nib.load(str(path))
         real_rows.append(liver_stats(np.asarray(image.dataobj) > 0, image.affine))
 
-    print(f"\n{'metric':24s} {'real LiTS (n=' + str(len(real_rows)) + ')':>26s} {'phantom (n=' + str(len(phantom_rows)) + ')':>26s}")
+    real_head, phantom_head = f"real LiTS (n={len(real_rows)})", f"phantom (n={len(phantom_rows)})"
+    print(f"\n{'metric':24s} {real_head:>26s} {phantom_head:>26s}")
     print(f"{'':24s} {'median [p5, p95]':>26s} {'median [p5, p95]':>26s}")
     for key in METRICS:
         print(f"{key:24s} {summarise(real_rows, key):>26s} {summarise(phantom_rows, key):>26s}")

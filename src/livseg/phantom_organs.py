@@ -9,7 +9,7 @@ liver's, so that intensity alone never separates the liver: shape, position and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field as dc_field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -53,8 +53,8 @@ class Blob:
         return Blob(tuple(p.moved(shift) for p in self.parts), self.k)
 
 
-def place_near(shape, liver: Field, gap: float, *, in_plane: bool = False, max_shift: float = 90.0,  # noqa: ANN001, ANN201
-               hidden_by=None):  # noqa: ANN001
+def place_near(shape, liver: Field, gap: float, *, in_plane: bool = False,  # noqa: ANN001, ANN201
+               max_shift: float = 90.0, hidden_by=None):  # noqa: ANN001
     """Slide a shape towards (or away from) the liver until its closest point is ``gap`` mm off.
 
     Args:
@@ -107,7 +107,6 @@ class Contrast:
     myocardium: float
     gallbladder: float
     lung: float
-    tumour_drop: tuple[float, ...] = dc_field(default_factory=tuple)
 
     @classmethod
     def draw(cls, rng: np.random.Generator) -> Contrast:
@@ -172,7 +171,8 @@ def draw_layout(rng: np.random.Generator, body: Body, diaphragm: Diaphragm, live
 
     # stomach: fundus under the left dome, body curving anteriorly and down towards the midline
     gas = rng.uniform(0.15, 0.6)
-    fundus = Ellipsoid((-inner * rng.uniform(0.35, 0.5), body.spine_y + rng.uniform(45, 65), hi[2] - rng.uniform(35, 50)),
+    fundus = Ellipsoid((-inner * rng.uniform(0.35, 0.5), body.spine_y + rng.uniform(45, 65),
+                        hi[2] - rng.uniform(35, 50)),
                        (rng.uniform(32, 42), rng.uniform(32, 42), rng.uniform(35, 45)))
     antrum = Ellipsoid((-inner * rng.uniform(0.1, 0.25), rng.uniform(20, 45), fundus.center[2] - rng.uniform(45, 65)),
                        (rng.uniform(25, 35), rng.uniform(30, 40), rng.uniform(45, 60)),
@@ -202,19 +202,22 @@ def draw_layout(rng: np.random.Generator, body: Body, diaphragm: Diaphragm, live
         kr = (rng.uniform(24, 30), rng.uniform(20, 26), rng.uniform(48, 60))
         kc = (side * (body.spine_r + rng.uniform(38, 50)), body.spine_y + rng.uniform(0, 15),
               lo[2] + ext[2] * 0.25 + (rng.uniform(10, 25) if side < 0 else -rng.uniform(0, 20)))
-        kidneys.append(Ellipsoid(kc, kr, rotation(yaw=side * rng.uniform(0.3, 0.6), roll=side * rng.uniform(0.1, 0.3))))
+        tilt = rotation(yaw=side * rng.uniform(0.3, 0.6), roll=side * rng.uniform(0.1, 0.3))
+        kidneys.append(Ellipsoid(kc, kr, tilt))
     kidneys[0] = place_near(kidneys[0], liver, gaps["kidney_right"], max_shift=70)
 
     gallbladder = None
     if rng.random() < 0.75:
         gb = Ellipsoid((hi[0] - ext[0] * rng.uniform(0.3, 0.45), lo[1] + ext[1] * rng.uniform(0.6, 0.8),
                         lo[2] + ext[2] * rng.uniform(0.15, 0.3)),
-                       (rng.uniform(13, 19), rng.uniform(13, 19), rng.uniform(28, 42)), rotation(roll=rng.uniform(0.3, 0.8)))
+                       (rng.uniform(13, 19), rng.uniform(13, 19), rng.uniform(28, 42)),
+                       rotation(roll=rng.uniform(0.3, 0.8)))
         gallbladder = place_near(gb, liver, rng.uniform(0, 1.5), max_shift=60)
 
     # colon: hepatic flexure under the right lobe, transverse colon in front, descending on the left
     flexure = Ellipsoid((inner * rng.uniform(0.45, 0.65), rng.uniform(-5, 30), lo[2] - 10),
-                        (rng.uniform(20, 28), rng.uniform(20, 28), rng.uniform(35, 50)), rotation(pitch=rng.uniform(0.3, 0.9)))
+                        (rng.uniform(20, 28), rng.uniform(20, 28), rng.uniform(35, 50)),
+                        rotation(pitch=rng.uniform(0.3, 0.9)))
     flexure = place_near(flexure, liver, rng.uniform(0, 4), max_shift=50)
     colon = (flexure,
              Ellipsoid((rng.uniform(-30, 30), body.ant - body.wall[0] - 30, lo[2] - rng.uniform(15, 40)),

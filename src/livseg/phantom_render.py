@@ -70,8 +70,16 @@ def render(grid: Grid, body: Body, diaphragm: Diaphragm, liver: Field, layout: L
         content = {"gas": GAS_HU, "fluid": rng.uniform(0, 25), "stool": rng.uniform(-350, -150),
                    "contrast": rng.uniform(180, 320)}[kind]
         cv.paint(part, c.wall, "bowel", cv.abdomen, ((2.5, content),))
+    stool = rng.uniform(-150, 0)
+    phase = rng.uniform(0, 2 * np.pi, 3)
+
+    def mottled(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        # faeces: soft matter with gas bubbles a few mm across (a fixed interference pattern)
+        bubbles = np.sin(x / 3.1 + phase[0]) * np.sin(y / 2.7 + phase[1]) * np.sin(z / 3.4 + phase[2]) > 0.25
+        return np.where(bubbles, GAS_HU, stool).astype(np.float32)
+
     for part in layout.colon:
-        cv.paint(part, c.wall, "colon", cv.abdomen, ((2.5, rng.uniform(-500, -200)),))
+        cv.paint(part, c.wall, "colon", cv.abdomen, ((2.5, mottled),))
     cv.paint(layout.colon[0], c.wall, "colon", cv.abdomen, ((2.5, GAS_HU),))  # gas rises to the flexure
     points, radius = layout.pancreas
     for a, b in zip(points[:-1], points[1:]):
@@ -124,11 +132,11 @@ def _body_wall(cv: Canvas, body: Body, rng: np.random.Generator) -> None:
     ring = np.nonzero((d > fat_end + 1) & (d < cv.wall + 1))
     theta = np.arctan2(y, x)[ring[0], ring[1]]
     z, dr = cv.grid.axis(2)[ring[2]], d[ring]
-    pitch, drop, height = rng.uniform(32, 40), rng.uniform(60, 95), rng.uniform(8, 12)
+    pitch, drop, height = rng.uniform(30, 38), rng.uniform(60, 95), rng.uniform(7, 11)
     u = (z + drop * (1 + np.sin(theta)) / 2 - rng.uniform(40, 70)) / pitch
     frac = np.abs(u - np.round(u)) * pitch
-    # oval cross-sections centred in the muscle layer, about 12 mm deep radially
-    oval = (frac / (height / 2)) ** 2 + ((dr - (cv.wall[ring[0], ring[1], 0] - body.muscle / 2)) / 6.0) ** 2
+    # oval cross-sections centred in the muscle layer, about 9 mm deep radially
+    oval = (frac / (height / 2)) ** 2 + ((dr - (cv.wall[ring[0], ring[1], 0] - body.muscle / 2)) / 4.5) ** 2
     costal = z > -200 + 110 * (1 + np.sin(theta)) / 2
     rib = (oval < 1) & costal & (np.abs(np.cos(theta)) >= 0.3) & (np.round(u) <= 0) & (np.round(u) > -12)
     front = np.sin(theta) > 0.55
