@@ -156,6 +156,23 @@ def test_real_mask_as_liver_shape_is_mirrored_to_the_right_and_keeps_its_volume(
     assert world_points(p.labels > 0, p.affine)[:, 0].mean() > body[:, 0].mean() + 30
 
 
+def test_cli_liver_shapes_folder_uses_the_masks(tmp_path: Path) -> None:
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    i, j, k = np.ogrid[:120, :100, :60]
+    egg = (((i - 60) / 50.0) ** 2 + ((j - 50) / 45.0) ** 2 + ((k - 30) / 25.0) ** 2 < 1).astype(np.uint8)
+    affine = np.diag([1.6, 1.6, 3.0, 1.0])
+    nib.save(nib.Nifti1Image(egg * 255, affine), str(masks / "liver-1.nii.gz"))  # any nonzero = liver
+    out = tmp_path / "out"
+    assert main(["phantom", "--out", str(out), "--n", "2", "--shape", *map(str, SMALL), "--liver-shapes", str(masks)]) == 0
+    egg_ml = egg.sum() * 1.6 * 1.6 * 3.0 / 1000
+    for k in range(2):
+        image = nib.load(str(out / f"segmentation-{k}.nii.gz"))
+        ml = np.count_nonzero(np.asarray(image.dataobj)) * np.prod(spacing(image.affine)) / 1000
+        assert abs(ml / egg_ml - 1) < 0.15  # 5-7 mm voxels
+    assert main(["phantom", "--out", str(tmp_path / "o2"), "--n", "1", "--liver-shapes", str(out / "nothing")]) == 2
+
+
 # ------------------------------------------------------------------------------ against real livers
 
 
