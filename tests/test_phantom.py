@@ -164,7 +164,8 @@ def test_cli_liver_shapes_folder_uses_the_masks(tmp_path: Path) -> None:
     affine = np.diag([1.6, 1.6, 3.0, 1.0])
     nib.save(nib.Nifti1Image(egg * 255, affine), str(masks / "liver-1.nii.gz"))  # any nonzero = liver
     out = tmp_path / "out"
-    assert main(["phantom", "--out", str(out), "--n", "2", "--shape", *map(str, SMALL), "--liver-shapes", str(masks)]) == 0
+    args = ["phantom", "--out", str(out), "--n", "2", "--shape", *map(str, SMALL), "--liver-shapes", str(masks)]
+    assert main(args) == 0
     egg_ml = egg.sum() * 1.6 * 1.6 * 3.0 / 1000
     for k in range(2):
         image = nib.load(str(out / f"segmentation-{k}.nii.gz"))
