@@ -81,17 +81,18 @@ class DemoResult:
 
     def table(self) -> str:
         """The per-case table, the mean, timings and the figure paths, as printable text."""
+        grid = "x".join(map(str, self.config.preprocess.target_shape))
         header = f"{'case':<10} {'Dice':>7} {'ASSD mm':>8} {'pred mL':>8} {'true mL':>8} {'Dice net':>9}"
-        lines = [f"held-out phantoms, original grid (Dice net = {'x'.join(map(str, self.config.preprocess.target_shape))}"
-                 " network grid)", header, "-" * len(header)]
+        title = f"held-out phantoms on their own grid (Dice net: on the {grid} network grid)"
+        lines = [title, header, "-" * len(header)]
         for row in [*self.cases, {"case": "mean", **self.mean}]:
             lines.append(f"{row['case']:<10} {row['dice']:7.4f} {row['assd_mm']:8.2f} {row['volume_pred_ml']:8.0f} "
                          f"{row['volume_true_ml']:8.0f} {row['dice_network_grid']:9.4f}")
         t = self.training
+        trained = f"trained {t['epochs']} epochs (best validation Dice {t['best_val_dice']:.4f} at epoch {t['best_epoch']})"
         lines += [
             "",
-            f"trained {t['epochs']} epochs ({t['best_val_dice']:.4f} best validation Dice at epoch {t['best_epoch']}); "
-            f"total {self.seconds['total'] / 60:.1f} min",
+            f"{trained}; total {self.seconds['total'] / 60:.1f} min",
             f"training curves   {self.figures['curves']}",
             f"evaluation        {self.figures['report']}",
             *(f"  figure          {p}" for p in self.figures["evaluation"]),
@@ -215,7 +216,7 @@ def run_demo(
     log.info("demo: writing %d training and %d held-out phantoms of %s voxels", n_train, n_test, tuple(phantom_shape))
     shape = tuple(int(s) for s in phantom_shape)
     write_phantoms(out / "phantoms" / "train", int(n_train), seed=_sub_seed(seed, 0), shape=shape)
-    write_phantoms(out / "phantoms" / "test", int(n_test), seed=_sub_seed(seed, 1), shape=shape)
+    held_out = write_phantoms(out / "phantoms" / "test", int(n_test), seed=_sub_seed(seed, 1), shape=shape)
     t = lap("phantoms", started)
     preprocess_dataset(out / "phantoms" / "train", out / "cache", config=config.preprocess,
                        val_fraction=VAL_FRACTION, seed=int(seed), progress=progress)
@@ -231,8 +232,7 @@ def run_demo(
     evaluation = evaluate(checkpoint, out / "phantoms" / "test", split="all", out_dir=out / "evaluation",
                           device=device, progress=progress)
     t = lap("evaluate", t)
-    first = sorted((out / "phantoms" / "test").glob("volume-*.nii.gz"))[0]
-    stats = predict([first], checkpoint=checkpoint, out_dir=out / "predict", device=device, preview=True,
+    stats = predict([held_out[0][0]], checkpoint=checkpoint, out_dir=out / "predict", device=device, preview=True,
                     progress=False)[0]
     t = lap("predict", t)
     seconds["total"] = round(t - started, 2)
