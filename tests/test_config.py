@@ -13,7 +13,7 @@ from livseg.errors import ConfigError
 def test_paper_preset_is_the_published_method() -> None:
     paper = get_preset("paper")
     assert paper.preprocess.hu_min == -100 and paper.preprocess.hu_max == 400
-    assert paper.preprocess.target_shape == (160, 160, 80)
+    assert paper.preprocess.target_shape == (160, 160, 80) and not paper.preprocess.reorient
     assert paper.model.channels == (32, 64, 128, 256) and paper.model.dropout == 0.2
     assert (paper.loss.dice_weight, paper.loss.bce_weight, paper.loss.focal_tversky_weight) == (0.3, 0.3, 0.4)
     assert (paper.loss.alpha, paper.loss.beta, paper.loss.gamma) == (0.7, 0.3, 0.75)

@@ -62,7 +62,7 @@ def test_score_network_grid_uses_nearest_label_and_no_postprocessing() -> None:
     probabilities = np.zeros((4, 4, 2), dtype=np.float32)
     probabilities[:2] = 0.7
     probabilities[3, 3, 1] = 0.5  # a separate blob at exactly the threshold: kept, not cleaned
-    s = score_network_grid(probabilities, labels, (1.0, 1.0, 1.0), config)
+    s = score_network_grid(probabilities, labels, np.eye(4), config)
     # nearest resampling 8 -> 4 takes source indices 0, 2, 5, 7: rows 0 and 1 are liver
     assert s["n_ref"] == 16 and s["n_pred"] == 17 and s["n_overlap"] == 16
     assert s["dice"] == pytest.approx(32 / 33)

@@ -95,3 +95,51 @@ def test_real_mask_survives_resample_and_inverse(shared_data: Path) -> None:
     assert back.shape == ct.shape
     dice = 2 * np.logical_and(back, mask).sum() / (back.sum() + mask.sum())
     assert dice >= 0.97
+
+
+# ------------------------------------------------------------------------------ orientation
+
+PERMUTED_FLIPPED = np.array([[0, 0, 3.0, -10.0], [-0.8, 0, 0, 5.0], [0, -0.8, 0, 60.0], [0, 0, 0, 1]])
+
+
+def test_to_ras_matches_nibabel_canonical_and_round_trips() -> None:
+    import nibabel as nib
+
+    from livseg.preprocessing import from_ras, to_ras
+
+    array = np.random.default_rng(0).random((5, 6, 7)).astype(np.float32)
+    ras, ras_affine = to_ras(array, PERMUTED_FLIPPED)
+    canonical = nib.as_closest_canonical(nib.Nifti1Image(array, PERMUTED_FLIPPED))
+    np.testing.assert_array_equal(ras, np.asarray(canonical.dataobj))
+    np.testing.assert_allclose(ras_affine, canonical.affine)
+    assert ras.shape == (7, 5, 6)
+    np.testing.assert_array_equal(from_ras(ras, PERMUTED_FLIPPED), array)
+
+
+def test_reorient_gives_a_flipped_file_the_same_network_input() -> None:
+    rng = np.random.default_rng(1)
+    array = rng.normal(50, 100, (20, 16, 8)).astype(np.float32)
+    ras = Volume(array=array, affine=np.diag([0.8, 0.8, 2.5, 1.0]))
+    # the same voxels stored with x and y reversed, as about one LiTS file in six is
+    flipped_affine = np.diag([-0.8, -0.8, 2.5, 1.0])
+    flipped_affine[:2, 3] = [19 * 0.8, 15 * 0.8]
+    flipped = Volume(array=array[::-1, ::-1].copy(), affine=flipped_affine)
+    paper, ours = PreprocessConfig(target_shape=(16, 16, 8)), PreprocessConfig(target_shape=(16, 16, 8), reorient=True)
+    np.testing.assert_array_equal(preprocess_image(flipped, ours), preprocess_image(ras, ours))
+    assert not np.array_equal(preprocess_image(flipped, paper), preprocess_image(ras, paper))
+    labels = (array > 100).astype(np.uint8)
+    np.testing.assert_array_equal(
+        preprocess_labels(labels[::-1, ::-1], ours, affine=flipped_affine), preprocess_labels(labels, ours, affine=ras.affine)
+    )
+    with pytest.raises(ValueError, match="reorient needs the image affine"):
+        preprocess_labels(labels, ours)
+
+
+def test_to_input_grid_inverts_preprocessing_with_reorientation() -> None:
+    from livseg.preprocessing import to_input_grid
+
+    volume = Volume(array=np.random.default_rng(2).normal(0, 200, (20, 24, 16)).astype(np.float32), affine=PERMUTED_FLIPPED)
+    config = PreprocessConfig(target_shape=(16, 20, 24), reorient=True)  # the RAS shape: no resampling
+    back = to_input_grid(preprocess_image(volume, config), volume, config)
+    assert back.shape == volume.shape
+    np.testing.assert_allclose(back, window(volume.array), atol=1e-6)

@@ -8,7 +8,8 @@ to predict.
 Presets:
     ``paper``   the published method exactly: 160x160x80 grid, 32-64-128-256 channels, Adam
                 1e-4, batch 1, 120 epochs, no augmentation.
-    ``default`` the paper's network and loss, plus augmentation; what we recommend for real data.
+    ``default`` the paper's network and loss, plus reorientation to RAS before resampling and
+                augmentation; what we recommend for real data.
     ``demo``    the same method scaled down to train on two CPU cores in a few minutes.
 """
 
@@ -30,6 +31,7 @@ class PreprocessConfig:
     hu_min: float = -100.0  # paper: clip HU to [-100, 400] (liver window)
     hu_max: float = 400.0
     target_shape: tuple[int, int, int] = (160, 160, 80)  # paper: fixed grid (x, y, z), spacing ignored
+    reorient: bool = False  # paper: array axes as stored; True: re-index to RAS first (exact)
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,8 @@ PRESETS: dict[str, RunConfig] = {
     "paper": RunConfig(name="paper"),
     "default": RunConfig(
         name="default",
+        # same network input for flipped and unflipped files (LiTS has both)
+        preprocess=PreprocessConfig(reorient=True),
         train=TrainConfig(augment=AugmentConfig(enabled=True)),
     ),
     "demo": RunConfig(

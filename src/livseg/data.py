@@ -421,7 +421,7 @@ def _preprocess_case(case: Case, out: Path, config: PreprocessConfig) -> dict[st
     with atomic_output(out / image_file, overwrite=True) as tmp:
         np.save(tmp, preprocess_image(volume, config).astype(np.float32, copy=False))
     with atomic_output(out / label_file, overwrite=True) as tmp:
-        np.save(tmp, preprocess_labels(labels, config).astype(np.uint8, copy=False))
+        np.save(tmp, preprocess_labels(labels, config, affine=volume.affine).astype(np.uint8, copy=False))
     return {
         "image": str(case.image.resolve()),
         "label": str(case.label.resolve()),

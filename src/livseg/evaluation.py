@@ -35,6 +35,7 @@ import csv
 import json
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -95,7 +96,7 @@ def network_grid_spacing(
 def score_network_grid(
     probabilities: np.ndarray,
     labels: np.ndarray,
-    spacing: Sequence[float],
+    affine: np.ndarray,
     config: PreprocessConfig,
     *,
     threshold: float = 0.5,
@@ -106,14 +107,17 @@ def score_network_grid(
     Args:
         probabilities: network output on ``config.target_shape``.
         labels: label map on the CT's own grid (0/1/2).
-        spacing: the CT's spacing in mm (converted with :func:`network_grid_spacing`).
+        affine: the CT's affine (its spacing, converted with :func:`network_grid_spacing`, and
+            its orientation, when ``config.reorient``).
         config: the checkpoint's preprocessing config.
         threshold: probability threshold (paper: 0.5).
     """
-    from livseg.preprocessing import preprocess_labels
+    from livseg.io import spacing_from_affine
+    from livseg.preprocessing import network_view, preprocess_labels
 
-    ref = preprocess_labels(labels, config)
-    grid_spacing = network_grid_spacing(labels.shape, spacing, config.target_shape)
+    oriented, oriented_affine = network_view(labels, affine, config)
+    ref = preprocess_labels(oriented, replace(config, reorient=False))
+    grid_spacing = network_grid_spacing(oriented.shape, spacing_from_affine(oriented_affine), config.target_shape)
     return score_case(probabilities >= threshold, ref, grid_spacing)
 
 
@@ -274,7 +278,7 @@ def evaluate(
         result = segment(volume, (model, config), threshold=threshold, postprocess=postprocess)
         scores = {
             "network_grid": score_network_grid(
-                result.probabilities, labels, volume.spacing, config.preprocess, threshold=threshold
+                result.probabilities, labels, volume.affine, config.preprocess, threshold=threshold
             ),
             "original_grid": score_case(result.mask, labels > 0, volume.spacing),
         }

@@ -39,7 +39,7 @@ from livseg.errors import ConfigError, DatasetError, InputFileNotFoundError, Out
 from livseg.io import Volume, atomic_output, case_name, is_nifti, load_volume, save_mask
 from livseg.postprocess import count_components
 from livseg.postprocess import postprocess as clean_mask
-from livseg.preprocessing import preprocess_image, to_original_grid
+from livseg.preprocessing import preprocess_image, to_input_grid
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +253,7 @@ def segment(
     timings["network"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    mask = to_original_grid(probabilities, volume.shape) >= threshold
+    mask = to_input_grid(probabilities, volume, config.preprocess) >= threshold
     timings["back_mapping"] = time.perf_counter() - start
 
     start = time.perf_counter()
