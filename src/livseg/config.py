@@ -109,11 +109,25 @@ PRESETS: dict[str, RunConfig] = {
         preprocess=PreprocessConfig(reorient=True),
         train=TrainConfig(augment=AugmentConfig(enabled=True)),
     ),
+    # Tuned with `livseg demo` (32 phantoms of 96x96x48, 8 held out) on two CPU cores; numbers
+    # are held-out mean Dice on the phantoms' own grid.
     "demo": RunConfig(
         name="demo",
-        preprocess=PreprocessConfig(target_shape=(64, 64, 32)),
-        model=ModelConfig(channels=(8, 16, 32, 64), dropout=0.1),
-        train=TrainConfig(epochs=30, lr=3e-3, augment=AugmentConfig(enabled=True)),
+        preprocess=PreprocessConfig(
+            target_shape=(64, 64, 32),  # ~0.3 s per step on 2 cores; back-mapped it still scores ~0.95
+            reorient=True,  # phantoms are stored flipped at random (as LiTS): val Dice 0.92 in 8 epochs, not 25
+        ),
+        model=ModelConfig(
+            channels=(8, 16, 32, 64),  # 0.35 M parameters: enough for one organ on a coarse grid
+            dropout=0.0,  # no dropout: a 40-epoch run converges faster (0.952 vs 0.944 with p=0.1)
+        ),
+        train=TrainConfig(
+            epochs=40,  # ~2.5 min on two quiet cores; validation Dice is ~0.96 from epoch 30 on
+            batch_size=2,  # CPU step time is mostly per-step overhead: 2 samples cost about what 1 does
+            lr=3e-3,  # 30x the paper's 1e-4: a small network and a few hundred steps
+            # reoriented inputs always show the liver on the same side: flips would teach poses that never occur
+            augment=AugmentConfig(enabled=True, flip_prob=0.0),
+        ),
     ),
 }
 
