@@ -16,7 +16,6 @@ from livseg.cli import main
 from livseg.config import ModelConfig
 from livseg.errors import ConfigError, DatasetError, OutputExistsError
 from livseg.inference import (
-    expand_inputs,
     fold_batchnorm,
     load_model,
     mask_stats,
@@ -25,6 +24,7 @@ from livseg.inference import (
 )
 from livseg.io import Volume, load_volume
 from livseg.model import UNet3D
+from livseg.predict import expand_inputs
 from livseg.training import train
 
 
@@ -215,7 +215,7 @@ def test_outputs_are_refused_before_the_model_loads(checkpoint: Path, tmp_path: 
     write_case(tmp_path / "in", 0)
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "volume-0_stats.json").write_text("{}")
-    from livseg.inference import predict
+    from livseg.predict import predict
 
     with pytest.raises(OutputExistsError):
         predict([tmp_path / "in" / "volume-0.nii.gz"], checkpoint=tmp_path / "absent.pt", out_dir=tmp_path / "out")

@@ -152,7 +152,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from livseg.inference import predict
+    from livseg.predict import predict
 
     results = predict(
         args.inputs,

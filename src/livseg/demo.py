@@ -111,12 +111,14 @@ def _check_args(minutes: float, n_train: int, n_test: int, phantom_shape: Sequen
         raise ConfigError(f"n_train={n_train}: expected at least 2 phantoms (training needs one train and one val case)")
     if int(n_test) != n_test or n_test < 1:
         raise ConfigError(f"n_test={n_test}: expected at least 1 held-out phantom")
-    if len(phantom_shape) != 3:
-        raise ConfigError(f"phantom_shape={tuple(phantom_shape)}: expected three sizes (x, y, z)")
+    if len(phantom_shape) != 3 or any(int(s) != s or s < 8 for s in phantom_shape):
+        raise ConfigError(f"phantom_shape={tuple(phantom_shape)}: expected three integers >= 8 (x, y, z)")
 
 
 def _prepare_out(out: Path, overwrite: bool) -> None:
     """Refuse to mix with an earlier demo unless asked; with ``overwrite`` remove only our outputs."""
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"{out} is a file; the demo needs a folder: choose another --out")
     existing = [out / name for name in OUTPUTS if (out / name).exists()]
     if existing and not overwrite:
         raise OutputExistsError(f"{existing[0]} exists: {out} holds an earlier demo; pass overwrite=True "
@@ -198,7 +200,7 @@ def run_demo(
     """
     from livseg.data import preprocess_dataset
     from livseg.evaluation import evaluate
-    from livseg.inference import predict
+    from livseg.predict import predict
     from livseg.phantom import write_phantoms
     from livseg.training import train
 

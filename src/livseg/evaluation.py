@@ -257,8 +257,8 @@ def evaluate(
     """
     from tqdm.auto import tqdm
 
-    from livseg.inference import _refuse_existing, load_model, segment
-    from livseg.io import atomic_output, load_labels, load_volume
+    from livseg.inference import load_model, segment
+    from livseg.io import atomic_output, load_labels, load_volume, refuse_existing
     from livseg.report import plot_case_panels, write_html_report
 
     out = Path(out_dir)
@@ -267,7 +267,7 @@ def evaluate(
     if not cases:
         raise DatasetError(f"{data}: no cases to evaluate for split {split!r}")
     figure_paths = {case.case_id: out / "figures" / f"{case.case_id}.png" for case in cases} if figures else {}
-    _refuse_existing([out / "metrics.csv", out / "summary.json", out / "report.html", *figure_paths.values()], overwrite)
+    refuse_existing([out / "metrics.csv", out / "summary.json", out / "report.html", *figure_paths.values()], overwrite)
 
     rows: list[dict[str, Any]] = []
     for case in tqdm(cases, desc="evaluate", unit="case", disable=not progress):

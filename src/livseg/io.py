@@ -328,6 +328,20 @@ def _read_dicom_series(folder: Path, series_id: str | None) -> tuple[np.ndarray,
 # ----------------------------------------------------------------------------------------- writing
 
 
+def refuse_existing(paths: Sequence[Path], overwrite: bool) -> None:
+    """Check a set of planned outputs before writing any of them.
+
+    Raises:
+        OutputExistsError: one of ``paths`` exists and ``overwrite`` is False.
+    """
+    existing = [str(p) for p in paths if Path(p).exists()]
+    if existing and not overwrite:
+        raise OutputExistsError(
+            f"{len(existing)} output file(s) exist, e.g. {existing[0]!r}; "
+            "pass overwrite=True (CLI: --overwrite) to replace them"
+        )
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it into place, else delete it.
