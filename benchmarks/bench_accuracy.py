@@ -1,7 +1,7 @@
 """Held-out accuracy of the ``demo`` preset against MONAI's BasicUNet, same data, same budget.
 
 Run by hand (not in CI):
-    python benchmarks/bench_accuracy.py [--minutes 4] [--n-train 24] [--n-test 4] [--seed 0]
+    python benchmarks/bench_accuracy.py [--minutes 4] [--n-train 32] [--n-test 8] [--seed 0]
 
 Data: phantoms whose livers are real LiTS liver masks (``--liver-shapes``, default
 ../shared/data/lits-liver-masks; procedural livers when the folder is missing). The held-out
@@ -43,7 +43,8 @@ import numpy as np
 import torch
 
 from livseg.config import RunConfig, apply_overrides, get_preset
-from livseg.data import CachedDataset, load_split, preprocess_dataset
+from livseg.cache import CachedDataset, preprocess_dataset
+from livseg.data import load_split
 from livseg.distributed import DistInfo
 from livseg.evaluation import score_case, score_network_grid
 from livseg.inference import load_model, segment
@@ -134,7 +135,7 @@ def score(model: torch.nn.Module, config: RunConfig, test_dir: Path) -> list[dic
         result = segment(volume, (model, config))
         grids = {
             "original_grid": score_case(result.mask, labels > 0, volume.spacing),
-            "network_grid": score_network_grid(result.probabilities, labels, volume.spacing, config.preprocess),
+            "network_grid": score_network_grid(result.probabilities, labels, volume.affine, config.preprocess),
         }
         rows += [{"case": f"lits-{k}", "grid": grid, **values} for grid, values in grids.items()]
     return rows
@@ -166,8 +167,8 @@ def summary_row(name: str, model: torch.nn.Module, history: list[dict[str, float
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=4.0, help="training wall clock per model (default 4)")
-    parser.add_argument("--n-train", type=int, default=24, help="training phantoms, a fifth validate (default 24)")
-    parser.add_argument("--n-test", type=int, default=4, help="held-out phantoms (default 4)")
+    parser.add_argument("--n-train", type=int, default=32, help="training phantoms, a fifth validate (default 32)")
+    parser.add_argument("--n-test", type=int, default=8, help="held-out phantoms (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="phantoms, split, weights, augmentation (default 0)")
     parser.add_argument("--liver-shapes", type=Path, default=DEFAULT_SHAPES, help="folder of real liver masks")
     parser.add_argument("--monai-features", type=int, nargs=6, default=MONAI_FEATURES, metavar="F",

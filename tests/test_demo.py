@@ -92,6 +92,7 @@ def test_the_budget_ends_training_after_the_epoch_that_crosses_it(tmp_path: Path
         ({"minutes": float("nan")}, "minutes"),
         ({"n_train": 1}, "n_train"),
         ({"n_test": 0}, "n_test"),
+        ({"phantom_shape": (32, 32, 4)}, "phantom_shape"),
         ({"overrides": ["train.epochs=0"]}, "epochs"),
     ],
 )

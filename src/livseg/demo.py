@@ -198,7 +198,7 @@ def run_demo(
         ConfigError: a non-positive budget, too few phantoms, or a bad override.
         OutputExistsError: ``out_dir`` holds an earlier demo and ``overwrite`` is False.
     """
-    from livseg.data import preprocess_dataset
+    from livseg.cache import preprocess_dataset
     from livseg.evaluation import evaluate
     from livseg.predict import predict
     from livseg.phantom import write_phantoms
