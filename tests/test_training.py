@@ -23,7 +23,8 @@ from torch import nn
 from livseg.checkpoint import build_model, load_checkpoint
 from livseg.cli import main
 from livseg.config import AugmentConfig, ModelConfig, PreprocessConfig, RunConfig, TrainConfig, to_dict
-from livseg.data import CachedDataset, load_split, preprocess_dataset
+from livseg.cache import CachedDataset, preprocess_dataset
+from livseg.data import load_split
 from livseg.errors import ConfigError, InputFileNotFoundError, OutputExistsError
 from livseg.loops import AugmentedView, make_val_loader, validate
 from livseg.losses import AdvancedComboLoss

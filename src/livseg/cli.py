@@ -41,7 +41,7 @@ def _add_preprocess(sub: argparse._SubParsersAction) -> None:
 
 def _run_preprocess(args: argparse.Namespace) -> int:
     from livseg.config import apply_overrides, get_preset
-    from livseg.data import preprocess_dataset
+    from livseg.cache import preprocess_dataset
 
     config = apply_overrides(get_preset(args.preset), args.overrides)
     manifest = preprocess_dataset(

@@ -178,7 +178,8 @@ def select_cases(
         DatasetError: no split file for ``split="val"``, or split ids missing from the data.
         InputFileNotFoundError: ``data`` does not exist.
     """
-    from livseg.data import Case, discover_cases, is_cache, load_manifest, load_split
+    from livseg.cache import is_cache, load_manifest
+    from livseg.data import Case, discover_cases, load_split
 
     if split not in ("val", "all"):
         raise ConfigError(f"split must be 'val' or 'all', got {split!r}")

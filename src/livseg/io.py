@@ -17,12 +17,13 @@ place, so an interrupted write never leaves a half-written output.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import nibabel as nib
 import numpy as np
@@ -370,6 +371,29 @@ def atomic_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> I
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def write_json(path: str | os.PathLike[str], data: Any, *, overwrite: bool = True) -> Path:
+    """Write ``data`` as indented JSON, atomically (replacing an existing file by default)."""
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
+    return Path(path)
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """Read a JSON file livseg wrote (manifest, split, config).
+
+    Raises:
+        InputFileNotFoundError: no such file.
+        CorruptFileError: not readable as JSON.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputFileNotFoundError(f"file not found: {str(path)!r}")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptFileError(f"{path}: cannot read JSON ({_one_line(exc)})") from None
 
 
 def save_nifti(

@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
-import json
 import logging
 import math
 import os
@@ -49,13 +48,14 @@ from torch.nn.parallel import DistributedDataParallel
 
 from livseg.checkpoint import load_checkpoint, save_checkpoint
 from livseg.config import RunConfig, to_dict, validate
-from livseg.data import SPLITS_FILE, CachedDataset, is_cache, load_manifest, load_split, preprocess_dataset, save_split
+from livseg.cache import CachedDataset, is_cache, load_manifest, preprocess_dataset
+from livseg.data import SPLITS_FILE, load_split, save_split
 from livseg.distributed import (
     DistInfo, all_gather_objects, all_reduce_sums, barrier, broadcast_buffers, broadcast_object, cleanup,
     env_world, setup,
 )
 from livseg.errors import ConfigError, DatasetError, InputFileNotFoundError, OutputExistsError
-from livseg.io import atomic_output
+from livseg.io import atomic_output, write_json
 from livseg.loops import make_train_loader, make_val_loader, train_one_epoch, validate as validate_epoch
 from livseg.losses import AdvancedComboLoss
 from livseg.model import UNet3D
@@ -215,11 +215,6 @@ def _fits_in_memory(cache: Path, case_ids: list[str], info: DistInfo) -> bool:
     return need < available // 2  # half: activations, workers and the OS need the rest
 
 
-def _write_json(path: Path, data: Any) -> None:
-    with atomic_output(path, overwrite=True) as tmp:
-        tmp.write_text(json.dumps(data, indent=1) + "\n")
-
-
 def _write_metrics(path: Path, history: list[dict[str, float]]) -> None:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, extrasaction="ignore", lineterminator="\n")
@@ -310,7 +305,7 @@ def _train(
         _check_resume_config(checkpoint.config, config, out / "last.pt")
     paths = {"run_dir": out, "cache": cache, **{Path(name).stem: out / name for name in RUN_FILES}}
     if info.is_main:
-        _write_json(out / "config.json", to_dict(config))
+        write_json(out / "config.json", to_dict(config))
         save_split(split, out / "splits.json")
 
     val_ids = split["val"][info.rank :: info.world_size]  # each rank scores its share
