@@ -288,13 +288,13 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_preprocess,
-    _add_predict,
-    _add_evaluate,
-    _add_train,
-    _add_phantom,
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [  # in pipeline order, as --help lists them
     _add_demo,
+    _add_phantom,
+    _add_preprocess,
+    _add_train,
+    _add_evaluate,
+    _add_predict,
 ]
 
 
