@@ -103,7 +103,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.d
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        reason = " ".join(str(exc).split())[:160]
+        reason = " ".join(str(exc).split()).split(". ")[0][:160]  # torch appends advice meant for its developers
         raise CheckpointError(
             f"{path}: cannot read checkpoint ({type(exc).__name__}: {reason}); the file is truncated, "
             "corrupt, or not a livseg checkpoint"

@@ -290,6 +290,9 @@ def find_dicom_series(folder: Path) -> dict[str, list[str]]:
     """All DICOM series under a folder (searched recursively): series UID -> sorted file names."""
     import SimpleITK as sitk
 
+    # ITK prints "No Series were found" straight to the C stderr for every folder without DICOM;
+    # our own error says it in one line instead
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
     reader = sitk.ImageSeriesReader()
     series: dict[str, list[str]] = {}
     for directory, _, _ in os.walk(folder):

@@ -1,0 +1,72 @@
+"""The installed command as a user runs it: a fresh process, real stderr (ITK and torch write to
+the C-level stream, which capsys cannot see), exit status 2 and exactly one line for bad input."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from helpers import TINY
+
+from livseg.checkpoint import save_checkpoint
+from livseg.model import UNet3D
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "livseg", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    return save_checkpoint(path, config=TINY, model_state=UNet3D(TINY.model).state_dict())
+
+
+def bad_inputs(root: Path) -> dict[str, tuple[Path, str]]:
+    (root / "empty").mkdir()
+    (root / "empty" / "notes.txt").write_text("no DICOM here")
+    nib.save(nib.Nifti1Image(np.zeros((10, 10), np.int16), np.eye(4)), str(root / "flat.nii.gz"))
+    nib.save(nib.Nifti1Image(np.zeros((6, 6, 6, 2), np.int16), np.eye(4)), str(root / "series.nii.gz"))
+    array = np.zeros((8, 8, 8), np.float32)
+    array[0, 0, 0] = np.nan
+    nib.save(nib.Nifti1Image(array, np.eye(4)), str(root / "nan.nii.gz"))
+    (root / "cut.nii.gz").write_bytes((root / "nan.nii.gz").read_bytes()[:40])
+    return {
+        "empty DICOM folder": (root / "empty", "folder holds no DICOM series"),
+        "2D image": (root / "flat.nii.gz", r"\(a 2D image\); expected a 3D volume"),
+        "4D image": (root / "series.nii.gz", r"\(a 4D image\); expected a 3D volume"),
+        "NaN voxels": (root / "nan.nii.gz", "1 voxels are NaN or infinite"),
+        "truncated file": (root / "cut.nii.gz", "cannot read NIfTI"),
+        "missing file": (root / "nothing.nii.gz", "input not found"),
+    }
+
+
+def test_predict_bad_inputs_one_line_exit_2_no_output(checkpoint: Path, tmp_path: Path) -> None:
+    import re
+
+    for what, (path, message) in bad_inputs(tmp_path).items():
+        out = tmp_path / f"out-{what.replace(' ', '-')}"
+        result = run_cli("predict", str(path), "--checkpoint", str(checkpoint), "-o", str(out), "--no-progress")
+        assert result.returncode == 2, what
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, (what, result.stderr)
+        assert lines[0].startswith("livseg predict: error: ") and re.search(message, lines[0]), (what, lines[0])
+        assert not out.exists() or not any(out.iterdir()), what
+
+
+def test_foreign_and_truncated_checkpoints(tmp_path: Path, checkpoint: Path) -> None:
+    torch.save({"state_dict": {}}, tmp_path / "foreign.pt")
+    (tmp_path / "cut.pt").write_bytes(checkpoint.read_bytes()[:1000])
+    ct = tmp_path / "ct.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((16, 16, 8), np.int16), np.eye(4)), str(ct))
+    for name, message in [("foreign.pt", "not a livseg checkpoint"), ("cut.pt", "cannot read checkpoint")]:
+        result = run_cli("predict", str(ct), "--checkpoint", str(tmp_path / name), "-o", str(tmp_path / "o"))
+        assert result.returncode == 2
+        assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+    assert not (tmp_path / "o").exists()
