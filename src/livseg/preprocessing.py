@@ -127,11 +127,12 @@ def to_ras(array: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarra
     """Permute and flip array axes so that they run along R, A, S (the closest canonical
     orientation, as ``nibabel.as_closest_canonical``); returns the array and its new affine.
 
-    No interpolation happens: it is an exact re-indexing of the same voxels.
+    No interpolation happens: it is an exact re-indexing of the same voxels, returned as a
+    view (strides may be negative; ``np.ascontiguousarray`` it where a copy is needed).
     """
     ornt = ras_orientation(affine)
     out = nib.orientations.apply_orientation(array, ornt)
-    return np.ascontiguousarray(out), np.asarray(affine) @ nib.orientations.inv_ornt_aff(ornt, array.shape)
+    return out, np.asarray(affine) @ nib.orientations.inv_ornt_aff(ornt, array.shape)
 
 
 def from_ras(array: np.ndarray, affine: np.ndarray) -> np.ndarray:

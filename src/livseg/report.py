@@ -6,16 +6,20 @@ writes through :func:`livseg.io.atomic_output`, so a figure is either complete o
 
 from __future__ import annotations
 
+import html
+import math
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend must be chosen first)
 
-from livseg.io import atomic_output  # noqa: E402
+from livseg.io import atomic_output, spacing_from_affine  # noqa: E402
+from livseg.preprocessing import to_ras  # noqa: E402
 
 
 def save_figure(fig: "plt.Figure", path: str | os.PathLike[str], *, overwrite: bool = True, dpi: int = 110) -> Path:
@@ -61,30 +65,7 @@ def plot_curves(history: Sequence[Mapping[str, Any]], path: str | os.PathLike[st
 # the image's left, anterior up in axial views and superior up in coronal/sagittal views, with
 # the orientation letters on the edges. Pixel aspect ratios come from the voxel spacing.
 
-import html  # noqa: E402
-import math  # noqa: E402
-
-import nibabel as nib  # noqa: E402
-import numpy as np  # noqa: E402
-
-from livseg.io import spacing_from_affine  # noqa: E402
-
 DISPLAY_WINDOW_HU = (-160.0, 240.0)  # abdominal soft-tissue window (W400, L40)
-
-
-def _to_ras(array: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    """View of ``array`` with axes reordered/flipped to the closest RAS+ orientation."""
-    ornt = nib.orientations.io_orientation(affine)
-    return nib.orientations.apply_orientation(array, nib.orientations.ornt_transform(ornt, nib.orientations.axcodes2ornt("RAS")))
-
-
-def _ras_spacing(affine: np.ndarray) -> tuple[float, float, float]:
-    """Voxel spacing in mm along the R, A, S axes of :func:`_to_ras`'s result."""
-    spacing = spacing_from_affine(affine)
-    out = [0.0, 0.0, 0.0]
-    for axis, (world, _) in enumerate(nib.orientations.io_orientation(affine)):
-        out[int(world)] = spacing[axis]
-    return tuple(out)  # type: ignore[return-value]
 
 
 def _plane(array: np.ndarray, plane: str, index: int) -> np.ndarray:
@@ -155,8 +136,9 @@ def plot_preview(
         ``path``. The slices go through the mask's centroid, or the volume's centre when the
         mask is empty; radiological convention, orientation letters on every panel.
     """
-    ras_image, ras_mask = _to_ras(image, affine), _to_ras(np.asarray(mask) != 0, affine)
-    spacing = _ras_spacing(affine)
+    ras_image, ras_affine = to_ras(image, affine)
+    ras_mask = to_ras(np.asarray(mask) != 0, affine)[0]
+    spacing = spacing_from_affine(ras_affine)
     centre = _centroid(ras_mask)
     planes = (("axial", 2), ("coronal", 1), ("sagittal", 0))
     fig, axes = plt.subplots(1, 3, figsize=(12, 4.4))
@@ -201,18 +183,18 @@ def plot_case_panels(
     Returns:
         ``path``.
     """
-    ras = [_to_ras(np.asarray(a), affine) for a in (image, reference, prediction)]
-    ras_ref, ras_pred = ras[1] != 0, ras[2] != 0
-    spacing = _ras_spacing(affine)
+    ras_image, ras_affine = to_ras(np.asarray(image), affine)
+    ras_ref, ras_pred = (to_ras(np.asarray(a) != 0, affine)[0] for a in (reference, prediction))
+    spacing = spacing_from_affine(ras_affine)
     per_slice = ras_ref.sum(axis=(0, 1)) if ras_ref.any() else ras_pred.sum(axis=(0, 1))
     index = int(np.argmax(per_slice))
     fig, axes = plt.subplots(1, 3, figsize=(12, 4.4))
-    panels = ((ras[0], "CT", window), (ras_ref, "ground truth", (0, 1)), (ras_pred, "prediction", (0, 1)))
+    panels = ((ras_image, "CT", window), (ras_ref, "ground truth", (0, 1)), (ras_pred, "prediction", (0, 1)))
     for ax, (array, name, win) in zip(axes, panels):
         _show(ax, _plane(array, "axial", index).astype(np.float32), "axial", spacing, win)
         _label_orientation(ax, "axial")
         ax.set_title(name, fontsize=10)
-    fig.suptitle(f"{title}  axial slice {index + 1}/{ras[0].shape[2]}".strip(), fontsize=11)
+    fig.suptitle(f"{title}  axial slice {index + 1}/{ras_image.shape[2]}".strip(), fontsize=11)
     fig.tight_layout()
     return save_figure(fig, path)
 
