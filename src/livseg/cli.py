@@ -82,6 +82,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--workers", type=int, help="DataLoader worker processes (train.num_workers)")
     p.add_argument("--threads", type=int, help="CPU threads per process (train.num_threads; default: all cores)")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="wall-clock budget: stop after the epoch that crosses it (best.pt/last.pt still written)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
     mode.add_argument("--overwrite", action="store_true", help="discard a run already in --out and start afresh")
@@ -123,6 +125,7 @@ def _run_train(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         device=args.device,
         progress=not args.no_progress and sys.stderr.isatty(),
+        max_seconds=None if args.max_minutes is None else args.max_minutes * 60.0,
     )
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
         print(f"best validation Dice {result.best_score:.4f} at epoch {result.best_epoch}; run folder {args.out}")
