@@ -319,8 +319,8 @@ def test_cli_max_minutes_stops_after_the_epoch_that_crosses_it(
     cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     run = tmp_path / "run"
-    # a budget of 0.06 s is crossed by the first epoch: training ends there, outputs complete
-    assert main(["train", str(cache), "--out", str(run), "--epochs", "5", "--max-minutes", "0.001", *TINY_FLAGS]) == 0
+    # a budget of 60 microseconds is crossed by the first epoch: training ends there, outputs complete
+    assert main(["train", str(cache), "--out", str(run), "--epochs", "5", "--max-minutes", "1e-6", *TINY_FLAGS]) == 0
     assert load_checkpoint(run / "last.pt").epoch == 1 and (run / "best.pt").is_file()
     status = main(["train", str(cache), "--out", str(tmp_path / "bad"), "--max-minutes", "-1", *TINY_FLAGS])
     err = capsys.readouterr().err.strip()
