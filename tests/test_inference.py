@@ -19,12 +19,12 @@ from livseg.inference import (
     fold_batchnorm,
     load_model,
     mask_stats,
-    resolve_device,
     segment,
 )
 from livseg.io import Volume, load_volume
 from livseg.model import UNet3D
 from livseg.predict import expand_inputs
+from livseg.runstate import resolve_device
 from livseg.training import train
 
 

@@ -36,7 +36,7 @@ from livseg.data import (
     save_split,
     validate_cases,
 )
-from livseg.errors import DatasetError, InputFileNotFoundError, LivsegError
+from livseg.errors import DatasetError, InputFileNotFoundError, LivsegError, one_line
 from livseg.io import atomic_output, load_labels, load_volume, read_json, write_json
 from livseg.preprocessing import preprocess_image, preprocess_labels
 
@@ -95,7 +95,7 @@ def preprocess_dataset(
         try:
             manifest["cases"][case.case_id] = _preprocess_case(case, out, config)
         except LivsegError as exc:
-            failed.append(f"  {case.case_id}: {_one_line(exc)}")
+            failed.append(f"  {case.case_id}: {one_line(exc)}")
             continue
         write_json(out / MANIFEST_FILE, manifest)
     if failed:
@@ -255,7 +255,3 @@ class CachedDataset(torch.utils.data.Dataset):
             "label": torch.from_numpy(np.array(label, dtype=np.float32))[None],
             "case_id": self.case_ids[index],
         }
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from livseg import __version__
-from livseg.errors import LivsegError
+from livseg.errors import LivsegError, one_line
 
 log = logging.getLogger("livseg")
 
@@ -330,16 +330,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except LivsegError as exc:
-        print(f"livseg {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"livseg {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"livseg {args.command}: interrupted", file=sys.stderr)
         return 130
-
-
-def _one_line(exc: BaseException) -> str:
-    """The exception message folded onto one line."""
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == "__main__":

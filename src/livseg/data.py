@@ -27,7 +27,7 @@ from typing import Any, Iterable, Sequence
 import nibabel as nib
 import numpy as np
 
-from livseg.errors import ConfigError, DatasetError, InputFileNotFoundError, LivsegError
+from livseg.errors import ConfigError, DatasetError, InputFileNotFoundError, LivsegError, one_line
 from livseg.io import LITS_LABELS, read_json, write_json, case_name, is_nifti, load_labels, load_volume, same_grid
 
 log = logging.getLogger(__name__)
@@ -196,7 +196,7 @@ def _case_problems(case: Case, check_labels: bool) -> list[str]:
         try:
             load_labels(case.label, allowed=LITS_LABELS)
         except LivsegError as exc:
-            problems.append(_one_line(exc))
+            problems.append(one_line(exc))
     return problems
 
 
@@ -223,9 +223,9 @@ def _grid(path: Path, role: str, problems: list[str], *, stream: bool) -> tuple[
             _check_complete(path, image)
         return shape, np.asarray(image.affine, dtype=np.float64)
     except LivsegError as exc:
-        problems.append(_one_line(exc))
+        problems.append(one_line(exc))
     except Exception as exc:  # nibabel and gzip raise many types for damaged files
-        problems.append(f"{role} {path} cannot be read ({type(exc).__name__}: {_one_line(exc)})")
+        problems.append(f"{role} {path} cannot be read ({type(exc).__name__}: {one_line(exc)})")
     return None
 
 
@@ -302,10 +302,3 @@ def load_split(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(split, dict) or not all(isinstance(split.get(k), list) for k in ("train", "val")):
         raise DatasetError(f"{path}: not a split file; expected JSON with 'train' and 'val' lists")
     return split
-
-
-# --------------------------------------------------------------------------------------- utilities
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())

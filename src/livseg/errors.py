@@ -8,6 +8,11 @@ expected, so the line alone is enough to fix the input.
 from __future__ import annotations
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception's message folded onto one line (the CLI prints exactly one line)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 class LivsegError(Exception):
     """Base class of all user-facing livseg errors."""
 

@@ -36,10 +36,11 @@ from livseg.io import Volume
 from livseg.postprocess import count_components
 from livseg.postprocess import postprocess as clean_mask
 from livseg.preprocessing import preprocess_image, to_input_grid
+from livseg.runstate import cpu_count, resolve_device
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Segmentation", "fold_batchnorm", "load_model", "mask_stats", "resolve_device", "segment"]
+__all__ = ["Segmentation", "fold_batchnorm", "load_model", "mask_stats", "segment"]
 
 
 @dataclass
@@ -62,26 +63,6 @@ class Segmentation:
 
 
 # ------------------------------------------------------------------------------------ the model
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; ``"cpu"``/``"cuda"``/``"cuda:N"`` as given.
-
-    Raises:
-        ConfigError: for an unknown device string, or CUDA asked for but not available.
-    """
-    if isinstance(device, torch.device):
-        return device
-    name = str(device).strip().lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {device!r} requested but CUDA is not available here; use --device cpu or auto")
-        return torch.device(name)
-    raise ConfigError(f"unknown device {device!r}; expected cpu, cuda, cuda:N or auto")
 
 
 def _fold_pair(conv: nn.Conv3d, bn: nn.BatchNorm3d) -> None:
@@ -130,13 +111,6 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     return folded
 
 
-def _cpu_threads() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def load_model(
     checkpoint_path: str | os.PathLike[str],
     device: str | torch.device = "auto",
@@ -171,7 +145,7 @@ def load_model(
         model = fold_batchnorm(model)
     if target.type == "cpu":
         # the default is the physical-core count of the whole machine, not our affinity mask
-        torch.set_num_threads(num_threads if num_threads > 0 else _cpu_threads())
+        torch.set_num_threads(num_threads if num_threads > 0 else cpu_count())
         model = model.to(memory_format=torch.channels_last_3d)
     model = model.to(target).eval()
     return model, checkpoint.config

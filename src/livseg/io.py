@@ -37,6 +37,7 @@ from livseg.errors import (
     LabelValueError,
     NonFiniteError,
     OutputExistsError,
+    one_line,
 )
 
 log = logging.getLogger(__name__)
@@ -251,9 +252,9 @@ def _read_nifti(path: Path, dtype: type | None) -> tuple[np.ndarray, np.ndarray]
         else:
             array = image.get_fdata(dtype=np.float32)
     except (OSError, EOFError, ValueError, nib.filebasedimages.ImageFileError) as exc:
-        raise CorruptFileError(f"{path}: cannot read NIfTI ({_one_line(exc)}); the file may be truncated") from None
+        raise CorruptFileError(f"{path}: cannot read NIfTI ({one_line(exc)}); the file may be truncated") from None
     except Exception as exc:  # zlib/gzip errors of damaged .nii.gz surface as several types
-        raise CorruptFileError(f"{path}: cannot read NIfTI ({type(exc).__name__}: {_one_line(exc)})") from None
+        raise CorruptFileError(f"{path}: cannot read NIfTI ({type(exc).__name__}: {one_line(exc)})") from None
     return array, image.affine
 
 
@@ -280,7 +281,7 @@ def _read_sitk_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
-        raise CorruptFileError(f"{path}: cannot read image ({_one_line(exc)[:200]})") from None
+        raise CorruptFileError(f"{path}: cannot read image ({one_line(exc)[:200]})") from None
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise DimensionError(f"{path}: image has {image.GetNumberOfComponentsPerPixel()} components per voxel; expected one")
     return _sitk_to_nibabel(image)
@@ -325,7 +326,7 @@ def _read_dicom_series(folder: Path, series_id: str | None) -> tuple[np.ndarray,
     try:
         image = reader.Execute()  # sorts by slice position, applies rescale slope/intercept
     except RuntimeError as exc:
-        raise CorruptFileError(f"{folder}: cannot read DICOM series ({_one_line(exc)[:200]})") from None
+        raise CorruptFileError(f"{folder}: cannot read DICOM series ({one_line(exc)[:200]})") from None
     return _sitk_to_nibabel(image)
 
 
@@ -396,7 +397,7 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     try:
         return json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorruptFileError(f"{path}: cannot read JSON ({_one_line(exc)})") from None
+        raise CorruptFileError(f"{path}: cannot read JSON ({one_line(exc)})") from None
 
 
 def save_nifti(
@@ -440,7 +441,3 @@ def save_mask(
 
 def _fmt(values: Sequence[float]) -> str:
     return " x ".join(f"{v:.3g}" for v in values)
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
