@@ -21,7 +21,6 @@ preset's epoch count caps training on machines fast enough to finish it early.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 import os
@@ -264,7 +263,7 @@ def run_demo(
 
 
 def _write_summary(result: DemoResult, **arguments: Any) -> None:
-    from livseg.io import atomic_output
+    from livseg.io import write_json
 
     def plain(value: Any) -> Any:
         if isinstance(value, Path):
@@ -282,5 +281,4 @@ def _write_summary(result: DemoResult, **arguments: Any) -> None:
         "seconds": result.seconds, "figures": result.figures, "paths": result.paths,
         "config": to_dict(result.config), "evaluation": result.evaluation,
     }
-    with atomic_output(result.paths["summary"], overwrite=True) as tmp:
-        tmp.write_text(json.dumps(plain(data), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    write_json(result.paths["summary"], plain(data), indent=2, allow_nan=False)

@@ -32,7 +32,6 @@ and preprocessed with the checkpoint's own config, so the cache's preprocessing 
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import os
 from dataclasses import replace
@@ -259,7 +258,7 @@ def evaluate(
     from tqdm.auto import tqdm
 
     from livseg.inference import load_model, segment
-    from livseg.io import atomic_output, load_labels, load_volume, refuse_existing
+    from livseg.io import atomic_output, load_labels, load_volume, refuse_existing, write_json
     from livseg.report import plot_case_panels, write_html_report
 
     out = Path(out_dir)
@@ -308,8 +307,7 @@ def evaluate(
             writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
-    with atomic_output(out / "summary.json", overwrite=True) as tmp:
-        tmp.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    write_json(out / "summary.json", summary, indent=2, allow_nan=False)
     _write_report(rows, summary, figure_paths, out / "report.html", write_html_report)
     return summary
 

@@ -377,10 +377,15 @@ def atomic_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> I
             tmp.unlink()
 
 
-def write_json(path: str | os.PathLike[str], data: Any, *, overwrite: bool = True) -> Path:
-    """Write ``data`` as indented JSON, atomically (replacing an existing file by default)."""
+def write_json(
+    path: str | os.PathLike[str], data: Any, *, overwrite: bool = True, indent: int = 1, allow_nan: bool = True
+) -> Path:
+    """Write ``data`` as indented JSON, atomically (replacing an existing file by default).
+
+    ``allow_nan=False`` refuses NaN/inf, for files other tools must parse as strict JSON.
+    """
     with atomic_output(path, overwrite=overwrite) as tmp:
-        tmp.write_text(json.dumps(data, indent=1) + "\n")
+        tmp.write_text(json.dumps(data, indent=indent, allow_nan=allow_nan) + "\n", encoding="utf-8")
     return Path(path)
 
 

@@ -204,9 +204,8 @@ def to_input_grid(probabilities: np.ndarray, volume: Volume, config: PreprocessC
     :func:`preprocess_image` (linear resampling, then undoing the reorientation if any)."""
     if not config.reorient:
         return to_original_grid(probabilities, volume.shape)
-    ras_shape = nib.orientations.apply_orientation(
-        np.empty(volume.shape, dtype=np.bool_), ras_orientation(volume.affine)
-    ).shape
+    # RAS axis k is the array axis whose orientation row says k
+    ras_shape = tuple(np.asarray(volume.shape)[np.argsort(ras_orientation(volume.affine)[:, 0])])
     return from_ras(to_original_grid(probabilities, ras_shape), volume.affine)
 
 
