@@ -8,19 +8,19 @@ Data: phantoms whose livers are real LiTS liver masks (``--liver-shapes``, defau
 phantoms use other masks than the training ones (masks 0..n_train-1 train, the next n_test
 test) and other phantom seeds. Both networks train on the same cached tensors (the demo
 preset's grid), the same train/validation split, batch size, data order and augmentation
-(livseg.loops, seeded per sample), Adam at the demo preset's learning rate, each for
+(livseg.training.loops, seeded per sample), Adam at the demo preset's learning rate, each for
 ``--minutes`` of wall clock (the epoch that crosses it is the last), and keep the weights of
 their best validation epoch (Dice on the network grid, threshold 0.5).
 
     livseg  UNet3D, demo preset (widths 8-16-32-64, three poolings, BatchNorm, dropout), its
-            AdvancedComboLoss (0.3 Dice + 0.3 BCE + 0.4 focal Tversky), trained by livseg.training.
+            AdvancedComboLoss (0.3 Dice + 0.3 BCE + 0.4 focal Tversky), trained by livseg.training.train.
     monai   BasicUNet(features=(8, 16, 32, 64, 128, 8)): the demo's widths on its first four
             levels plus MONAI's fifth level (four poolings), instance norm, no dropout;
-            DiceCELoss(sigmoid=True); trained by the same inner loops (livseg.loops).
+            DiceCELoss(sigmoid=True); trained by the same inner loops (livseg.training.loops).
 
-Scoring is identical for both: livseg.inference.segment (the checkpoint's preprocessing, linear
+Scoring is identical for both: livseg.inference.segment.segment (the checkpoint's preprocessing, linear
 back-mapping of probabilities to each CT's own grid, largest component and hole filling) and
-livseg.evaluation's metrics, per held-out case on the original grid (the LiTS measurement) and
+livseg.evaluation.evaluate's metrics, per held-out case on the original grid (the LiTS measurement) and
 on the network grid. Prints a table and writes benchmarks/results/bench_accuracy.csv (one row
 per model) and bench_accuracy_cases.csv (one row per model, case and grid).
 """
@@ -43,16 +43,16 @@ import numpy as np
 import torch
 
 from livseg.config import RunConfig, apply_overrides, get_preset
-from livseg.cache import CachedDataset, preprocess_dataset
-from livseg.data import load_split
-from livseg.distributed import DistInfo
-from livseg.evaluation import score_case, score_network_grid
-from livseg.inference import load_model, segment
-from livseg.io import load_labels, load_volume
-from livseg.loops import make_train_loader, make_val_loader, train_one_epoch, validate
-from livseg.phantom import find_liver_shapes, write_phantoms
-from livseg.runstate import derived_seed, runtime, seed_all
-from livseg.training import train
+from livseg.data.cache import CachedDataset, preprocess_dataset
+from livseg.data.datasets import load_split
+from livseg.training.distributed import DistInfo
+from livseg.evaluation.evaluate import score_case, score_network_grid
+from livseg.inference.segment import load_model, segment
+from livseg.data.io.volume import load_labels, load_volume
+from livseg.training.loops import make_train_loader, make_val_loader, train_one_epoch, validate
+from livseg.phantom.generator import find_liver_shapes, write_phantoms
+from livseg.training.runstate import derived_seed, runtime, seed_all
+from livseg.training.train import train
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DEFAULT_SHAPES = Path(__file__).resolve().parents[2] / "shared" / "data" / "lits-liver-masks"

@@ -1,4 +1,4 @@
-"""Time livseg.metrics on a LiTS-sized case (512 x 512 x 200 voxels).
+"""Time livseg.evaluation.metrics on a LiTS-sized case (512 x 512 x 200 voxels).
 
 The pair is a liver-sized ellipsoid (about 1.8 L) and a prediction shifted by a few voxels with
 a bump, at a typical CT spacing of 0.78 x 0.78 x 2.5 mm. Run by hand:
@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from livseg import metrics
+from livseg.evaluation import metrics
 
 SHAPE = (512, 512, 200)
 SPACING = (0.78, 0.78, 2.5)

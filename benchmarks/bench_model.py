@@ -52,7 +52,7 @@ def _sync(device: str) -> None:
 def build(name: str) -> torch.nn.Module:
     """The network under test: ``livseg`` (paper UNet3D) or ``monai`` (BasicUNet, same widths)."""
     if name == "livseg":
-        from livseg.model import UNet3D
+        from livseg.nn.model import UNet3D
 
         return UNet3D()
     from monai.networks.nets import BasicUNet
@@ -81,7 +81,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     amp = device == "cuda"
     autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if amp else torch.autocast("cpu", enabled=False)
     if mode == "train":
-        from livseg.losses import AdvancedComboLoss
+        from livseg.nn.losses import AdvancedComboLoss
 
         loss_fn = AdvancedComboLoss()
         model.train()
@@ -96,7 +96,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     else:
         model.eval()
         if job.get("fold"):
-            from livseg.inference import fold_batchnorm
+            from livseg.inference.segment import fold_batchnorm
 
             model = fold_batchnorm(model)
 

@@ -36,8 +36,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 
-from livseg.io import atomic_output, load_labels, load_volume  # noqa: E402
-from livseg.phantom import make_phantom  # noqa: E402
+from livseg.data.io.files import atomic_output  # noqa: E402
+from livseg.data.io.volume import load_labels, load_volume
+from livseg.phantom.generator import make_phantom  # noqa: E402
 
 DATA = Path(os.environ.get("LIVSEG_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 METRICS = ("volume_ml", "extent_rl_mm", "extent_ap_mm", "extent_si_mm", "centroid_abs_x_mm", "centroid_y_mm",

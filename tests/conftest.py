@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable, Sequence
 
 import nibabel as nib
 import numpy as np
 import pytest
-
-# tests/conftest.py -> parents[0] tests, [1] the repository (/work/main), [2] its parent (/work)
-DEFAULT_SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from helpers import SHARED_DATA
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real CT folder (../shared/data, or $LIVSEG_SHARED_DATA); skips the test when absent."""
-    path = Path(os.environ.get("LIVSEG_SHARED_DATA") or DEFAULT_SHARED_DATA)
-    if not path.is_dir():
+    if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data not found: real CT tests need the shared data folder")
-    return path
+    return SHARED_DATA
 
 
 def write_nifti(path: Path, array: np.ndarray, affine: np.ndarray | None = None) -> Path:

@@ -1,14 +1,18 @@
-"""Small builders shared by several test modules (imported as ``helpers``; pytest puts tests/ on
-sys.path because the folder is not a package)."""
+"""Small builders shared by several test modules, imported as ``helpers`` (pyproject's pytest
+``pythonpath`` puts tests/ on sys.path; the test folders are not packages)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
 from livseg.config import ModelConfig, PreprocessConfig, RunConfig, TrainConfig
+
+# tests/helpers.py -> parents[0] tests, [1] the repository (/work/main), [2] its parent (/work)
+SHARED_DATA = Path(os.environ.get("LIVSEG_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 # A U-Net small enough to train for two epochs in about a second on one core.
 TINY = RunConfig(

@@ -13,8 +13,8 @@ import pytest
 import torch
 from helpers import TINY
 
-from livseg.checkpoint import save_checkpoint
-from livseg.model import UNet3D
+from livseg.nn.checkpoint import save_checkpoint
+from livseg.nn.model import UNet3D
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

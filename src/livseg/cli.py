@@ -41,7 +41,7 @@ def _add_preprocess(sub: argparse._SubParsersAction) -> None:
 
 def _run_preprocess(args: argparse.Namespace) -> int:
     from livseg.config import apply_overrides, get_preset
-    from livseg.cache import preprocess_dataset
+    from livseg.data.cache import preprocess_dataset
 
     config = apply_overrides(get_preset(args.preset), args.overrides)
     manifest = preprocess_dataset(
@@ -97,7 +97,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
     from livseg.config import RunConfig, apply_overrides, from_dict, get_preset
     from livseg.errors import ConfigError
-    from livseg.training import train
+    from livseg.training.train import train
 
     saved = args.out / "config.json"
     if args.preset is None and args.resume and saved.is_file():
@@ -155,7 +155,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
-    from livseg.predict import predict
+    from livseg.inference.predict import predict
 
     results = predict(
         args.inputs,
@@ -197,7 +197,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from livseg.evaluation import evaluate
+    from livseg.evaluation.evaluate import evaluate
 
     summary = evaluate(
         args.checkpoint,
@@ -238,7 +238,7 @@ def _add_phantom(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_phantom(args: argparse.Namespace) -> int:
-    from livseg.phantom import write_phantoms
+    from livseg.phantom.generator import write_phantoms
 
     pairs = write_phantoms(
         args.out,

@@ -1,20 +1,20 @@
 """The whole method in minutes on a laptop CPU, without data: ``livseg demo``.
 
-:func:`run_demo` chains the public pipeline on synthetic CT (:mod:`livseg.phantom`) and writes
+:func:`run_demo` chains the public pipeline on synthetic CT (:mod:`livseg.phantom.generator`) and writes
 one folder a new user can browse::
 
     OUT/phantoms/train/      volume-K.nii.gz + segmentation-K.nii.gz (training and validation)
     OUT/phantoms/test/       held-out phantoms, drawn from other seeds
-    OUT/cache/               the training phantoms on the network grid (livseg.data)
+    OUT/cache/               the training phantoms on the network grid (livseg.data.datasets)
     OUT/run/                 the training run: best.pt, last.pt, metrics.csv, curves.png, ...
     OUT/evaluation/          held-out scores on both grids: metrics.csv, summary.json,
-                             figures/<case>.png, report.html (livseg.evaluation)
+                             figures/<case>.png, report.html (livseg.evaluation.evaluate)
     OUT/predict/             one held-out case segmented as a user would: mask, stats, preview
     OUT/demo_summary.json    the table below, the timings and every path, as JSON
 
 The time budget covers the whole run: phantom generation and preprocessing come first, then
 training gets what is left after a reserve for evaluation and prediction
-(:func:`livseg.training.train` ``max_seconds``; the epoch that crosses it is the last). The
+(:func:`livseg.training.train.train` ``max_seconds``; the epoch that crosses it is the last). The
 preset's epoch count caps training on machines fast enough to finish it early.
 """
 
@@ -61,7 +61,7 @@ class DemoResult:
         cases: per held-out case: ``case``, ``dice`` and ``assd_mm`` (original grid, after
             post-processing), ``volume_pred_ml``, ``volume_true_ml``, ``dice_network_grid``.
         mean: the mean of each numeric column of ``cases`` over the cases where it is finite.
-        evaluation: the summary of :func:`livseg.evaluation.evaluate` (both grids).
+        evaluation: the summary of :func:`livseg.evaluation.evaluate.evaluate` (both grids).
         training: ``epochs`` run, ``best_epoch``, ``best_val_dice`` (network grid),
             ``budget_s`` given to training and whether it ``stopped_on_time``.
         figures: ``curves``, ``evaluation`` (one per case), ``preview``, ``report``.
@@ -197,11 +197,11 @@ def run_demo(
         ConfigError: a non-positive budget, too few phantoms, or a bad override.
         OutputExistsError: ``out_dir`` holds an earlier demo and ``overwrite`` is False.
     """
-    from livseg.cache import preprocess_dataset
-    from livseg.evaluation import evaluate
-    from livseg.predict import predict
-    from livseg.phantom import write_phantoms
-    from livseg.training import train
+    from livseg.data.cache import preprocess_dataset
+    from livseg.evaluation.evaluate import evaluate
+    from livseg.inference.predict import predict
+    from livseg.phantom.generator import write_phantoms
+    from livseg.training.train import train
 
     started = time.monotonic()
     _check_args(minutes, n_train, n_test, phantom_shape)
@@ -263,7 +263,7 @@ def run_demo(
 
 
 def _write_summary(result: DemoResult, **arguments: Any) -> None:
-    from livseg.io import write_json
+    from livseg.data.io.files import write_json
 
     def plain(value: Any) -> Any:
         if isinstance(value, Path):

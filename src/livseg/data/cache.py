@@ -1,0 +1,258 @@
+"""The preprocessed cache: a dataset resampled once onto the network grid, and a Dataset over it.
+
+Layout (written by :func:`preprocess_dataset`)::
+
+    <cache>/manifest.json        {"format": "livseg-cache", "version": 1, "preprocess": {...},
+                                  "cases": {case_id: {image, label, shape, affine, spacing,
+                                            liver_ml, image_file, label_file}}}
+    <cache>/splits.json          {"seed", "val_fraction", "train": [...], "val": [...]}
+    <cache>/<case_id>_image.npy  float32 [X, Y, Z], windowed to [0, 1], on the target grid
+    <cache>/<case_id>_label.npy  uint8 [X, Y, Z], binary liver (tumour counts as liver)
+
+Every file is written through :func:`livseg.data.io.files.atomic_output` and the manifest is rewritten after
+each case, so an interrupted run keeps every finished case and never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from livseg.config import PreprocessConfig, to_dict
+from livseg.data.datasets import (
+    SPLITS_FILE,
+    Case,
+    check_val_fraction,
+    discover_cases,
+    load_split,
+    make_split,
+    natural_key,
+    save_split,
+    validate_cases,
+)
+from livseg.errors import DatasetError, InputFileNotFoundError, LivsegError, one_line
+from livseg.data.io.files import atomic_output, read_json, write_json
+from livseg.data.io.volume import load_labels, load_volume
+from livseg.data.preprocessing import preprocess_image, preprocess_labels
+
+log = logging.getLogger(__name__)
+
+CACHE_FORMAT = "livseg-cache"
+CACHE_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+Transform = Callable[[np.ndarray, np.ndarray], "tuple[np.ndarray, np.ndarray]"]
+
+
+def preprocess_dataset(
+    data: str | os.PathLike[str] | Sequence[Case],
+    out_dir: str | os.PathLike[str],
+    *,
+    config: PreprocessConfig,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Preprocess a whole dataset onto the network grid and cache it (resumable).
+
+    Cases already in the cache (manifest entry for the same source files, and both arrays
+    present) are skipped. A case that fails while being processed does not stop the others;
+    all failures are raised together at the end, after the finished ones are saved.
+
+    Args:
+        data: dataset folder, CSV file, or a list of :class:`Case`.
+        out_dir: cache folder; new, empty, or a cache made with the same ``config``.
+        config: preprocessing (HU window, target shape).
+        val_fraction: validation share of the split written to ``splits.json``.
+        seed: seed of that split.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        The manifest (see the module docstring).
+
+    Raises:
+        InputFileNotFoundError: ``data`` does not exist.
+        DatasetError: unusable cases (all listed), or ``out_dir`` is another kind of folder or a
+            cache made with a different preprocessing config.
+    """
+    check_val_fraction(val_fraction)  # before hours of work, not after
+    out = Path(out_dir)
+    cases = list(data) if not isinstance(data, (str, os.PathLike)) else discover_cases(data)
+    if not cases:
+        raise DatasetError("no cases to preprocess")
+    wanted = to_dict(config)
+    manifest = _open_cache(out, wanted)
+    todo = [case for case in cases if not _is_done(out, manifest["cases"].get(case.case_id), case)]
+    log.info("%d of %d cases already cached in %s", len(cases) - len(todo), len(cases), out)
+    validate_cases(todo)
+    write_json(out / MANIFEST_FILE, manifest)  # marks the folder as ours before any array lands
+    failed = []
+    for case in tqdm(todo, desc="preprocess", unit="case", disable=not progress):
+        try:
+            manifest["cases"][case.case_id] = _preprocess_case(case, out, config)
+        except LivsegError as exc:
+            failed.append(f"  {case.case_id}: {one_line(exc)}")
+            continue
+        write_json(out / MANIFEST_FILE, manifest)
+    if failed:
+        summary = f"{len(failed)} of {len(todo)} cases failed; the others are cached in {out}:"
+        raise DatasetError("\n".join([summary, *failed]))
+    _update_split(out / SPLITS_FILE, list(manifest["cases"]), val_fraction, seed)
+    return manifest
+
+
+def _open_cache(out: Path, wanted: dict[str, Any]) -> dict[str, Any]:
+    """The existing manifest of ``out`` (same config required) or a new, empty one."""
+    if (out / MANIFEST_FILE).exists():
+        manifest = load_manifest(out)
+        old = manifest["preprocess"]
+        if old != wanted:
+            changed = [k for k, v in wanted.items() if old.get(k) != v]
+            detail = ", ".join(f"{k}: cache {old.get(k)} vs requested {wanted[k]}" for k in changed)
+            raise DatasetError(
+                f"{out}: cache was made with a different preprocessing config ({detail}); "
+                "use another output folder or delete this one"
+            )
+        return manifest
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DatasetError(
+            f"{out}: exists and is not an empty folder or a livseg cache (no {MANIFEST_FILE}); choose a new folder"
+        )
+    return {"format": CACHE_FORMAT, "version": CACHE_VERSION, "preprocess": wanted, "cases": {}}
+
+
+def _is_done(out: Path, entry: dict[str, Any] | None, case: Case) -> bool:
+    return (
+        entry is not None
+        and entry.get("image") == str(case.image.resolve())
+        and entry.get("label") == (str(case.label.resolve()) if case.label else None)
+        and (out / entry.get("image_file", "")).is_file()
+        and (out / entry.get("label_file", "")).is_file()
+    )
+
+
+def _preprocess_case(case: Case, out: Path, config: PreprocessConfig) -> dict[str, Any]:
+    if case.label is None:  # validate_cases has refused these already; keeps the type checker honest
+        raise DatasetError(f"no label for image {case.image}")
+    volume = load_volume(case.image)
+    labels = load_labels(case.label, like=volume)
+    image_file, label_file = f"{case.case_id}_image.npy", f"{case.case_id}_label.npy"
+    with atomic_output(out / image_file, overwrite=True) as tmp:
+        np.save(tmp, preprocess_image(volume, config).astype(np.float32, copy=False))
+    with atomic_output(out / label_file, overwrite=True) as tmp:
+        np.save(tmp, preprocess_labels(labels, config, affine=volume.affine).astype(np.uint8, copy=False))
+    return {
+        "image": str(case.image.resolve()),
+        "label": str(case.label.resolve()),
+        "shape": list(volume.shape),
+        "affine": volume.affine.tolist(),
+        "spacing": list(volume.spacing),
+        "liver_ml": float(np.count_nonzero(labels) * volume.voxel_volume_ml),
+        "image_file": image_file,
+        "label_file": label_file,
+    }
+
+
+def _update_split(path: Path, case_ids: list[str], val_fraction: float, seed: int) -> None:
+    """Keep an existing split (it may be hand-edited) unless the cases or its parameters changed."""
+    if path.exists():
+        try:
+            old = load_split(path)
+            same = set(old["train"]) | set(old["val"]) == set(case_ids)
+            if same and old.get("seed") == seed and old.get("val_fraction") == val_fraction:
+                return
+        except LivsegError:
+            pass
+        log.info("replacing %s: cases, seed or val_fraction changed", path)
+    save_split(make_split(case_ids, val_fraction=val_fraction, seed=seed), path)
+
+
+def load_manifest(cache_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read the manifest of a cache folder.
+
+    Raises:
+        InputFileNotFoundError: the folder does not exist.
+        DatasetError: the folder is not a livseg cache (or one from a newer livseg).
+    """
+    folder = Path(cache_dir)
+    if not folder.exists():
+        raise InputFileNotFoundError(f"cache folder not found: {str(folder)!r}")
+    if not (folder / MANIFEST_FILE).is_file():
+        raise DatasetError(f"{folder}: not a livseg cache (no {MANIFEST_FILE}); create one with `livseg preprocess`")
+    manifest = read_json(folder / MANIFEST_FILE)
+    ours = isinstance(manifest, dict) and manifest.get("format") == CACHE_FORMAT
+    if not ours or not isinstance(manifest.get("cases"), dict):
+        raise DatasetError(f"{folder / MANIFEST_FILE}: not a livseg cache manifest (format {CACHE_FORMAT!r} expected)")
+    if manifest.get("version") != CACHE_VERSION:
+        raise DatasetError(f"{folder}: cache version {manifest.get('version')}; this livseg reads {CACHE_VERSION}")
+    return manifest
+
+
+def is_cache(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` is a folder written by :func:`preprocess_dataset`."""
+    try:
+        load_manifest(path)
+    except LivsegError:
+        return False
+    return True
+
+
+class CachedDataset(torch.utils.data.Dataset):
+    """Cached cases as tensors: {"image": float32 [1, X, Y, Z], "label": float32 [1, X, Y, Z] (0/1),
+    "case_id": str}.
+
+    Args:
+        cache_dir: folder written by :func:`preprocess_dataset`.
+        case_ids: cases to serve (e.g. ``load_split(...)["train"]``); all when None.
+        in_memory: load every array once; otherwise memory-map them (for caches larger than RAM).
+        transform: ``(image, label) -> (image, label)`` on numpy arrays, applied per item
+            (augmentation); it must not modify its inputs in place (they may be read-only maps).
+
+    Raises:
+        DatasetError: unknown case ids or missing array files (all listed).
+    """
+
+    def __init__(
+        self,
+        cache_dir: str | os.PathLike[str],
+        case_ids: Sequence[str] | None = None,
+        *,
+        in_memory: bool = True,
+        transform: Transform | None = None,
+    ) -> None:
+        self.cache_dir = Path(cache_dir)
+        self.manifest = load_manifest(self.cache_dir)
+        entries = self.manifest["cases"]
+        self.case_ids = list(case_ids) if case_ids is not None else sorted(entries, key=natural_key)
+        unknown = [c for c in self.case_ids if c not in entries]
+        if unknown:
+            raise DatasetError(f"{self.cache_dir}: cases not in the cache: {unknown}")
+        files = [(self.cache_dir / entries[c]["image_file"], self.cache_dir / entries[c]["label_file"])
+                 for c in self.case_ids]
+        missing = [str(f) for pair in files for f in pair if not f.is_file()]
+        if missing:
+            raise DatasetError(
+                f"{self.cache_dir}: {len(missing)} cached arrays are missing: {missing}; rerun `livseg preprocess`"
+            )
+        mode = None if in_memory else "r"
+        self._arrays = [(np.load(i, mmap_mode=mode), np.load(l, mmap_mode=mode)) for i, l in files]
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.case_ids)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image, label = self._arrays[index]
+        if self.transform is not None:
+            image, label = self.transform(image, label)
+        # copies: a consumer writing into the tensor must not change the cached array
+        return {
+            "image": torch.from_numpy(np.array(image, dtype=np.float32))[None],
+            "label": torch.from_numpy(np.array(label, dtype=np.float32))[None],
+            "case_id": self.case_ids[index],
+        }

@@ -1,0 +1,65 @@
+"""NIfTI files (nibabel): the convention every other format is brought into.
+
+A NIfTI file's array axes and its qform/sform affine (voxel index -> RAS+ mm) are used exactly as
+nibabel gives them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from livseg.data.io.files import atomic_output
+from livseg.errors import CorruptFileError, one_line
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+def is_nifti(path: Path) -> bool:
+    """True for .nii and .nii.gz file names."""
+    return path.name.lower().endswith(NIFTI_SUFFIXES)
+
+
+def read_nifti(path: Path, dtype: type | None) -> tuple[np.ndarray, np.ndarray]:
+    """(array as stored, affine); ``dtype=None`` keeps label integers exact, else float32."""
+    try:
+        image = nib.load(str(path))
+        if dtype is None:
+            # labels: keep integers exact; scaling (if any) is applied by nibabel's dataobj
+            array = np.asarray(image.dataobj)
+        else:
+            array = image.get_fdata(dtype=np.float32)
+    except (OSError, EOFError, ValueError, nib.filebasedimages.ImageFileError) as exc:
+        raise CorruptFileError(f"{path}: cannot read NIfTI ({one_line(exc)}); the file may be truncated") from None
+    except Exception as exc:  # zlib/gzip errors of damaged .nii.gz surface as several types
+        raise CorruptFileError(f"{path}: cannot read NIfTI ({type(exc).__name__}: {one_line(exc)})") from None
+    return array, image.affine
+
+
+def save_nifti(
+    array: np.ndarray,
+    affine: np.ndarray,
+    path: str | os.PathLike[str],
+    *,
+    dtype: type = np.float32,
+    overwrite: bool = False,
+) -> Path:
+    """Write a 3D array as NIfTI with the given affine (qform and sform), atomically.
+
+    Returns:
+        The written path.
+    """
+    path = Path(path)
+    if not is_nifti(path):
+        raise ValueError(f"{path}: expected a .nii or .nii.gz file name")
+    image = nib.Nifti1Image(np.asarray(array, dtype=dtype), np.asarray(affine, dtype=np.float64))
+    image.set_qform(affine, code=1)
+    image.set_sform(affine, code=1)
+    image.header.set_xyzt_units("mm")
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        nib.save(image, str(tmp))
+    return path
+

@@ -1,0 +1,243 @@
+"""Reading CT volumes and label maps, writing masks: the I/O contract.
+
+Contract (see DESIGN.md): a :class:`Volume` holds a float32 array in Hounsfield units with the
+array axes (x, y, z) exactly as nibabel gives them for a NIfTI file, the 4x4 voxel-to-world
+affine in RAS+ millimetres (the NIfTI convention), and the spacing in mm *per array axis*.
+
+NIfTI files are read in :mod:`livseg.data.io.nifti`; DICOM series and other SimpleITK formats
+(.mha, .nrrd) are brought into the same convention in :mod:`livseg.data.io.dicom` and nowhere
+else. Every file is written through :mod:`livseg.data.io.files`, so an interrupted write never
+leaves a half-written output.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from livseg.data.io.dicom import SITK_SUFFIXES, read_dicom_series, read_sitk_file
+from livseg.data.io.nifti import NIFTI_SUFFIXES, is_nifti, read_nifti, save_nifti
+from livseg.errors import (
+    DimensionError,
+    GridMismatchError,
+    InputFileNotFoundError,
+    LabelValueError,
+    NonFiniteError,
+)
+
+log = logging.getLogger(__name__)
+
+LITS_LABELS = (0, 1, 2)  # background, liver, tumour
+AFFINE_TOLERANCE_MM = 1e-3  # grids whose affines differ by less are the same grid
+
+
+@dataclass(frozen=True, eq=False)
+class Volume:
+    """A CT volume on its own grid.
+
+    Attributes:
+        array: float32 HU values, axes (x, y, z) as nibabel gives them.
+        affine: 4x4 voxel index -> RAS+ mm.
+        source: where it was read from (file or DICOM folder), or a description.
+    """
+
+    array: np.ndarray
+    affine: np.ndarray
+    source: str = ""
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Array shape (x, y, z)."""
+        return tuple(int(s) for s in self.array.shape)  # type: ignore[return-value]
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel size in mm along each array axis (norms of the affine's columns)."""
+        return spacing_from_affine(self.affine)
+
+    @property
+    def voxel_volume_ml(self) -> float:
+        """Volume of one voxel in millilitres."""
+        return float(np.prod(self.spacing)) / 1000.0
+
+
+def spacing_from_affine(affine: np.ndarray) -> tuple[float, float, float]:
+    """Voxel size in mm per array axis from a 4x4 affine."""
+    return tuple(float(v) for v in np.linalg.norm(np.asarray(affine)[:3, :3], axis=0))  # type: ignore[return-value]
+
+
+def case_name(path: str | os.PathLike[str]) -> str:
+    """A file or folder name without its image suffix (``volume-3.nii.gz`` -> ``volume-3``)."""
+    name = Path(path).name
+    for suffix in NIFTI_SUFFIXES[::-1] + SITK_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+# ----------------------------------------------------------------------------------------- reading
+
+
+def load_volume(path: str | os.PathLike[str], *, series_id: str | None = None) -> Volume:
+    """Read a CT volume from a NIfTI file, a DICOM series folder, or a .mha/.nrrd file.
+
+    Args:
+        path: file or folder. A folder is read as a DICOM series; if it (or its subfolders)
+            holds several series, the one with most slices is used and logged, unless
+            ``series_id`` names one.
+        series_id: DICOM SeriesInstanceUID to read from a folder with several series.
+
+    Returns:
+        The volume in HU, float32, axes (x, y, z), RAS affine.
+
+    Raises:
+        InputFileNotFoundError: the path does not exist.
+        CorruptFileError: the file cannot be read (truncated, not an image).
+        EmptyDicomFolderError: a folder without any DICOM series.
+        DimensionError: the image is not 3D.
+        NonFiniteError: NaN or infinite voxels.
+    """
+    array, affine, source = _read_image(Path(path), series_id=series_id, dtype=np.float32)
+    if not np.isfinite(array).all():
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        raise NonFiniteError(f"{source}: {bad} voxels are NaN or infinite; expected finite HU values")
+    return Volume(array=array, affine=affine, source=source)
+
+
+def load_labels(
+    path: str | os.PathLike[str],
+    like: Volume | None = None,
+    *,
+    select: int | Sequence[int] | None = None,
+    allowed: Sequence[int] = LITS_LABELS,
+    resample: bool = False,
+    series_id: str | None = None,
+) -> np.ndarray:
+    """Read a label map (NIfTI, DICOM series folder, .mha/.nrrd) as a uint8 array.
+
+    Args:
+        path: label file or DICOM folder.
+        like: the CT it belongs to; its grid (shape and affine) must match.
+        select: label value(s) that make up the foreground. When given, the result is binary
+            (1 where the label is one of them, e.g. ``select=5`` for TotalSegmentator's liver or
+            ``select=255`` for IRCADb masks); when None, values are kept and checked.
+        allowed: permitted values when ``select`` is None (LiTS: 0 background, 1 liver, 2 tumour).
+        resample: when the grid differs from ``like``, map the labels onto it by physical
+            coordinates (nearest neighbour) instead of raising.
+        series_id: DICOM series to read from a folder with several.
+
+    Returns:
+        uint8 array with the shape of ``like`` (or of the file when ``like`` is None).
+
+    Raises:
+        GridMismatchError: the label grid differs from the CT's and ``resample`` is False.
+        LabelValueError: values outside ``allowed`` (when ``select`` is None).
+        plus the errors of :func:`load_volume` for the file itself.
+    """
+    array, affine, source = _read_image(Path(path), series_id=series_id, dtype=None)
+    if not np.isfinite(array).all():
+        raise NonFiniteError(f"{source}: label map holds NaN or infinite values")
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.array_equal(array, np.round(array)):
+            raise LabelValueError(f"{source}: label map holds non-integer values; expected integer labels")
+    if like is not None and not same_grid(array.shape, affine, like.shape, like.affine):
+        if not resample:
+            raise GridMismatchError(
+                f"{source}: label grid {tuple(array.shape)} (spacing {_fmt(spacing_from_affine(affine))} mm) "
+                f"does not match the CT grid {like.shape} (spacing {_fmt(like.spacing)} mm) of {like.source}; "
+                "expected the same shape and affine"
+            )
+        array = resample_labels_to_grid(array, affine, like.shape, like.affine)
+    if select is not None:
+        values = [select] if isinstance(select, (int, np.integer)) else list(select)
+        return np.isin(array, values).astype(np.uint8)
+    present = np.unique(array)
+    unexpected = sorted(set(present.astype(np.int64).tolist()) - set(allowed))
+    if unexpected:
+        raise LabelValueError(
+            f"{source}: labels {unexpected[:10]} are outside the allowed set {sorted(allowed)}; "
+            "pass select=... to pick the liver label(s)"
+        )
+    return array.astype(np.uint8)
+
+
+def same_grid(
+    shape_a: Sequence[int], affine_a: np.ndarray, shape_b: Sequence[int], affine_b: np.ndarray
+) -> bool:
+    """True when two voxel grids have the same shape and affines equal within 1 micrometre."""
+    return tuple(shape_a) == tuple(shape_b) and bool(
+        np.allclose(affine_a, affine_b, atol=AFFINE_TOLERANCE_MM, rtol=0)
+    )
+
+
+def resample_labels_to_grid(
+    labels: np.ndarray, affine: np.ndarray, shape: Sequence[int], target_affine: np.ndarray
+) -> np.ndarray:
+    """Nearest-neighbour resampling of a label map onto another grid by world coordinates.
+
+    Voxels of the target grid that fall outside the source get label 0.
+    """
+    from scipy import ndimage
+
+    # target voxel index -> world -> source voxel index, as one affine
+    target_to_source = np.linalg.inv(affine) @ target_affine
+    return ndimage.affine_transform(
+        labels,
+        target_to_source[:3, :3],
+        offset=target_to_source[:3, 3],
+        output_shape=tuple(shape),
+        order=0,
+        mode="constant",
+        cval=0,
+    ).astype(labels.dtype)
+
+
+def _read_image(path: Path, *, series_id: str | None, dtype: type | None) -> tuple[np.ndarray, np.ndarray, str]:
+    """Read any supported image to (array x-y-z, RAS affine, source description)."""
+    if not path.exists():
+        raise InputFileNotFoundError(f"file not found: {str(path)!r}")
+    if path.is_dir():
+        array, affine = read_dicom_series(path, series_id)
+    elif is_nifti(path):
+        array, affine = read_nifti(path, dtype)
+    else:
+        array, affine = read_sitk_file(path)
+    array = _squeeze_to_3d(array, path)
+    if dtype is not None:
+        array = np.ascontiguousarray(array, dtype=dtype)
+    return array, np.asarray(affine, dtype=np.float64), str(path)
+
+
+def _squeeze_to_3d(array: np.ndarray, path: Path) -> np.ndarray:
+    """Drop trailing singleton axes (a 4D file with one frame is a 3D volume); refuse the rest."""
+    while array.ndim > 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim != 3 or min(array.shape) < 2:
+        kind = "a 2D image" if array.ndim < 3 or min(array.shape) < 2 else f"a {array.ndim}D image"
+        raise DimensionError(
+            f"{path}: image has shape {tuple(array.shape)} ({kind}); expected a 3D volume (x, y, z)"
+        )
+    return array
+
+
+def save_mask(
+    mask: np.ndarray, like: Volume, path: str | os.PathLike[str], *, overwrite: bool = False
+) -> Path:
+    """Write a mask as uint8 NIfTI on exactly the grid and affine of ``like``, atomically.
+
+    Raises:
+        GridMismatchError: the mask's shape is not the volume's.
+        OutputExistsError: ``path`` exists and ``overwrite`` is False.
+    """
+    if tuple(mask.shape) != like.shape:
+        raise GridMismatchError(f"mask shape {tuple(mask.shape)} does not match the volume shape {like.shape}")
+    return save_nifti(mask, like.affine, path, dtype=np.uint8, overwrite=overwrite)
+
+
+def _fmt(values: Sequence[float]) -> str:
+    return " x ".join(f"{v:.3g}" for v in values)

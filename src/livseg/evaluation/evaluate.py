@@ -1,0 +1,336 @@
+"""Evaluation of a checkpoint on labelled cases, on two grids, labelled as such.
+
+``network_grid``   what the paper reported: the prediction on the preprocessed grid (160 x 160 x
+                   80 for the paper preset), probabilities >= 0.5, no post-processing, against
+                   the label resampled to that grid by nearest neighbour (label > 0). Surface
+                   distances there use the spacing ``original extent / grid shape`` per axis,
+                   i.e. ``n_in * spacing_in / n_out`` (the physical field of view spread over
+                   the grid's voxels; the corner-aligned resampling actually places samples
+                   ``(n_in - 1) * spacing_in / (n_out - 1)`` apart, which differs by under one
+                   voxel over the whole field of view).
+``original_grid``  what LiTS requires: the prediction mapped back to each CT's own grid,
+                   thresholded and (by default) post-processed, against label > 0 with the CT's
+                   real spacing.
+
+Summaries (``summary.json``): for every metric the mean, standard deviation (population,
+ddof=0) and median over the cases whose value is finite, with ``n`` (cases used) and
+``n_nonfinite`` (cases left out). Surface distances are ``inf`` when exactly one of prediction
+and reference is empty (see :mod:`livseg.evaluation.metrics`), and a mean over them would be ``inf`` for
+the whole set; they are counted instead, so one failed case is visible without hiding the rest.
+A statistic with no finite value is ``null``. Global Dice pools voxels over all cases (LiTS
+"Dice global").
+
+Which cases: ``split="all"`` uses every case. ``split="val"`` uses the validation ids of a
+``splits.json``: the one next to the checkpoint (``RUN_DIR/splits.json``, written by training:
+the split the model was actually validated on) if present, else, for a cache, the cache's own
+``splits.json``. A dataset folder or CSV without a ``splits.json`` beside the checkpoint cannot
+be evaluated with ``split="val"``. A cache supplies only the case list and split: every CT and
+label is read again from the source paths in its manifest (the original grid needs them anyway)
+and preprocessed with the checkpoint's own config, so the cache's preprocessing need not match.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from livseg.config import PreprocessConfig
+from livseg.errors import ConfigError, DatasetError
+from livseg.evaluation.metrics import case_metrics
+
+log = logging.getLogger(__name__)
+
+__all__ = ["GRIDS", "METRICS", "evaluate", "network_grid_spacing", "score_case", "select_cases", "summarize"]
+
+GRIDS = ("network_grid", "original_grid")
+METRICS = (
+    "dice", "jaccard", "voe", "rvd", "assd", "mssd", "hd95", "voxel_accuracy", "volume_pred_ml", "volume_ref_ml",
+)
+_COUNTS = ("n_pred", "n_ref", "n_overlap")  # voxel counts kept per case for the global Dice
+SPLITS_FILE = "splits.json"
+SUMMARY_NOTE = (
+    "mean, std (ddof=0) and median over cases with a finite value; n_nonfinite counts the cases "
+    "left out (inf surface distances or RVD when exactly one of prediction and reference is empty)"
+)
+
+
+# ------------------------------------------------------------------------------------- scoring
+
+
+def score_case(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -> dict[str, float]:
+    """Every metric of :data:`METRICS` for one case on one grid, plus the voxel counts that the
+    global Dice needs (``n_pred``, ``n_ref``, ``n_overlap``).
+
+    Args:
+        pred: predicted mask (non-zero = liver).
+        ref: reference mask on the same grid.
+        spacing: voxel size in mm per array axis.
+
+    Raises:
+        GridMismatchError: the shapes differ.
+    """
+    pred, ref = np.asarray(pred) != 0, np.asarray(ref) != 0
+    result = {key: float(value) for key, value in case_metrics(pred, ref, spacing).items()}
+    result.update(
+        n_pred=int(np.count_nonzero(pred)),
+        n_ref=int(np.count_nonzero(ref)),
+        n_overlap=int(np.count_nonzero(pred & ref)),
+    )
+    return result
+
+
+def network_grid_spacing(
+    shape: Sequence[int], spacing: Sequence[float], grid_shape: Sequence[int]
+) -> tuple[float, float, float]:
+    """Spacing in mm of the network grid: original extent / grid shape, per axis."""
+    return tuple(float(n) * float(s) / float(g) for n, s, g in zip(shape, spacing, grid_shape))  # type: ignore[return-value]
+
+
+def score_network_grid(
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    affine: np.ndarray,
+    config: PreprocessConfig,
+    *,
+    threshold: float = 0.5,
+) -> dict[str, float]:
+    """The paper's measurement: ``probabilities >= threshold`` on the network grid versus the
+    label map resampled there by nearest neighbour (label > 0), no post-processing.
+
+    Args:
+        probabilities: network output on ``config.target_shape``.
+        labels: label map on the CT's own grid (0/1/2).
+        affine: the CT's affine (its spacing, converted with :func:`network_grid_spacing`, and
+            its orientation, when ``config.reorient``).
+        config: the checkpoint's preprocessing config.
+        threshold: probability threshold (paper: 0.5).
+    """
+    from livseg.data.io.volume import spacing_from_affine
+    from livseg.data.preprocessing import network_view, preprocess_labels
+
+    oriented, oriented_affine = network_view(labels, affine, config)
+    ref = preprocess_labels(oriented, replace(config, reorient=False))
+    grid_spacing = network_grid_spacing(oriented.shape, spacing_from_affine(oriented_affine), config.target_shape)
+    return score_case(probabilities >= threshold, ref, grid_spacing)
+
+
+def _stats(values: Iterable[float]) -> dict[str, Any]:
+    array = np.asarray(list(values), dtype=np.float64)
+    finite = array[np.isfinite(array)]
+    if finite.size == 0:
+        return {"mean": None, "std": None, "median": None, "n": 0, "n_nonfinite": int(array.size)}
+    return {
+        "mean": float(finite.mean()),
+        "std": float(finite.std()),
+        "median": float(np.median(finite)),
+        "n": int(finite.size),
+        "n_nonfinite": int(array.size - finite.size),
+    }
+
+
+def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Summaries per grid from per-case rows (each with ``grid``, the metrics and the counts).
+
+    Returns:
+        ``{grid: {"n_cases", "global_dice", "metrics": {metric: {mean, std, median, n,
+        n_nonfinite}}}}`` for every grid present; ``null`` statistics where no case is finite.
+    """
+    summary: dict[str, Any] = {}
+    for grid in GRIDS:
+        mine = [row for row in rows if row.get("grid") == grid]
+        if not mine:
+            continue
+        total = sum(row["n_pred"] + row["n_ref"] for row in mine)
+        overlap = sum(row["n_overlap"] for row in mine)
+        summary[grid] = {
+            "n_cases": len(mine),
+            "global_dice": 1.0 if total == 0 else 2.0 * overlap / total,
+            "metrics": {metric: _stats(row[metric] for row in mine) for metric in METRICS},
+        }
+    return summary
+
+
+# ------------------------------------------------------------------------------------- cases
+
+
+def select_cases(
+    data: str | os.PathLike[str], split: str, checkpoint: str | os.PathLike[str]
+) -> tuple[list[Any], str]:
+    """The cases to evaluate and a description of where the split came from.
+
+    Args:
+        data: a livseg cache folder or a dataset folder/CSV.
+        split: ``"val"`` or ``"all"``.
+        checkpoint: the checkpoint; its folder is searched for ``splits.json``.
+
+    Returns:
+        ``([Case, ...], split source)``.
+
+    Raises:
+        ConfigError: unknown ``split``.
+        DatasetError: no split file for ``split="val"``, or split ids missing from the data.
+        InputFileNotFoundError: ``data`` does not exist.
+    """
+    from livseg.data.cache import is_cache, load_manifest
+    from livseg.data.datasets import Case, discover_cases, load_split
+
+    if split not in ("val", "all"):
+        raise ConfigError(f"split must be 'val' or 'all', got {split!r}")
+    data = Path(data)
+    if is_cache(data):
+        manifest = load_manifest(data)
+        cases = [
+            Case(case_id=cid, image=Path(entry["image"]), label=Path(entry["label"]))
+            for cid, entry in manifest["cases"].items()
+        ]
+    else:
+        cases = discover_cases(data)
+    if split == "all":
+        return cases, "all"
+    candidates = [Path(checkpoint).parent / SPLITS_FILE]
+    if is_cache(data):
+        candidates.append(data / SPLITS_FILE)
+    found = next((path for path in candidates if path.is_file()), None)
+    if found is None:
+        raise DatasetError(
+            f"split 'val' needs a {SPLITS_FILE}; looked at {', '.join(str(c) for c in candidates)}. "
+            "Keep the checkpoint in its run folder, or use --split all"
+        )
+    wanted = list(load_split(found)["val"])
+    by_id = {case.case_id: case for case in cases}
+    missing = [cid for cid in wanted if cid not in by_id]
+    if missing:
+        raise DatasetError(
+            f"{found}: {len(missing)} validation case(s) not in {data}: {missing[:10]}; "
+            "evaluate on the dataset the model was trained on, or use --split all"
+        )
+    return [by_id[cid] for cid in wanted], str(found)
+
+
+# ------------------------------------------------------------------------------------- evaluate
+
+
+def evaluate(
+    checkpoint: str | os.PathLike[str],
+    data: str | os.PathLike[str],
+    *,
+    split: str = "val",
+    out_dir: str | os.PathLike[str],
+    postprocess: bool = True,
+    threshold: float = 0.5,
+    device: str = "auto",
+    progress: bool = True,
+    figures: bool = True,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Score a checkpoint on labelled cases on both grids and write the results.
+
+    Writes into ``out_dir``: ``metrics.csv`` (one row per case and grid), ``summary.json``,
+    ``figures/<case>.png`` (CT, ground truth, prediction on the axial slice with most liver,
+    original grid) and ``report.html``.
+
+    Args:
+        checkpoint: livseg checkpoint.
+        data: a livseg cache (manifest.json + splits.json) or a dataset folder/CSV.
+        split: ``"val"`` (see the module docstring for where the split comes from) or ``"all"``.
+        out_dir: output folder.
+        postprocess: post-process the original-grid prediction (the network-grid score never is).
+        threshold: probability threshold on both grids (paper: 0.5).
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        progress: tqdm bar over cases.
+        figures: draw the per-case figures.
+        overwrite: replace existing results instead of refusing.
+
+    Returns:
+        The summary written to ``summary.json``.
+
+    Raises:
+        OutputExistsError: results exist in ``out_dir`` and ``overwrite`` is False.
+        CheckpointError, InputFileNotFoundError: bad checkpoint.
+        DatasetError, ConfigError: bad data or split; LivsegError subclasses for unreadable cases.
+    """
+    from tqdm.auto import tqdm
+
+    from livseg.inference.segment import load_model, segment
+    from livseg.data.io.files import atomic_output, refuse_existing, write_json
+    from livseg.data.io.volume import load_labels, load_volume
+    from livseg.evaluation.report import plot_case_panels, write_html_report
+
+    out = Path(out_dir)
+    model, config = load_model(checkpoint, device)
+    cases, split_source = select_cases(data, split, checkpoint)
+    if not cases:
+        raise DatasetError(f"{data}: no cases to evaluate for split {split!r}")
+    figure_paths = {case.case_id: out / "figures" / f"{case.case_id}.png" for case in cases} if figures else {}
+    refuse_existing([out / "metrics.csv", out / "summary.json", out / "report.html", *figure_paths.values()], overwrite)
+
+    rows: list[dict[str, Any]] = []
+    for case in tqdm(cases, desc="evaluate", unit="case", disable=not progress):
+        if case.label is None:
+            raise DatasetError(f"case {case.case_id}: image {case.image} has no label; cannot evaluate it")
+        volume = load_volume(case.image)
+        labels = load_labels(case.label, like=volume)
+        result = segment(volume, (model, config), threshold=threshold, postprocess=postprocess)
+        scores = {
+            "network_grid": score_network_grid(
+                result.probabilities, labels, volume.affine, config.preprocess, threshold=threshold
+            ),
+            "original_grid": score_case(result.mask, labels > 0, volume.spacing),
+        }
+        rows.extend({"case": case.case_id, "grid": grid, **values} for grid, values in scores.items())
+        log.debug("%s: Dice %.4f (network grid), %.4f (original grid)", case.case_id,
+                 scores["network_grid"]["dice"], scores["original_grid"]["dice"])
+        if figures:
+            plot_case_panels(volume.array, labels, result.mask, volume.affine, figure_paths[case.case_id],
+                             title=f"{case.case_id}  Dice {scores['original_grid']['dice']:.4f} (original grid)")
+
+    summary = {
+        "checkpoint": str(Path(checkpoint).resolve()),
+        "data": str(data),
+        "split": split,
+        "split_source": split_source,
+        "n_cases": len(cases),
+        "threshold": float(threshold),
+        "postprocess": bool(postprocess),
+        "network_shape": [int(s) for s in config.preprocess.target_shape],
+        "statistics": SUMMARY_NOTE,
+        **summarize(rows),
+    }
+    columns = ["case", "grid", *METRICS, *_COUNTS]
+    with atomic_output(out / "metrics.csv", overwrite=True) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+    write_json(out / "summary.json", summary, indent=2, allow_nan=False)
+    _write_report(rows, summary, figure_paths, out / "report.html", write_html_report)
+    return summary
+
+
+def _write_report(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any], figure_paths: Mapping[str, Path],
+                  path: Path, write_html_report: Any) -> None:
+    """report.html: one row per case with the headline metrics of both grids."""
+    by_case: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        short = "net" if row["grid"] == "network_grid" else "orig"
+        entry = by_case.setdefault(row["case"], {"case": row["case"]})
+        entry[f"dice_{short}"] = row["dice"]
+        if short == "orig":
+            entry.update({f"{m}_orig": row[m] for m in ("assd", "hd95", "mssd", "rvd", "volume_pred_ml", "volume_ref_ml")})
+    notes = [
+        f"{summary['n_cases']} case(s), split {summary['split']} ({summary['split_source']}); "
+        f"threshold {summary['threshold']}; post-processing on the original grid: {summary['postprocess']}.",
+        "net = network grid (the paper's measurement, no post-processing); orig = each CT's own grid (LiTS). "
+        "Distances in mm, volumes in mL.",
+        *(f"{grid}: global Dice {summary[grid]['global_dice']:.4f}, mean Dice "
+          f"{summary[grid]['metrics']['dice']['mean']:.4f}" for grid in GRIDS if grid in summary),
+        f"Summary statistics: {SUMMARY_NOTE}.",
+    ]
+    figures = {case: Path("figures") / p.name for case, p in figure_paths.items()}
+    write_html_report(list(by_case.values()), figures, path, title="livseg evaluate", notes=notes)

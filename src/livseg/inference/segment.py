@@ -1,0 +1,282 @@
+"""Inference: CT volume -> liver mask on the CT's own grid, plus statistics.
+
+Pipeline of :func:`segment` (each stage timed):
+    preprocess    the checkpoint's own preprocessing (HU window, resample to its target shape)
+    network       one forward pass, sigmoid -> probabilities on the network grid
+    back_mapping  linear interpolation of the probabilities onto the input's array shape (same
+                  corner-aligned convention as the forward resampling), then ``>= threshold``;
+                  interpolating probabilities rather than a thresholded mask gives a smooth
+                  boundary at the original resolution instead of network-grid staircases
+    postprocess   largest 3D connected component + hole filling (:mod:`livseg.inference.postprocess`)
+
+CPU speed: the model is loaded once (:func:`load_model`), its batch norms are folded into the
+preceding convolutions (:func:`fold_batchnorm`), it runs under ``torch.inference_mode`` in the
+``channels_last_3d`` memory format with one thread per available core. On CUDA the forward
+runs under float16 autocast.
+
+:mod:`livseg.inference.predict` is the batch driver behind ``livseg predict`` (files, folders, DICOM series).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from livseg.config import RunConfig
+from livseg.errors import ConfigError
+from livseg.data.io.volume import Volume
+from livseg.inference.postprocess import count_components
+from livseg.inference.postprocess import postprocess as clean_mask
+from livseg.data.preprocessing import preprocess_image, to_input_grid
+from livseg.device import cpu_count, resolve_device
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Segmentation", "fold_batchnorm", "load_model", "mask_stats", "segment"]
+
+
+@dataclass
+class Segmentation:
+    """Result of :func:`segment`.
+
+    Attributes:
+        mask: uint8 0/1 liver mask with exactly the input volume's shape.
+        probabilities: float32 liver probabilities on the network grid (the checkpoint's
+            ``preprocess.target_shape``), before back-mapping.
+        stats: liver volume (mL), HU inside the liver, bounding box (mm), component count
+            before post-processing, input shape and spacing (see :func:`mask_stats`).
+        timings: seconds per stage: preprocess, network, back_mapping, postprocess.
+    """
+
+    mask: np.ndarray
+    probabilities: np.ndarray
+    stats: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------ the model
+
+
+def _fold_pair(conv: nn.Conv3d, bn: nn.BatchNorm3d) -> None:
+    """Fold an eval-mode batch norm into the convolution before it, in place."""
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError("cannot fold a BatchNorm without running statistics (track_running_stats=False)")
+    with torch.no_grad():
+        scale = torch.rsqrt(bn.running_var.double() + bn.eps)
+        if bn.weight is not None:
+            scale = scale * bn.weight.double()
+        shift = -bn.running_mean.double() * scale
+        if bn.bias is not None:
+            shift = shift + bn.bias.double()
+        bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(shift)
+        # double precision so the folded weights round once, not twice
+        conv.weight.copy_((conv.weight.double() * scale.view(-1, 1, 1, 1, 1)).to(conv.weight.dtype))
+        new_bias = (bias * scale + shift).to(conv.weight.dtype)
+        if conv.bias is None:
+            conv.bias = nn.Parameter(new_bias)
+        else:
+            conv.bias.copy_(new_bias)
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """Inference copy of a U-Net with every Block's batch norms folded into its convolutions.
+
+    For ``y = BN(conv(x))`` in eval mode, BN is the affine map ``gamma * (z - mean) /
+    sqrt(var + eps) + beta``, so ``conv.weight *= gamma / sqrt(var + eps)`` per output channel
+    and ``conv.bias = (bias - mean) * gamma / sqrt(var + eps) + beta`` give the same output;
+    ``bn1``/``bn2`` become ``nn.Identity``. Saves two full passes over every activation.
+
+    Args:
+        model: a UNet3D (any module whose blocks expose ``conv1, bn1, conv2, bn2``).
+
+    Returns:
+        A folded deep copy in eval mode; ``model`` itself is left untouched. Only valid for
+        inference: the copy cannot be trained further.
+    """
+    folded = copy.deepcopy(model).eval()
+    for module in folded.modules():
+        for conv_name, bn_name in (("conv1", "bn1"), ("conv2", "bn2")):
+            conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
+            if isinstance(conv, nn.Conv3d) and isinstance(bn, nn.BatchNorm3d):
+                _fold_pair(conv, bn)
+                setattr(module, bn_name, nn.Identity())
+    return folded
+
+
+def load_model(
+    checkpoint_path: str | os.PathLike[str],
+    device: str | torch.device = "auto",
+    *,
+    fold: bool = True,
+    num_threads: int = 0,
+) -> tuple[nn.Module, RunConfig]:
+    """Load a checkpoint once into a ready-to-run inference model.
+
+    Args:
+        checkpoint_path: a livseg ``best.pt``/``last.pt``.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda[:N]"``.
+        fold: fold batch norms into the convolutions (same output to ~1e-6, faster).
+        num_threads: CPU threads for torch (process-wide); 0 = every core this process may
+            use. Give fewer on a machine busy with other work: oversubscribed OpenMP is slow.
+
+    Returns:
+        ``(model, config)``: the eval-mode model on ``device`` (channels-last 3D on CPU) and the
+        checkpoint's full RunConfig, whose ``preprocess`` part :func:`segment` uses.
+
+    Raises:
+        InputFileNotFoundError: no such file.
+        CheckpointError: truncated, foreign, or inconsistent checkpoint.
+        ConfigError: unavailable device.
+    """
+    from livseg.nn.checkpoint import build_model, load_checkpoint
+
+    target = resolve_device(device)
+    checkpoint = load_checkpoint(checkpoint_path, map_location="cpu")
+    model = build_model(checkpoint)
+    if fold:
+        model = fold_batchnorm(model)
+    if target.type == "cpu":
+        # the default is the physical-core count of the whole machine, not our affinity mask
+        torch.set_num_threads(num_threads if num_threads > 0 else cpu_count())
+        model = model.to(memory_format=torch.channels_last_3d)
+    model = model.to(target).eval()
+    return model, checkpoint.config
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+def _forward(model: nn.Module, image: np.ndarray, device: torch.device) -> np.ndarray:
+    """One forward pass of a preprocessed image ``[X, Y, Z]`` -> probabilities ``[X, Y, Z]``."""
+    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None].to(device)
+    with torch.inference_mode():
+        if device.type == "cuda":
+            with torch.autocast("cuda", dtype=torch.float16):
+                logits = model(x)
+        else:
+            logits = model(x.to(memory_format=torch.channels_last_3d))
+        prob = torch.sigmoid(logits.float())[0, 0]
+    return prob.contiguous().cpu().numpy()
+
+
+# ------------------------------------------------------------------------------------ segment
+
+
+def segment(
+    volume: Volume,
+    model_or_checkpoint: str | os.PathLike[str] | tuple[nn.Module, RunConfig],
+    *,
+    threshold: float = 0.5,
+    postprocess: bool = True,
+    device: str | torch.device = "auto",
+) -> Segmentation:
+    """Segment the liver in one CT volume.
+
+    Args:
+        volume: the CT, as :func:`livseg.data.io.volume.load_volume` returns it.
+        model_or_checkpoint: a checkpoint path (loaded for this call only; use
+            :func:`load_model` once for many volumes) or the ``(model, config)`` pair it returns.
+        threshold: probability at or above which a voxel is liver, applied on the input grid.
+        postprocess: keep the largest connected component and fill holes (LiTS rule).
+        device: used only when a path is given; a loaded model runs where its weights are.
+
+    Returns:
+        The mask on the input grid, the network-grid probabilities, statistics and timings.
+
+    Raises:
+        ConfigError: threshold outside (0, 1), unavailable device, or a bare module without
+            its RunConfig.
+        CheckpointError, InputFileNotFoundError: for a bad checkpoint path.
+    """
+    if not 0.0 < float(threshold) < 1.0:
+        raise ConfigError(f"threshold must lie strictly between 0 and 1, got {threshold}")
+    if isinstance(model_or_checkpoint, (str, os.PathLike)):
+        model, config = load_model(model_or_checkpoint, device)
+    elif isinstance(model_or_checkpoint, tuple) and len(model_or_checkpoint) == 2:
+        model, config = model_or_checkpoint
+    else:
+        raise ConfigError(
+            f"expected a checkpoint path or the (model, RunConfig) pair from load_model, "
+            f"got {type(model_or_checkpoint).__name__}"
+        )
+    timings: dict[str, float] = {}
+
+    start = time.perf_counter()
+    image = preprocess_image(volume, config.preprocess)
+    timings["preprocess"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    probabilities = _forward(model, image, _model_device(model))
+    timings["network"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    mask = to_input_grid(probabilities, volume, config.preprocess) >= threshold
+    timings["back_mapping"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    if postprocess:
+        mask, n_before = clean_mask(mask)
+    else:
+        n_before = count_components(mask)
+        mask = mask.astype(np.uint8)
+    timings["postprocess"] = time.perf_counter() - start
+
+    stats = mask_stats(mask, volume)
+    stats.update(
+        n_components_before_postprocess=n_before,
+        threshold=float(threshold),
+        postprocess=bool(postprocess),
+        network_shape=[int(s) for s in config.preprocess.target_shape],
+    )
+    return Segmentation(mask=mask, probabilities=probabilities, stats=stats, timings=timings)
+
+
+def mask_stats(mask: np.ndarray, volume: Volume) -> dict[str, Any]:
+    """Liver statistics of a mask on a volume's grid.
+
+    The bounding box is given in world RAS+ mm as the min and max corner over the outer
+    *faces* of the outermost mask voxels (voxel centres +- half a voxel), so for an
+    axis-aligned grid its size is the number of voxels spanned times the spacing.
+
+    Returns:
+        ``liver_volume_ml`` (voxel count x voxel volume), ``voxel_count``, ``mean_hu``,
+        ``median_hu`` (None for an empty mask), ``bbox_mm`` (``{"min": [x, y, z], "max":
+        [...]}`` or None), ``input_shape``, ``spacing_mm``.
+    """
+    inside = np.asarray(mask) != 0
+    count = int(np.count_nonzero(inside))
+    stats: dict[str, Any] = {
+        "liver_volume_ml": count * volume.voxel_volume_ml,
+        "voxel_count": count,
+        "mean_hu": None,
+        "median_hu": None,
+        "bbox_mm": None,
+        "input_shape": list(volume.shape),
+        "spacing_mm": [float(s) for s in volume.spacing],
+    }
+    if count:
+        values = volume.array[inside]
+        stats["mean_hu"] = float(values.mean(dtype=np.float64))
+        stats["median_hu"] = float(np.median(values))
+        lo, hi = [], []
+        for axis in range(3):
+            other = tuple(i for i in range(3) if i != axis)
+            hits = np.flatnonzero(inside.any(axis=other))
+            lo.append(hits[0] - 0.5)
+            hi.append(hits[-1] + 0.5)
+        corners = np.array(np.meshgrid(*zip(lo, hi), indexing="ij")).reshape(3, -1)
+        world = volume.affine[:3, :3] @ corners + volume.affine[:3, 3:4]
+        stats["bbox_mm"] = {"min": world.min(axis=1).tolist(), "max": world.max(axis=1).tolist()}
+    return stats

@@ -1,0 +1,187 @@
+"""The run folder of :func:`livseg.training.train.train`: checks before a run starts, the cache
+and split it trains on, and what rank 0 writes after every epoch (checkpoints, metrics.csv,
+curves.png). The folder's layout is described in :mod:`livseg.training.train`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from livseg.data.cache import is_cache, load_manifest, preprocess_dataset
+from livseg.nn.checkpoint import save_checkpoint
+from livseg.config import RunConfig, to_dict
+from livseg.data.datasets import SPLITS_FILE, load_split
+from livseg.training.distributed import DistInfo, broadcast_object
+from livseg.errors import ConfigError, DatasetError, InputFileNotFoundError, OutputExistsError
+from livseg.data.io.files import atomic_output
+
+METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "val_dice", "val_accuracy", "seconds", "lr")
+RUN_FILES = ("config.json", "splits.json", "metrics.csv", "curves.png", "best.pt", "last.pt")
+# Settings a resumed run may change without breaking exact continuation.
+RESUMABLE_CHANGES = ("name", "train.epochs", "train.num_workers", "train.num_threads")
+
+
+def check_run_folder(out: Path, *, resume: bool, overwrite: bool) -> None:
+    last = out / "last.pt"
+    if resume and overwrite:
+        raise ConfigError("resume and overwrite exclude each other: resume continues a run, overwrite discards it")
+    if resume and not last.is_file():
+        raise InputFileNotFoundError(f"nothing to resume: {str(last)!r} not found; drop --resume to start a new run")
+    if not resume and not overwrite and last.exists():
+        raise OutputExistsError(
+            f"{out} already holds a run (last.pt); pass --resume to continue it or --overwrite to start over"
+        )
+
+
+def clear_run_folder(out: Path, config: RunConfig) -> None:
+    """For --overwrite: drop the old run's outputs, and its cache if made for other preprocessing."""
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+    cache = out / "cache"
+    if is_cache(cache) and load_manifest(cache)["preprocess"] != to_dict(config.preprocess):
+        shutil.rmtree(cache)
+
+
+def _on_main(fn: Callable[[], Any], info: DistInfo) -> None:
+    """Run ``fn`` on rank 0 only; every rank raises if it failed, so none waits forever."""
+    error: BaseException | None = None
+    if info.is_main:
+        try:
+            fn()
+        except Exception as exc:  # re-raised below, after the other ranks have been told
+            error = exc
+    message = broadcast_object(None if error is None else f"{type(error).__name__}: {error}", info)
+    if error is not None:
+        raise error
+    if message is not None:
+        raise DatasetError(f"rank 0 failed while preparing the run: {message}")
+
+
+def prepare_cache(data: Path, out: Path, config: RunConfig, *, progress: bool, info: DistInfo) -> Path:
+    """The cache folder to train from: DATA itself if it is one, else RUN_DIR/cache built from it."""
+    if not data.exists():
+        raise InputFileNotFoundError(
+            f"data not found: {str(data)!r}; expected a dataset folder, a CSV of image,label pairs, "
+            "or a cache written by `livseg preprocess`"
+        )
+    wanted = to_dict(config.preprocess)
+    if is_cache(data):
+        have = load_manifest(data)["preprocess"]
+        if have != wanted:
+            diff = ", ".join(f"{k}: cache {have.get(k)} vs run {v}" for k, v in wanted.items() if have.get(k) != v)
+            raise ConfigError(
+                f"{data}: cache was preprocessed differently from this run's config ({diff}); use the same "
+                "--preset/--set preprocess.* as `livseg preprocess` did, or pass the dataset folder instead"
+            )
+        return data
+    cache = out / "cache"
+    _on_main(
+        lambda: preprocess_dataset(
+            data, cache, config=config.preprocess, val_fraction=config.train.val_fraction,
+            seed=config.train.seed, progress=progress,
+        ),
+        info,
+    )
+    return cache
+
+
+def load_run_split(cache: Path, out: Path, *, resume: bool) -> dict[str, Any]:
+    split = load_split(cache / SPLITS_FILE)
+    if not split["train"] or not split["val"]:
+        raise DatasetError(
+            f"{cache / SPLITS_FILE}: {len(split['train'])} training and {len(split['val'])} validation cases; "
+            "training needs at least one of each (two or more cases in the dataset)"
+        )
+    saved = out / "splits.json"
+    if resume and saved.is_file():
+        old = load_split(saved)
+        if (old["train"], old["val"]) != (split["train"], split["val"]):
+            raise DatasetError(
+                f"{saved}: the run was trained on a different split than {cache / SPLITS_FILE} now holds; "
+                "resume with the same data and seed"
+            )
+    return split
+
+
+def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def check_resume_config(stored: RunConfig, requested: RunConfig, path: Path) -> None:
+    old, new = _flat(to_dict(stored)), _flat(to_dict(requested))
+    diff = [
+        f"{k}: run {old.get(k)!r} vs now {new.get(k)!r}"
+        for k in sorted(new)
+        if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES
+    ]
+    if diff:
+        raise ConfigError(
+            f"{path}: cannot resume with a different configuration ({'; '.join(diff)}); only "
+            f"{', '.join(RESUMABLE_CHANGES)} may change. Resume without --preset/--set, or start a new run folder"
+        )
+
+
+def fits_in_memory(cache: Path, case_ids: list[str], info: DistInfo) -> bool:
+    """Whether every rank on this machine can hold its cases in RAM with room to spare."""
+    entries = load_manifest(cache)["cases"]
+    need = sum(
+        (cache / entries[c][key]).stat().st_size for c in case_ids for key in ("image_file", "label_file")
+        if (cache / entries[c][key]).is_file()
+    ) * max(1, info.local_world_size)
+    available = None
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                available = int(line.split()[1]) * 1024
+    if available is None:
+        return True
+    return need < available // 2  # half: activations, workers and the OS need the rest
+
+
+def write_metrics(path: Path, history: list[dict[str, float]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: (int(row[k]) if k == "epoch" else f"{row[k]:.8g}") for k in METRIC_COLUMNS})
+    with atomic_output(path, overwrite=True) as tmp:
+        tmp.write_text(buffer.getvalue())
+
+
+
+def save_epoch(
+    out: Path, config: RunConfig, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler, history: list[dict[str, float]], *, epoch: int, best_score: float,
+    best_epoch: int, improved: bool, rng_states: list[dict[str, Any]], info: DistInfo, plot: bool,
+) -> None:
+    """Rank 0's per-epoch writes: best.pt (if improved), last.pt, metrics.csv, curves.png (if plot)."""
+    from livseg.evaluation.report import plot_curves  # matplotlib only where figures are drawn
+
+    common: dict[str, Any] = {
+        "config": config, "model_state": model.state_dict(), "epoch": epoch, "best_score": best_score,
+        "best_epoch": best_epoch, "history": history, "optimizer": optimizer.state_dict(),
+    }
+    if scaler.is_enabled():
+        common["scaler"] = scaler.state_dict()
+    if improved:
+        save_checkpoint(out / "best.pt", **common)
+    save_checkpoint(
+        out / "last.pt", **common, rng=rng_states, world_size=info.world_size,
+        data_order={"sampler": "DistributedSampler", "seed": config.train.seed, "next_epoch": epoch + 1},
+    )
+    write_metrics(out / "metrics.csv", history)
+    if plot:
+        plot_curves(history, out / "curves.png")

@@ -1,0 +1,279 @@
+"""Training: the paper's schedule with checkpoints, exact resumption, seeds and DDP.
+
+:func:`train` turns a dataset (or a cache from ``livseg preprocess``) and a
+:class:`~livseg.config.RunConfig` into a run folder::
+
+    RUN_DIR/config.json    the resolved RunConfig (livseg.config.to_dict)
+    RUN_DIR/splits.json    the train/validation case ids used
+    RUN_DIR/metrics.csv    one row per epoch: epoch, train_loss, val_loss, val_dice,
+                           val_accuracy, seconds, lr (rewritten atomically every epoch)
+    RUN_DIR/curves.png     training loss and validation Dice / accuracy per epoch (redrawn at
+                           most every 30 s, and always after the last epoch)
+    RUN_DIR/best.pt        checkpoint with the best validation Dice (network grid)
+    RUN_DIR/last.pt        checkpoint after the latest epoch, with everything needed to resume
+    RUN_DIR/cache/         preprocessed arrays, only when DATA was a dataset folder or CSV
+
+Checkpoint extras (besides livseg.nn.checkpoint's standard keys): ``optimizer`` (Adam state),
+``scaler`` (float16 GradScaler, CUDA only), and in ``last.pt`` also ``rng`` (one entry per rank:
+torch, CUDA, numpy and python ``random`` states, as tensors/ints/lists so that
+``torch.load(weights_only=True)`` reads them), ``data_order`` (sampler seed and the next epoch;
+the shuffle order and the per-sample augmentation are functions of seed and epoch only) and
+``world_size``. Resuming from ``last.pt`` therefore continues bit-for-bit where the
+uninterrupted run would have been (in deterministic mode, same world size and device).
+
+Run it on several processes with ``torchrun --nproc_per_node=N -m livseg train ...``: each
+rank trains on its shard (DistributedSampler), validation cases are split across ranks and the
+sums reduced, and only rank 0 writes files and logs. BatchNorm statistics stay per rank (plain
+BatchNorm, as in the paper); ``torch.nn.SyncBatchNorm.convert_sync_batchnorm`` would be the
+option for small per-GPU batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from livseg.nn.checkpoint import load_checkpoint
+from livseg.config import RunConfig, to_dict, validate
+from livseg.data.cache import CachedDataset
+from livseg.data.datasets import save_split
+from livseg.training.distributed import (
+    DistInfo,
+    all_gather_objects,
+    all_reduce_sums,
+    barrier,
+    broadcast_buffers,
+    broadcast_object,
+    cleanup,
+    env_world,
+    setup,
+)
+from livseg.errors import ConfigError
+from livseg.data.io.files import write_json
+from livseg.training.loops import (
+    make_train_loader,
+    make_val_loader,
+    train_one_epoch,
+    validate as validate_epoch,
+)
+from livseg.nn.losses import AdvancedComboLoss
+from livseg.nn.model import UNet3D
+from livseg.training.runstate import amp_dtype, capture_rng, derived_seed, restore_rng, runtime, seed_all
+from livseg.device import resolve_device
+from livseg.training.run_folder import (
+    RUN_FILES, check_resume_config, check_run_folder, clear_run_folder, fits_in_memory, load_run_split,
+    prepare_cache, save_epoch,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["TrainResult", "train"]
+
+PLOT_EVERY_S = 30.0
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns (on every rank).
+
+    Attributes:
+        best_score: best mean validation Dice (network grid), NaN if no epoch ran.
+        best_epoch: the epoch that reached it (1-based; 0 if none).
+        history: one dict per finished epoch with the keys of ``metrics.csv``.
+        paths: ``run_dir``, ``cache``, and one entry per file in the run folder.
+    """
+
+    best_score: float
+    best_epoch: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    paths: dict[str, Path] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------------------- train
+
+
+def train(
+    data: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    config: RunConfig,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    device: str | torch.device = "auto",
+    progress: bool = True,
+    stop_after_epoch: int | None = None,
+    max_seconds: float | None = None,
+) -> TrainResult:
+    """Train a UNet3D and write the run folder (see the module docstring).
+
+    Under ``torchrun`` (``WORLD_SIZE > 1``) every rank calls this; the process group is created
+    and destroyed here.
+
+    Args:
+        data: dataset folder or CSV (preprocessed into ``out_dir/cache`` first), or a cache from
+            ``livseg preprocess`` made with the same ``config.preprocess``.
+        out_dir: run folder.
+        config: the full run configuration (a preset with overrides).
+        resume: continue from ``out_dir/last.pt``.
+        overwrite: start afresh in a folder that already holds a run.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        progress: tqdm bar per epoch (rank 0 only).
+        stop_after_epoch: return after this epoch as if interrupted (last.pt is written); a
+            resumed run already past it trains no further.
+        max_seconds: wall-clock budget of this call, counted from its start (cache preparation
+            included): the epoch that crosses it is the last one, and it still writes best.pt,
+            last.pt, metrics.csv and curves.png (so ``resume`` can continue the run). At least
+            one epoch always runs. None: no limit.
+
+    Returns:
+        The :class:`TrainResult`.
+
+    Raises:
+        ConfigError: invalid config, unavailable device, a cache made with other
+            preprocessing, or a resume with a changed configuration.
+        OutputExistsError: ``out_dir`` holds a run and neither ``resume`` nor ``overwrite``.
+        InputFileNotFoundError: no data, or nothing to resume.
+        DatasetError: unusable data or split.
+    """
+    validate(config)
+    if stop_after_epoch is not None and stop_after_epoch < 1:
+        raise ConfigError(f"stop_after_epoch: expected an epoch >= 1, got {stop_after_epoch}")
+    if max_seconds is not None and not (math.isfinite(max_seconds) and max_seconds > 0):
+        raise ConfigError(f"max_seconds: expected a positive number of seconds or None, got {max_seconds}")
+    # started here so the budget covers cache preparation; ranks agree on stopping (below)
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
+    target = resolve_device(device, env_world().local_rank)
+    info = setup(target)
+    try:
+        with runtime(config.train, target, info):
+            return _train(Path(data), Path(out_dir), config, info=info, device=target, resume=resume,
+                          overwrite=overwrite, progress=progress, stop_after_epoch=stop_after_epoch,
+                          deadline=deadline)
+    finally:
+        cleanup(info)
+
+
+def _train(
+    data: Path, out: Path, config: RunConfig, *, info: DistInfo, device: torch.device, resume: bool,
+    overwrite: bool, progress: bool, stop_after_epoch: int | None, deadline: float | None = None,
+) -> TrainResult:
+    tc = config.train
+    check_run_folder(out, resume=resume, overwrite=overwrite)
+    barrier(info)  # every rank has looked at the folder before rank 0 changes it
+    if overwrite and info.is_main:
+        clear_run_folder(out, config)
+    cache = prepare_cache(data, out, config, progress=progress, info=info)
+    split = load_run_split(cache, out, resume=resume)
+    checkpoint = load_checkpoint(out / "last.pt") if resume else None
+    if checkpoint is not None:
+        check_resume_config(checkpoint.config, config, out / "last.pt")
+    paths = {"run_dir": out, "cache": cache, **{Path(name).stem: out / name for name in RUN_FILES}}
+    if info.is_main:
+        write_json(out / "config.json", to_dict(config))
+        save_split(split, out / "splits.json")
+
+    val_ids = split["val"][info.rank :: info.world_size]  # each rank scores its share
+    in_memory = fits_in_memory(cache, split["train"] + val_ids, info)
+    if not in_memory:
+        log.info("cache larger than half the free memory: reading cases from disk (memory-mapped)")
+    train_set = CachedDataset(cache, split["train"], in_memory=in_memory)
+    val_set = CachedDataset(cache, val_ids, in_memory=in_memory)
+
+    torch.manual_seed(tc.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
+    model = UNet3D(config.model)
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint.model_state)
+    memory_format = torch.channels_last_3d if device.type == "cpu" else torch.contiguous_format
+    model = model.to(device).to(memory_format=memory_format)
+    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    autocast_dtype = amp_dtype(tc, device)
+    scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype == torch.float16)
+    loss_fn = AdvancedComboLoss(config.loss)
+    net = model
+    if info.active:
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        # channels-last 1x1x1 kernels (the head) have size-1 axes whose strides differ from
+        # DDP's bucket views only nominally; torch warns on every step about it
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+
+    if info.is_main:
+        log.info("training %s: %d train / %d val cases, %d epochs, device %s, %d process(es)",
+                 config.name, len(split["train"]), len(split["val"]), tc.epochs, device, info.world_size)
+    history: list[dict[str, float]] = []
+    best_score, best_epoch, start = float("nan"), 0, 1
+    if checkpoint is not None:
+        optimizer.load_state_dict(checkpoint.extra["optimizer"])
+        if "scaler" in checkpoint.extra and scaler.is_enabled():
+            scaler.load_state_dict(checkpoint.extra["scaler"])
+        history, best_score, best_epoch = checkpoint.history, checkpoint.best_score, checkpoint.best_epoch
+        start = checkpoint.epoch + 1
+        states = checkpoint.extra.get("rng") or []
+        if int(checkpoint.extra.get("world_size", 1)) != info.world_size or len(states) <= info.rank:
+            if info.is_main:
+                log.warning("resuming with %d processes, the run had %s: the continuation will not be bit-identical",
+                            info.world_size, checkpoint.extra.get("world_size"))
+            seed_all(derived_seed(tc.seed, info.rank, start))
+        else:
+            restore_rng(states[info.rank])
+        if info.is_main:
+            log.info("resuming %s after epoch %d (best val Dice %.4f at epoch %d)",
+                     out, checkpoint.epoch, best_score, best_epoch)
+    else:
+        seed_all(derived_seed(tc.seed, info.rank, 1))  # dropout stream, distinct per rank
+
+    pin = device.type == "cuda"
+    val_loader = make_val_loader(val_set, tc, pin_memory=pin)
+    last_plot = -math.inf
+    final = min(tc.epochs, stop_after_epoch or tc.epochs)
+    for epoch in range(start, final + 1):
+        started = time.perf_counter()
+        loader = make_train_loader(train_set, tc, epoch=epoch, info=info, pin_memory=pin)
+        loss_sum, count = train_one_epoch(
+            net, loader, loss_fn, optimizer, scaler, device=device, amp_dtype=autocast_dtype,
+            memory_format=memory_format, progress=progress and info.is_main, desc=f"epoch {epoch}/{tc.epochs}",
+        )
+        broadcast_buffers(model, info)  # validate, on every rank, the model rank 0 saves
+        sums = validate_epoch(model, val_loader, loss_fn, threshold=tc.threshold, device=device,
+                              amp_dtype=autocast_dtype, memory_format=memory_format)
+        loss_sum, count, dice_sum, acc_sum, val_loss_sum, n_val = all_reduce_sums(
+            [loss_sum, count, sums["dice_sum"], sums["accuracy_sum"], sums["loss_sum"], sums["count"]], info, device
+        )
+        record = {
+            "epoch": epoch, "train_loss": loss_sum / count, "val_loss": val_loss_sum / n_val,
+            "val_dice": dice_sum / n_val, "val_accuracy": acc_sum / n_val,
+            "seconds": time.perf_counter() - started, "lr": optimizer.param_groups[0]["lr"],
+        }
+        history.append(record)
+        if not math.isfinite(record["train_loss"]) and info.is_main:
+            log.warning("epoch %d: training loss is %s; lower train.lr", epoch, record["train_loss"])
+        improved = math.isnan(best_score) or record["val_dice"] > best_score
+        if improved:
+            best_score, best_epoch = record["val_dice"], epoch
+        rng_states = all_gather_objects(capture_rng(), info)  # collective: every rank takes part
+        # rank 0's clock decides, so every DDP rank leaves after the same epoch
+        out_of_time = deadline is not None and bool(broadcast_object(time.monotonic() >= deadline, info))
+        stop = epoch == final or out_of_time
+        if out_of_time and epoch < final and info.is_main:
+            log.info("time budget reached: stopping after epoch %d of %d", epoch, tc.epochs)
+        if info.is_main:
+            # drawing costs ~0.5 s; on short epochs refresh the figure at most every PLOT_EVERY_S
+            plot = stop or time.monotonic() - last_plot >= PLOT_EVERY_S
+            save_epoch(out, config, model, optimizer, scaler, history, epoch=epoch, best_score=best_score,
+                        best_epoch=best_epoch, improved=improved, rng_states=rng_states, info=info, plot=plot)
+            last_plot = time.monotonic() if plot else last_plot
+            log.info("epoch %d/%d  train loss %.4f  val Dice %.4f  val accuracy %.4f  %.1f s",
+                     epoch, tc.epochs, record["train_loss"], record["val_dice"], record["val_accuracy"],
+                     record["seconds"])
+        if stop:
+            break
+    barrier(info)  # nobody tears the group down while rank 0 still writes
+    return TrainResult(best_score=best_score, best_epoch=best_epoch, history=list(history), paths=paths)
+

@@ -1,0 +1,166 @@
+"""Tests of livseg.data.datasets: discovery, validation and splits (the cache is in test_cache.py)."""
+
+from __future__ import annotations
+
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from livseg.config import PreprocessConfig
+from livseg.data.datasets import Case, discover_cases, load_split, make_split, save_split, validate_cases
+from livseg.errors import ConfigError, DatasetError, InputFileNotFoundError
+
+SMALL = PreprocessConfig(target_shape=(16, 16, 8))
+
+
+# ----------------------------------------------------------------------------------------- discovery
+
+
+def test_discover_lits_over_batch_folders_with_mixed_suffixes(tiny_dataset):
+    root = tiny_dataset(n_cases=12, batches=2)
+    assert (root / "Training Batch 1").is_dir() and (root / "Training Batch 2").is_dir()
+    cases = discover_cases(root)
+    assert [c.case_id for c in cases] == [f"lits-{n}" for n in range(12)]  # natural order: 2 before 10
+    assert {c.image.name for c in cases[:2]} == {"volume-0.nii.gz", "volume-1.nii"}
+    assert all(c.label is not None and c.label.name.startswith("segmentation-") for c in cases)
+    assert all(c.image.parent == c.label.parent for c in cases)
+
+
+def test_discover_msd_skips_macos_resource_files(tiny_dataset):
+    root = tiny_dataset(n_cases=2, layout="msd")
+    cases = discover_cases(root)
+    assert cases == [
+        Case("msd-0", root / "imagesTr" / "liver_0.nii.gz", root / "labelsTr" / "liver_0.nii.gz"),
+        Case("msd-1", root / "imagesTr" / "liver_1.nii.gz", root / "labelsTr" / "liver_1.nii.gz"),
+    ]
+    assert discover_cases(root.parent) == cases  # Task03_Liver folder one level down
+
+
+def test_discover_csv_relative_paths_and_case_ids(tiny_dataset, tmp_path):
+    root = tiny_dataset(n_cases=2, compress=True)
+    csv = tmp_path / "pairs.csv"
+    csv.write_text(
+        "image,label,case_id\n"
+        "data/volume-1.nii.gz,data/segmentation-1.nii.gz,\n"
+        f"{root / 'volume-0.nii.gz'},{root / 'segmentation-0.nii.gz'},patient-a\n"
+    )
+    cases = discover_cases(csv)
+    assert [c.case_id for c in cases] == ["patient-a", "volume-1"]
+    assert cases[1].image == root / "volume-1.nii.gz" and cases[1].label == root / "segmentation-1.nii.gz"
+
+
+def test_discover_reports_unpaired_labels(tiny_dataset):
+    root = tiny_dataset(n_cases=2, compress=False)
+    (root / "volume-1.nii").unlink()
+    (root / "volume-0.nii").rename(root / "volume-7.nii")  # an image without label is kept for validation
+    with pytest.raises(DatasetError, match=r"lits-0: label .*segmentation-0.nii has no image") as info:
+        discover_cases(root)
+    assert "lits-1: label" in str(info.value)
+
+
+def test_discover_missing_path_and_unknown_layout(tmp_path):
+    with pytest.raises(InputFileNotFoundError, match="dataset not found: .*nowhere"):
+        discover_cases(tmp_path / "nowhere")
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(DatasetError, match=r"no dataset found; expected LiTS .* MSD .* CSV"):
+        discover_cases(tmp_path)
+    with pytest.raises(DatasetError, match=r"expected a dataset folder or a \.csv file"):
+        discover_cases(tmp_path / "notes.txt")
+
+
+def test_discover_csv_bad_header(tmp_path):
+    (tmp_path / "pairs.csv").write_text("ct,mask\na.nii,b.nii\n")
+    with pytest.raises(DatasetError, match=r"CSV header is \['ct', 'mask'\]; expected columns image,label"):
+        discover_cases(tmp_path / "pairs.csv")
+
+
+def test_discover_real_lits_masks_without_ct_are_reported(shared_data):
+    with pytest.raises(DatasetError, match=r"lits-\d+: label .*segmentation-\d+\.nii\.gz has no image"):
+        discover_cases(shared_data / "lits-liver-masks")
+
+
+# ---------------------------------------------------------------------------------------- validation
+
+
+def test_validate_accepts_good_cases(tiny_dataset):
+    validate_cases(discover_cases(tiny_dataset(n_cases=2)))
+
+
+def test_validate_reports_every_bad_case_at_once(tiny_dataset, write_nifti_file):
+    root = tiny_dataset(n_cases=7, compress=True)
+    affine = nib.load(root / "volume-0.nii.gz").affine
+    ct, labels = np.zeros((12, 10, 8), np.int16), np.zeros((12, 10, 8), np.uint8)
+    write_nifti_file(root / "segmentation-1.nii.gz", np.zeros((12, 10, 9), np.uint8), affine)  # shape
+    shifted = affine.copy()
+    shifted[0, 3] += 5.0
+    write_nifti_file(root / "segmentation-2.nii.gz", labels, shifted)  # affine
+    write_nifti_file(root / "segmentation-3.nii.gz", labels + 3, affine)  # label value
+    write_nifti_file(root / "volume-4.nii.gz", ct[:, :, 0], affine)  # 2D
+    raw = (root / "volume-5.nii.gz").read_bytes()
+    (root / "volume-5.nii.gz").write_bytes(raw[: len(raw) // 2])  # truncated download
+    (root / "segmentation-6.nii.gz").unlink()  # missing label
+    with pytest.raises(DatasetError) as info:
+        validate_cases(discover_cases(root))
+    lines = str(info.value).splitlines()
+    assert lines[0] == "6 of 7 cases are unusable:"
+    report = dict(line.strip().split(": ", 1) for line in lines[1:])
+    assert sorted(report) == [f"lits-{n}" for n in range(1, 7)]
+    assert "label shape (12, 10, 9) does not match image shape (12, 10, 8)" in report["lits-1"]
+    assert "label affine differs from the image affine by up to 5 mm" in report["lits-2"]
+    assert "labels [3] are outside the allowed set [0, 1, 2]" in report["lits-3"]
+    assert "has shape (12, 10); expected a 3D volume" in report["lits-4"]
+    assert "volume-5.nii.gz cannot be read" in report["lits-5"] and "truncated" in report["lits-5"]
+    assert "no label for image" in report["lits-6"]
+
+
+def test_validate_detects_truncated_uncompressed_file(tiny_dataset):
+    root = tiny_dataset(n_cases=1, compress=False)
+    raw = (root / "volume-0.nii").read_bytes()
+    (root / "volume-0.nii").write_bytes(raw[:-100])
+    with pytest.raises(DatasetError, match=r"lits-0: .*file is truncated: \d+ bytes of data, header needs \d+"):
+        validate_cases(discover_cases(root), check_labels=False)
+
+
+def test_validate_without_label_check_allows_unlabelled(tiny_dataset):
+    root = tiny_dataset(n_cases=1, compress=True)
+    (root / "segmentation-0.nii.gz").unlink()
+    validate_cases(discover_cases(root), check_labels=False)
+
+
+# -------------------------------------------------------------------------------------------- splits
+
+
+def test_split_is_deterministic_and_proportional():
+    ids = [f"lits-{n}" for n in range(20)]
+    split = make_split(ids, val_fraction=0.2, seed=3)
+    assert split == make_split(list(reversed(ids)), val_fraction=0.2, seed=3)  # input order irrelevant
+    assert len(split["val"]) == 4 and len(split["train"]) == 16
+    assert sorted(split["train"] + split["val"]) == sorted(ids)
+    assert make_split(ids, val_fraction=0.2, seed=4)["val"] != split["val"]
+    assert split["seed"] == 3 and split["val_fraction"] == 0.2
+
+
+@pytest.mark.parametrize("n, fraction, n_val", [(2, 0.2, 1), (2, 0.9, 1), (3, 0.01, 1), (10, 0.99, 9), (1, 0.2, 0)])
+def test_split_keeps_both_parts_non_empty(n, fraction, n_val):
+    split = make_split([f"c{i}" for i in range(n)], val_fraction=fraction)
+    assert len(split["val"]) == n_val and len(split["train"]) == n - n_val
+
+
+def test_split_bad_input():
+    with pytest.raises(ConfigError, match=r"val_fraction: expected 0 < f < 1, got 1.5"):
+        make_split(["a", "b"], val_fraction=1.5)
+    with pytest.raises(DatasetError, match=r"duplicate case ids: \['a'\]"):
+        make_split(["a", "a", "b"])
+
+
+def test_split_round_trip(tmp_path):
+    split = make_split(["a", "b", "c", "d", "e"], val_fraction=0.4, seed=1)
+    save_split(split, tmp_path / "splits.json")
+    assert load_split(tmp_path / "splits.json") == split
+    assert not list(tmp_path.glob(".*tmp*"))  # no temporary left behind
+    (tmp_path / "bad.json").write_text('{"train": 1}')
+    with pytest.raises(DatasetError, match="not a split file; expected JSON with 'train' and 'val' lists"):
+        load_split(tmp_path / "bad.json")
+    with pytest.raises(InputFileNotFoundError, match="file not found"):
+        load_split(tmp_path / "missing.json")

@@ -1,0 +1,231 @@
+"""livseg.data.io: real DICOM/NIfTI reading, orientation, round trips and every bad-input case."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from livseg.errors import (
+    CorruptFileError,
+    DimensionError,
+    EmptyDicomFolderError,
+    GridMismatchError,
+    InputFileNotFoundError,
+    LabelValueError,
+    NonFiniteError,
+    OutputExistsError,
+)
+from livseg.data.io.volume import Volume, load_labels, load_volume, save_mask
+from livseg.data.io.nifti import save_nifti
+
+
+def _nifti(path: Path, array: np.ndarray, affine: np.ndarray | None = None) -> Path:
+    nib.save(nib.Nifti1Image(array, np.eye(4) if affine is None else affine), str(path))
+    return path
+
+
+# ------------------------------------------------------------------------------------ real data
+
+
+@pytest.fixture(scope="module")
+def ircadb_ct(shared_data: Path) -> Volume:
+    return load_volume(shared_data / "real/ircadb-01-patient1/PATIENT_DICOM")
+
+
+def test_ircadb_dicom_geometry_and_hu(ircadb_ct: Volume) -> None:
+    assert ircadb_ct.shape == (512, 512, 129)
+    assert ircadb_ct.spacing == pytest.approx((0.57, 0.57, 1.6), abs=1e-4)
+    assert ircadb_ct.array.dtype == np.float32
+    assert ircadb_ct.array.min() >= -1024 and ircadb_ct.array.max() <= 1023
+    # rescale slope/intercept applied: air outside the body is about -1000 HU, not 0
+    assert ircadb_ct.array[0, 0, 64] < -900
+
+
+def test_ircadb_liver_mask_volume(ircadb_ct: Volume, shared_data: Path) -> None:
+    mask = load_labels(shared_data / "real/ircadb-01-patient1/MASKS_DICOM/liver", like=ircadb_ct, select=255)
+    assert mask.shape == ircadb_ct.shape
+    assert set(np.unique(mask)) == {0, 1}
+    assert mask.sum() * ircadb_ct.voxel_volume_ml == pytest.approx(1489, rel=0.01)
+
+
+def test_dicom_and_its_nifti_conversion_agree(shared_data: Path, tmp_path: Path) -> None:
+    folder = shared_data / "real/totalseg-example/example_ct_dicom"
+    dicom = load_volume(folder)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
+    converted = tmp_path / "converted.nii.gz"
+    sitk.WriteImage(reader.Execute(), str(converted))  # SimpleITK writes the RAS NIfTI affine
+    nifti = load_volume(converted)
+    assert dicom.shape == nifti.shape == (512, 512, 20)
+    np.testing.assert_array_equal(dicom.array, nifti.array)
+    np.testing.assert_allclose(dicom.affine, nifti.affine, atol=1e-4)
+    assert dicom.spacing == pytest.approx((0.9765625, 0.9765625, 2.0))
+
+
+def test_totalseg_nifti_and_liver_label(shared_data: Path) -> None:
+    ct = load_volume(shared_data / "real/totalseg-example/example_ct.nii.gz")
+    assert ct.shape == (122, 101, 112) and ct.spacing == pytest.approx((3.0, 3.0, 3.0))
+    small = load_volume(shared_data / "real/totalseg-example/example_ct_sm.nii.gz")
+    liver = load_labels(shared_data / "real/totalseg-example/example_seg.nii.gz", like=small, select=5)
+    assert liver.shape == (122, 101, 30) and liver.dtype == np.uint8
+    assert 500 < liver.sum() * small.voxel_volume_ml < 3000
+    with pytest.raises(LabelValueError, match=r"labels \[.*\] are outside the allowed set \[0, 1, 2\]"):
+        load_labels(shared_data / "real/totalseg-example/example_seg.nii.gz", like=small)
+
+
+def test_labels_resampled_onto_dicom_grid_by_world_coordinates(shared_data: Path) -> None:
+    base = shared_data / "real/totalseg-example"
+    ct = load_volume(base / "example_ct_dicom")
+    seg_path = base / "example_seg_dicom.nii.gz"
+    with pytest.raises(GridMismatchError, match="does not match the CT grid"):
+        load_labels(seg_path, like=ct, select=5)
+    on_ct = load_labels(seg_path, like=ct, select=5, resample=True)
+    native = load_labels(seg_path, select=5)
+    # The label file is the same grid with the y axis flipped: same volume, mirrored array.
+    assert on_ct.sum() == native.sum() > 0
+    np.testing.assert_array_equal(on_ct, native[:, ::-1, :])
+
+
+def test_multi_series_folder_picks_largest_or_named(shared_data: Path, tmp_path: Path) -> None:
+    for name, source in [("a", "real/totalseg-example/example_ct_dicom"), ("b", "real/ircadb-01-patient1/MASKS_DICOM/liver")]:
+        (tmp_path / name).mkdir()
+        for f in (shared_data / source).iterdir():
+            os.symlink(f, tmp_path / name / f.name)
+    assert load_volume(tmp_path).shape == (512, 512, 129)
+    uid = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(tmp_path / "a"))[0]
+    assert load_volume(tmp_path, series_id=uid).shape == (512, 512, 20)
+    with pytest.raises(EmptyDicomFolderError, match="no DICOM series 'nope'"):
+        load_volume(tmp_path, series_id="nope")
+
+
+# ------------------------------------------------------------------------------------ round trips
+
+ROUND_TRIP_AFFINES = {
+    "identity": np.eye(4),
+    "flipped": np.array([[-0.7, 0, 0, 120.0], [0, 0.7, 0, -80.0], [0, 0, -2.5, 40.0], [0, 0, 0, 1]]),
+    "permuted": np.array([[0, 0, 3.0, -10.0], [0.8, 0, 0, 5.0], [0, -0.8, 0, 60.0], [0, 0, 0, 1]]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ROUND_TRIP_AFFINES))
+def test_save_load_round_trip(name: str, tmp_path: Path) -> None:
+    affine = ROUND_TRIP_AFFINES[name]
+    rng = np.random.default_rng(1)
+    ct = Volume(array=rng.normal(0, 100, (9, 8, 7)).astype(np.float32), affine=affine, source="synthetic")
+    mask = (rng.random(ct.shape) > 0.5).astype(np.uint8)
+    path = save_mask(mask, like=ct, path=tmp_path / "mask.nii.gz")
+    image = nib.load(str(path))
+    assert image.get_data_dtype() == np.uint8
+    np.testing.assert_allclose(image.header.get_zooms(), ct.spacing, rtol=1e-6)
+    back = load_labels(path, like=ct)
+    np.testing.assert_array_equal(back, mask)
+    save_nifti(ct.array, affine, tmp_path / "ct.nii")
+    again = load_volume(tmp_path / "ct.nii")
+    np.testing.assert_array_equal(again.array, ct.array)
+    np.testing.assert_allclose(again.affine, affine, atol=1e-5)
+    assert again.spacing == pytest.approx(ct.spacing)
+
+
+def test_sitk_formats_match_nifti(tmp_path: Path) -> None:
+    affine = ROUND_TRIP_AFFINES["flipped"]
+    array = np.arange(6 * 5 * 4, dtype=np.float32).reshape(6, 5, 4)
+    save_nifti(array, affine, tmp_path / "ct.nii.gz")
+    image = sitk.ReadImage(str(tmp_path / "ct.nii.gz"))
+    for suffix in (".mha", ".nrrd"):
+        sitk.WriteImage(image, str(tmp_path / f"ct{suffix}"))
+        other = load_volume(tmp_path / f"ct{suffix}")
+        np.testing.assert_array_equal(other.array, array)
+        np.testing.assert_allclose(other.affine, affine, atol=1e-5)
+
+
+def test_save_mask_refuses_overwrite_and_leaves_no_temp_files(tmp_path: Path) -> None:
+    ct = Volume(array=np.zeros((4, 4, 4), np.float32), affine=np.eye(4))
+    path = save_mask(np.ones((4, 4, 4), np.uint8), like=ct, path=tmp_path / "m.nii.gz")
+    with pytest.raises(OutputExistsError, match="exists; pass overwrite=True"):
+        save_mask(np.zeros((4, 4, 4), np.uint8), like=ct, path=path)
+    save_mask(np.zeros((4, 4, 4), np.uint8), like=ct, path=path, overwrite=True)
+    assert load_labels(path).sum() == 0
+    with pytest.raises(GridMismatchError, match=r"mask shape \(4, 4, 3\) does not match the volume shape \(4, 4, 4\)"):
+        save_mask(np.zeros((4, 4, 3), np.uint8), like=ct, path=tmp_path / "other.nii.gz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.nii.gz"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not the 0600 of a temporary file
+
+
+# ------------------------------------------------------------------------------------ bad input
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(InputFileNotFoundError, match="file not found: .*nothing.nii.gz"):
+        load_volume(tmp_path / "nothing.nii.gz")
+
+
+@pytest.mark.parametrize(
+    "shape, message",
+    [
+        ((16, 16), r"shape \(16, 16\) \(a 2D image\); expected a 3D volume"),
+        ((16, 16, 1), r"shape \(16, 16, 1\) \(a 2D image\); expected a 3D volume"),
+        ((8, 8, 8, 3), r"shape \(8, 8, 8, 3\) \(a 4D image\); expected a 3D volume"),
+    ],
+)
+def test_not_a_3d_volume(shape: tuple[int, ...], message: str, tmp_path: Path) -> None:
+    path = _nifti(tmp_path / "img.nii.gz", np.zeros(shape, np.int16))
+    with pytest.raises(DimensionError, match=message):
+        load_volume(path)
+
+
+def test_single_frame_4d_is_a_volume(tmp_path: Path) -> None:
+    path = _nifti(tmp_path / "img.nii.gz", np.zeros((6, 5, 4, 1), np.int16))
+    assert load_volume(path).shape == (6, 5, 4)
+
+
+def test_truncated_nifti(tmp_path: Path) -> None:
+    good = _nifti(tmp_path / "good.nii.gz", np.random.default_rng(0).normal(size=(32, 32, 32)).astype(np.float32))
+    data = good.read_bytes()
+    (tmp_path / "cut.nii.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CorruptFileError, match="cut.nii.gz: cannot read NIfTI"):
+        load_volume(tmp_path / "cut.nii.gz")
+    (tmp_path / "text.nii").write_text("not an image")
+    with pytest.raises(CorruptFileError, match="text.nii: cannot read NIfTI"):
+        load_volume(tmp_path / "text.nii")
+    (tmp_path / "junk.mha").write_bytes(gzip.compress(b"junk"))
+    with pytest.raises(CorruptFileError, match="junk.mha: cannot read image"):
+        load_volume(tmp_path / "junk.mha")
+
+
+def test_empty_dicom_folder(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("no DICOM here")
+    with pytest.raises(EmptyDicomFolderError, match="folder holds no DICOM series"):
+        load_volume(tmp_path)
+
+
+def test_non_finite_voxels(tmp_path: Path) -> None:
+    array = np.zeros((4, 4, 4), np.float32)
+    array[1, 2, 3] = np.nan
+    array[0, 0, 0] = np.inf
+    with pytest.raises(NonFiniteError, match="2 voxels are NaN or infinite"):
+        load_volume(_nifti(tmp_path / "nan.nii.gz", array))
+
+
+def test_label_checks(tmp_path: Path) -> None:
+    ct = load_volume(_nifti(tmp_path / "ct.nii.gz", np.zeros((4, 4, 4), np.int16)))
+    labels = np.zeros((4, 4, 4), np.uint8)
+    labels[0, 0, 0] = 3
+    with pytest.raises(LabelValueError, match=r"labels \[3\] are outside the allowed set \[0, 1, 2\]"):
+        load_labels(_nifti(tmp_path / "bad.nii.gz", labels), like=ct)
+    with pytest.raises(GridMismatchError, match=r"label grid \(4, 4, 3\).*does not match the CT grid \(4, 4, 4\)"):
+        load_labels(_nifti(tmp_path / "small.nii.gz", np.zeros((4, 4, 3), np.uint8)), like=ct)
+    shifted = np.eye(4)
+    shifted[0, 3] = 5.0
+    with pytest.raises(GridMismatchError, match="expected the same shape and affine"):
+        load_labels(_nifti(tmp_path / "shifted.nii.gz", np.zeros((4, 4, 4), np.uint8), shifted), like=ct)
+    fractional = np.full((4, 4, 4), 0.5, np.float32)
+    with pytest.raises(LabelValueError, match="non-integer values"):
+        load_labels(_nifti(tmp_path / "frac.nii.gz", fractional), like=ct)

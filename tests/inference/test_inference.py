@@ -1,0 +1,216 @@
+"""Inference: batch-norm folding, segment(), statistics, and `livseg predict` end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib.image
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from helpers import TINY, write_case
+
+from livseg.cli import main
+from livseg.config import ModelConfig
+from livseg.errors import ConfigError, DatasetError, OutputExistsError
+from livseg.inference.segment import fold_batchnorm, load_model, mask_stats, segment
+from livseg.data.io.volume import Volume, load_volume
+from livseg.nn.model import UNet3D
+from livseg.inference.predict import expand_inputs
+from livseg.device import resolve_device
+from livseg.training.train import train
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """best.pt of a two-epoch training run of a tiny U-Net on three tiny synthetic cases."""
+    root = tmp_path_factory.mktemp("tiny")
+    for n in range(3):
+        write_case(root / "data", n)
+    result = train(root / "data", root / "run", TINY, device="cpu", progress=False)
+    return result.paths["best"]
+
+
+def nontrivial_bn_model() -> UNet3D:
+    torch.manual_seed(0)
+    model = UNet3D(ModelConfig(channels=(4, 8, 16), dropout=0.2))
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm3d):
+            with torch.no_grad():
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.uniform_(-0.3, 0.3)
+    model.eval()
+    with torch.no_grad():  # rescale the head so that logits have mean 0 and std 2 on rand input
+        features = model(torch.rand(1, 1, 16, 16, 8)) - model.head.bias
+        scale = 2.0 / features.std()
+        model.head.weight.mul_(scale)
+        model.head.bias.copy_(-scale * features.mean())
+    return model
+
+
+# ------------------------------------------------------------------------------ model and folding
+
+
+def test_folded_batchnorm_gives_the_same_probabilities() -> None:
+    model = nontrivial_bn_model()
+    x = torch.rand(1, 1, 16, 16, 8)
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm3d) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm3d) for m in model.modules())  # original untouched
+    with torch.no_grad():
+        expected = torch.sigmoid(model(x))
+        got = torch.sigmoid(folded.to(memory_format=torch.channels_last_3d)(x.to(memory_format=torch.channels_last_3d)))
+    assert torch.allclose(got, expected, atol=1e-4)
+    assert expected.std() > 0.05  # the comparison is not between two near-constant maps
+
+
+def test_resolve_device() -> None:
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda")
+    with pytest.raises(ConfigError, match="unknown device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+# ------------------------------------------------------------------------------ statistics
+
+
+def test_mask_stats_by_hand() -> None:
+    affine = np.array([[-2.0, 0, 0, 10], [0, 1.0, 0, -5], [0, 0, 3.0, 0], [0, 0, 0, 1]])
+    array = np.zeros((6, 5, 4), dtype=np.float32)
+    mask = np.zeros((6, 5, 4), dtype=np.uint8)
+    mask[1:3, 2, 1:4] = 1  # 2 x 1 x 3 voxels
+    array[mask == 1] = [10, 20, 30, 40, 50, 60]
+    stats = mask_stats(mask, Volume(array=array, affine=affine))
+    assert stats["voxel_count"] == 6
+    assert stats["liver_volume_ml"] == pytest.approx(6 * 2 * 1 * 3 / 1000)
+    assert stats["mean_hu"] == pytest.approx(35) and stats["median_hu"] == pytest.approx(35)
+    # x: voxels 1..2 -> faces 0.5..2.5 -> world 10 - 2 * [0.5, 2.5] = [5, 9]
+    # y: voxel 2 -> faces 1.5..2.5 -> [-3.5, -2.5]; z: voxels 1..3 -> faces 0.5..3.5 -> [1.5, 10.5]
+    assert stats["bbox_mm"]["min"] == pytest.approx([5, -3.5, 1.5])
+    assert stats["bbox_mm"]["max"] == pytest.approx([9, -2.5, 10.5])
+    empty = mask_stats(np.zeros_like(mask), Volume(array=array, affine=affine))
+    assert empty["liver_volume_ml"] == 0 and empty["mean_hu"] is None and empty["bbox_mm"] is None
+
+
+def test_segment_synthetic(checkpoint: Path, tmp_path: Path) -> None:
+    write_case(tmp_path, 0, shape=(30, 22, 13))
+    volume = load_volume(tmp_path / "volume-0.nii.gz")
+    loaded = load_model(checkpoint, "cpu")
+    result = segment(volume, loaded)
+    assert result.mask.shape == volume.shape and result.mask.dtype == np.uint8
+    assert result.probabilities.shape == TINY.preprocess.target_shape
+    assert set(result.timings) == {"preprocess", "network", "back_mapping", "postprocess"}
+    assert result.stats["liver_volume_ml"] == pytest.approx(result.mask.sum() * volume.voxel_volume_ml)
+    same = segment(volume, checkpoint, device="cpu")  # a path works too
+    np.testing.assert_array_equal(same.mask, result.mask)
+    with pytest.raises(ConfigError, match="threshold"):
+        segment(volume, loaded, threshold=1.5)
+
+
+def test_expand_inputs(tmp_path: Path) -> None:
+    for n in range(2):
+        write_case(tmp_path / "folder", n)
+    (tmp_path / "dicom").mkdir()
+    cases = expand_inputs([tmp_path / "folder", tmp_path / "dicom"])
+    assert [name for name, _ in cases] == ["segmentation-0", "segmentation-1", "volume-0", "volume-1", "dicom"]
+    with pytest.raises(DatasetError, match="same case name|both give case name"):
+        expand_inputs([tmp_path / "folder" / "volume-0.nii.gz", tmp_path / "folder"])
+
+
+# ------------------------------------------------------------------------------ predict, real CT
+
+
+def test_predict_real_ct(checkpoint: Path, shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    dicom = shared_data / "real" / "ircadb-01-patient1" / "PATIENT_DICOM"
+    nifti = shared_data / "real" / "totalseg-example" / "example_ct.nii.gz"
+    out = tmp_path / "out"
+    rc = main(["predict", str(dicom), str(nifti), "--checkpoint", str(checkpoint), "-o", str(out),
+               "--preview", "--device", "cpu"])
+    assert rc == 0, capsys.readouterr().err
+    for case, source in (("PATIENT_DICOM", dicom), ("example_ct", nifti)):
+        volume = load_volume(source)
+        written = nib.load(str(out / f"{case}_liver.nii.gz"))
+        mask = np.asarray(written.dataobj)
+        assert mask.shape == volume.shape and mask.dtype == np.uint8
+        np.testing.assert_allclose(written.affine, volume.affine, atol=1e-4)
+        stats = json.loads((out / f"{case}_stats.json").read_text())
+        assert stats["liver_volume_ml"] == pytest.approx(np.count_nonzero(mask) * volume.voxel_volume_ml)
+        assert stats["input_shape"] == list(volume.shape)
+        assert stats["checkpoint"] == str(checkpoint.resolve())
+        assert set(stats["timings_s"]) == {"load", "preprocess", "network", "back_mapping", "postprocess", "write"}
+        image = matplotlib.image.imread(out / f"{case}_preview.png")
+        assert image.ndim == 3 and image.shape[0] > 100
+    assert (out / "report.html").read_text().count("_preview.png") >= 2
+    assert not list(out.glob(".*"))  # no temporary files left
+
+
+def test_existing_outputs_are_kept(checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    write_case(tmp_path / "in", 0)
+    image, out = tmp_path / "in" / "volume-0.nii.gz", tmp_path / "out"
+    args = ["predict", str(image), "--checkpoint", str(checkpoint), "-o", str(out)]
+    assert main(args) == 0
+    (out / "volume-0_stats.json").unlink()
+    before = (out / "volume-0_liver.nii.gz").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(args) == 2  # the mask exists: refuse the whole case, write no stats either
+    assert "exist" in capsys.readouterr().err
+    assert not (out / "volume-0_stats.json").exists()
+    assert (out / "volume-0_liver.nii.gz").stat().st_mtime_ns == before
+    assert main([*args, "--overwrite"]) == 0 and (out / "volume-0_stats.json").exists()
+
+
+# ------------------------------------------------------------------------------ bad input, one line
+
+
+def _bad_checkpoints(tmp_path: Path, good: Path) -> dict[str, Path]:
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"a": 1}, foreign)
+    text = tmp_path / "text.pt"
+    text.write_text("not a checkpoint\n")
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    return {"foreign": foreign, "text": text, "truncated": truncated}
+
+
+@pytest.mark.parametrize("bad", ["image_2d", "no_dicom", "foreign", "text", "truncated", "missing"])
+def test_bad_input_one_line_exit_2(
+    bad: str, checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    write_case(tmp_path / "in", 0)
+    image, ckpt = tmp_path / "in" / "volume-0.nii.gz", checkpoint
+    if bad == "image_2d":
+        image = tmp_path / "slice.nii.gz"
+        nib.save(nib.Nifti1Image(np.zeros((20, 20), dtype=np.int16), np.eye(4)), str(image))
+    elif bad == "no_dicom":
+        image = tmp_path / "empty_series"
+        image.mkdir()
+        (image / "notes.txt").write_text("no DICOM here\n")
+    elif bad == "missing":
+        image = tmp_path / "nope.nii.gz"
+    else:
+        ckpt = _bad_checkpoints(tmp_path, checkpoint)[bad]
+    out = tmp_path / "out"
+    capsys.readouterr()
+    rc = main(["predict", str(image), "--checkpoint", str(ckpt), "-o", str(out), "--preview"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("livseg predict: error:")
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_outputs_are_refused_before_the_model_loads(checkpoint: Path, tmp_path: Path) -> None:
+    write_case(tmp_path / "in", 0)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "volume-0_stats.json").write_text("{}")
+    from livseg.inference.predict import predict
+
+    with pytest.raises(OutputExistsError):
+        predict([tmp_path / "in" / "volume-0.nii.gz"], checkpoint=tmp_path / "absent.pt", out_dir=tmp_path / "out")
