@@ -105,17 +105,6 @@ def test_gradients_reach_the_first_layer() -> None:
     assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
 
 
-def test_predict_proba_is_sigmoid_without_graph() -> None:
-    torch.manual_seed(0)
-    model = UNet3D(TINY).eval()
-    x = torch.rand(1, 1, 4, 4, 4)
-    probs = model.predict_proba(x)
-    assert not probs.requires_grad
-    assert probs.min() >= 0 and probs.max() <= 1
-    with torch.no_grad():
-        torch.testing.assert_close(probs, torch.sigmoid(model(x)))
-
-
 def test_block_runs_its_named_layers_in_order() -> None:
     # A batch-norm folding pass relies on these names and on this order.
     torch.manual_seed(0)

@@ -22,16 +22,12 @@ from ``(seed, epoch, index)``). The paper trained without augmentation; it is of
 from __future__ import annotations
 
 import math
-from typing import Callable
-
 import numpy as np
 from scipy import ndimage
 
 from livseg.config import AugmentConfig
 
-__all__ = ["augment", "make_transform", "random_affine"]
-
-Transform = Callable[[np.ndarray, np.ndarray], "tuple[np.ndarray, np.ndarray]"]
+__all__ = ["augment", "random_affine"]
 
 
 def random_affine(
@@ -121,21 +117,3 @@ def augment(
             config.noise_std
         )
     return np.ascontiguousarray(image), np.ascontiguousarray(label)
-
-
-def make_transform(config: AugmentConfig, rng: np.random.Generator) -> Transform:
-    """A ``transform(image, label) -> (image, label)`` closure over one generator.
-
-    Suits :class:`livseg.data.datasets.CachedDataset` in a single process. Training does not use it: it
-    builds a fresh generator per sample from ``(seed, epoch, index)`` instead, so the result
-    does not depend on the number of DataLoader workers and needs no state to resume.
-
-    Args:
-        config: augmentation settings.
-        rng: generator consumed by successive calls.
-    """
-
-    def transform(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return augment(image, label, config, rng)
-
-    return transform

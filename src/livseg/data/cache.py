@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -46,7 +46,6 @@ log = logging.getLogger(__name__)
 CACHE_FORMAT = "livseg-cache"
 CACHE_VERSION = 1
 MANIFEST_FILE = "manifest.json"
-Transform = Callable[[np.ndarray, np.ndarray], "tuple[np.ndarray, np.ndarray]"]
 
 
 def preprocess_dataset(
@@ -210,8 +209,6 @@ class CachedDataset(torch.utils.data.Dataset):
         cache_dir: folder written by :func:`preprocess_dataset`.
         case_ids: cases to serve (e.g. ``load_split(...)["train"]``); all when None.
         in_memory: load every array once; otherwise memory-map them (for caches larger than RAM).
-        transform: ``(image, label) -> (image, label)`` on numpy arrays, applied per item
-            (augmentation); it must not modify its inputs in place (they may be read-only maps).
 
     Raises:
         DatasetError: unknown case ids or missing array files (all listed).
@@ -223,7 +220,6 @@ class CachedDataset(torch.utils.data.Dataset):
         case_ids: Sequence[str] | None = None,
         *,
         in_memory: bool = True,
-        transform: Transform | None = None,
     ) -> None:
         self.cache_dir = Path(cache_dir)
         self.manifest = load_manifest(self.cache_dir)
@@ -241,15 +237,12 @@ class CachedDataset(torch.utils.data.Dataset):
             )
         mode = None if in_memory else "r"
         self._arrays = [(np.load(i, mmap_mode=mode), np.load(l, mmap_mode=mode)) for i, l in files]
-        self.transform = transform
 
     def __len__(self) -> int:
         return len(self.case_ids)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         image, label = self._arrays[index]
-        if self.transform is not None:
-            image, label = self.transform(image, label)
         # copies: a consumer writing into the tensor must not change the cached array
         return {
             "image": torch.from_numpy(np.array(image, dtype=np.float32))[None],

@@ -109,15 +109,6 @@ def _check_shape(shape: Sequence[int]) -> Shape3:
     return result  # type: ignore[return-value]
 
 
-def shape_for_spacing(
-    shape: Sequence[int], spacing: Sequence[float], target_spacing: Sequence[float]
-) -> Shape3:
-    """Array shape that covers the same field of view at ``target_spacing`` (mm per axis)."""
-    return tuple(  # type: ignore[return-value]
-        max(1, int(round(n * s / t))) for n, s, t in zip(shape, spacing, target_spacing)
-    )
-
-
 def ras_orientation(affine: np.ndarray) -> np.ndarray:
     """nibabel orientation (axis permutation and flips) that takes array axes to RAS+."""
     return nib.orientations.io_orientation(np.asarray(affine))
@@ -207,9 +198,3 @@ def to_input_grid(probabilities: np.ndarray, volume: Volume, config: PreprocessC
     # RAS axis k is the array axis whose orientation row says k
     ras_shape = tuple(np.asarray(volume.shape)[np.argsort(ras_orientation(volume.affine)[:, 0])])
     return from_ras(to_original_grid(probabilities, ras_shape), volume.affine)
-
-
-def mask_to_original_grid(mask: np.ndarray, shape: Sequence[int], threshold: float = 0.5) -> np.ndarray:
-    """Map a binary mask on the network grid back to ``shape``: linear interpolation of the
-    mask, then ``>= threshold``; uint8."""
-    return (to_original_grid(mask.astype(np.float32), shape) >= threshold).astype(np.uint8)

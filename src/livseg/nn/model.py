@@ -168,21 +168,6 @@ class UNet3D(nn.Module):
 
         return self.head(x)
 
-    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
-        """Sigmoid probabilities without building a graph.
-
-        The caller decides the mode: call ``model.eval()`` first for deterministic inference
-        (batch-norm running statistics, no dropout).
-
-        Args:
-            x: as for :meth:`forward`.
-
-        Returns:
-            Probabilities in [0, 1], shape ``[N, out_channels, X, Y, Z]``.
-        """
-        with torch.no_grad():
-            return torch.sigmoid(self(x))
-
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of scalar parameters (batch-norm running statistics are buffers, not counted).
