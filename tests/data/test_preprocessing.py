@@ -12,26 +12,15 @@ from livseg.config import PreprocessConfig
 from livseg.data.io.volume import Volume, load_labels, load_volume
 from livseg.data.preprocessing import (
     binarize,
-    clip_hu,
     preprocess_image,
     preprocess_labels,
     resample_linear,
     resample_nearest,
     to_original_grid,
-    scale_intensity,
     window,
 )
 
 HU = np.array([-1000.0, -100.0, 0.0, 150.0, 400.0, 1000.0], dtype=np.float32)
-
-
-def test_clip_hand_values() -> None:
-    np.testing.assert_array_equal(clip_hu(HU), [-100, -100, 0, 150, 400, 400])
-
-
-def test_scale_hand_values() -> None:
-    # (HU + 100) / 500
-    np.testing.assert_allclose(scale_intensity(np.array([-100.0, 0.0, 150.0, 400.0])), [0.0, 0.2, 0.5, 1.0])
 
 
 def test_window_hand_values_and_dtype() -> None:

@@ -38,30 +38,15 @@ from livseg.data.io.volume import Volume
 Shape3 = tuple[int, int, int]
 
 
-def clip_hu(array: np.ndarray, hu_min: float = -100.0, hu_max: float = 400.0) -> np.ndarray:
-    """Clip Hounsfield units to the window [hu_min, hu_max] (paper: liver window [-100, 400])."""
-    return np.clip(array, hu_min, hu_max)
-
-
-def scale_intensity(array: np.ndarray, hu_min: float = -100.0, hu_max: float = 400.0) -> np.ndarray:
-    """Map [hu_min, hu_max] linearly onto [0, 1]: (HU - hu_min) / (hu_max - hu_min), float32."""
-    return ((np.asarray(array, dtype=np.float32) - np.float32(hu_min)) / np.float32(hu_max - hu_min)).astype(
-        np.float32, copy=False
-    )
-
-
 def window(array: np.ndarray, hu_min: float = -100.0, hu_max: float = 400.0) -> np.ndarray:
-    """Clip then scale: the paper's intensity preprocessing, float32 in [0, 1].
+    """The paper's intensity preprocessing: clip HU to [hu_min, hu_max] (paper: the liver window
+    [-100, 400]), then map that range linearly onto [0, 1] by (HU - hu_min) / (hu_max - hu_min).
 
-    Same values as ``scale_intensity(clip_hu(...))``, computed in place by torch on all cores
-    (0.07 s instead of 0.3-0.45 s for the 512 x 512 x 129 IRCADb CT).
+    Returns a new float32 array (the input is not modified), computed by torch on all cores:
+    0.07 s instead of 0.3-0.45 s with numpy for the 512 x 512 x 129 IRCADb CT.
     """
-    return _window_tensor(array, hu_min, hu_max).numpy()
-
-
-def _window_tensor(array: np.ndarray, hu_min: float, hu_max: float) -> torch.Tensor:
     tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).clamp(hu_min, hu_max)
-    return tensor.sub_(hu_min).div_(hu_max - hu_min)
+    return tensor.sub_(hu_min).div_(hu_max - hu_min).numpy()
 
 
 def binarize(labels: np.ndarray) -> np.ndarray:
@@ -75,12 +60,7 @@ def resample_linear(array: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     shape = _check_shape(shape)
     if tuple(array.shape) == shape:
         return np.asarray(array, dtype=np.float32).copy()
-    return _resample_tensor(torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)), shape)
-
-
-def _resample_tensor(tensor: torch.Tensor, shape: Shape3) -> np.ndarray:
-    if tuple(tensor.shape) == shape:
-        return tensor.numpy().copy()
+    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
     with torch.no_grad():
         out = torch.nn.functional.interpolate(tensor[None, None], size=shape, mode="trilinear", align_corners=True)
     return out[0, 0].numpy()
@@ -163,8 +143,7 @@ def preprocess_image(volume: Volume | np.ndarray, config: PreprocessConfig = Pre
         array = _oriented(volume.array, volume.affine, config)
     else:
         array = _oriented(volume, None, config)
-    windowed = _window_tensor(array, config.hu_min, config.hu_max)  # no numpy round trip: hot path of predict
-    return _resample_tensor(windowed, _check_shape(config.target_shape))
+    return resample_linear(window(array, config.hu_min, config.hu_max), config.target_shape)
 
 
 def preprocess_labels(
