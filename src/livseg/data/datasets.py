@@ -34,7 +34,7 @@ from livseg.data.io.nifti import is_nifti
 
 log = logging.getLogger(__name__)
 
-SPLITS_FILE = "splits.json"
+SPLITS_FILE = "splits.json"  # a split's file name, in a cache and in a run folder
 LAYOUTS = (
     "LiTS (volume-N.nii[.gz] with segmentation-N.nii[.gz], in any subfolders), "
     "MSD Task03_Liver (imagesTr/liver_N.nii.gz with labelsTr/liver_N.nii.gz), "

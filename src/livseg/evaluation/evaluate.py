@@ -53,7 +53,6 @@ METRICS = (
     "dice", "jaccard", "voe", "rvd", "assd", "mssd", "hd95", "voxel_accuracy", "volume_pred_ml", "volume_ref_ml",
 )
 _COUNTS = ("n_pred", "n_ref", "n_overlap")  # voxel counts kept per case for the global Dice
-SPLITS_FILE = "splits.json"
 SUMMARY_NOTE = (
     "mean, std (ddof=0) and median over cases with a finite value; n_nonfinite counts the cases "
     "left out (inf surface distances or RVD when exactly one of prediction and reference is empty)"
@@ -178,7 +177,7 @@ def select_cases(
         InputFileNotFoundError: ``data`` does not exist.
     """
     from livseg.data.cache import is_cache, load_manifest
-    from livseg.data.datasets import Case, discover_cases, load_split
+    from livseg.data.datasets import SPLITS_FILE, Case, discover_cases, load_split
 
     if split not in ("val", "all"):
         raise ConfigError(f"split must be 'val' or 'all', got {split!r}")

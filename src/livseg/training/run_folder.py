@@ -23,7 +23,7 @@ from livseg.errors import ConfigError, DatasetError, InputFileNotFoundError, Out
 from livseg.data.io.files import atomic_output
 
 METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "val_dice", "val_accuracy", "seconds", "lr")
-RUN_FILES = ("config.json", "splits.json", "metrics.csv", "curves.png", "best.pt", "last.pt")
+RUN_FILES = ("config.json", SPLITS_FILE, "metrics.csv", "curves.png", "best.pt", "last.pt")
 # Settings a resumed run may change without breaking exact continuation.
 RESUMABLE_CHANGES = ("name", "train.epochs", "train.num_workers", "train.num_threads")
 
@@ -99,7 +99,7 @@ def load_run_split(cache: Path, out: Path, *, resume: bool) -> dict[str, Any]:
             f"{cache / SPLITS_FILE}: {len(split['train'])} training and {len(split['val'])} validation cases; "
             "training needs at least one of each (two or more cases in the dataset)"
         )
-    saved = out / "splits.json"
+    saved = out / SPLITS_FILE
     if resume and saved.is_file():
         old = load_split(saved)
         if (old["train"], old["val"]) != (split["train"], split["val"]):

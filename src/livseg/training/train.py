@@ -44,7 +44,7 @@ from torch.nn.parallel import DistributedDataParallel
 from livseg.nn.checkpoint import load_checkpoint
 from livseg.config import RunConfig, to_dict, validate
 from livseg.data.cache import CachedDataset
-from livseg.data.datasets import save_split
+from livseg.data.datasets import SPLITS_FILE, save_split
 from livseg.training.distributed import (
     DistInfo,
     all_gather_objects,
@@ -178,7 +178,7 @@ def _train(
     paths = {"run_dir": out, "cache": cache, **{Path(name).stem: out / name for name in RUN_FILES}}
     if info.is_main:
         write_json(out / "config.json", to_dict(config))
-        save_split(split, out / "splits.json")
+        save_split(split, out / SPLITS_FILE)
 
     val_ids = split["val"][info.rank :: info.world_size]  # each rank scores its share
     in_memory = fits_in_memory(cache, split["train"] + val_ids, info)
