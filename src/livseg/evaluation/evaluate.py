@@ -42,6 +42,7 @@ import numpy as np
 
 from livseg.config import PreprocessConfig
 from livseg.errors import ConfigError, DatasetError
+from livseg.data.masks import as_bool
 from livseg.evaluation.metrics import case_metrics
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ def score_case(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float]) -> d
     Raises:
         GridMismatchError: the shapes differ.
     """
-    pred, ref = np.asarray(pred) != 0, np.asarray(ref) != 0
+    pred, ref = as_bool(pred), as_bool(ref)
     result = {key: float(value) for key, value in case_metrics(pred, ref, spacing).items()}
     result.update(
         n_pred=int(np.count_nonzero(pred)),

@@ -43,6 +43,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from scipy import ndimage, spatial
 
+from livseg.data.masks import as_bool, bounding_box
 from livseg.errors import GridMismatchError
 
 __all__ = [
@@ -64,13 +65,8 @@ __all__ = [
 _CROP_MARGIN = 1  # voxels around the joint bounding box, so erosion sees the background
 
 
-def _as_bool(mask: np.ndarray) -> np.ndarray:
-    mask = np.asarray(mask)
-    return mask if mask.dtype == np.bool_ else mask != 0
-
-
 def _pair(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    pred, ref = _as_bool(pred), _as_bool(ref)
+    pred, ref = as_bool(pred), as_bool(ref)
     if pred.shape != ref.shape:
         raise GridMismatchError(
             f"prediction shape {pred.shape} differs from reference shape {ref.shape}; "
@@ -167,26 +163,15 @@ def volume_ml(mask: np.ndarray, spacing: Sequence[float]) -> float:
     Raises:
         ValueError: if ``spacing`` does not give one positive size per axis.
     """
-    mask = _as_bool(mask)
+    mask = as_bool(mask)
     return np.count_nonzero(mask) * float(np.prod(_spacing(spacing, mask.ndim))) / 1000.0
 
 
 def surface_mask(mask: np.ndarray) -> np.ndarray:
     """Voxels of ``mask`` with a 6-connected background neighbour (array border = background)."""
-    mask = _as_bool(mask)
+    mask = as_bool(mask)
     structure = ndimage.generate_binary_structure(mask.ndim, 1)
     return mask & ~ndimage.binary_erosion(mask, structure=structure, border_value=0)
-
-
-def _joint_box(a: np.ndarray, b: np.ndarray) -> tuple[slice, ...]:
-    """Bounding box of a | b plus the margin, clipped to the array (a | b must be non-empty)."""
-    union = a | b
-    box = []
-    for axis in range(union.ndim):
-        other = tuple(i for i in range(union.ndim) if i != axis)
-        hits = np.flatnonzero(union.any(axis=other))
-        box.append(slice(max(hits[0] - _CROP_MARGIN, 0), min(hits[-1] + 1 + _CROP_MARGIN, union.shape[axis])))
-    return tuple(box)
 
 
 def surface_distances(
@@ -217,7 +202,7 @@ def surface_distances(
         n_ref = np.count_nonzero(surface_mask(ref)) if has_ref else 0
         return np.full(n_pred, np.inf), np.full(n_ref, np.inf)
 
-    box = _joint_box(pred, ref)
+    box = bounding_box(pred | ref, margin=_CROP_MARGIN)  # both masks are non-empty here
     scale = np.asarray(sampling)
     # Coordinates in mm inside the box; the shift of the box origin cancels in the differences.
     pred_points = np.argwhere(surface_mask(pred[box])) * scale

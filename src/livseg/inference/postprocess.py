@@ -28,35 +28,26 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from livseg.data.masks import as_bool, bounding_box
+
 __all__ = ["fill_holes", "largest_component", "postprocess"]
 
 _FACE = ndimage.generate_binary_structure(3, 1)  # 6-connectivity
 _FACE_2D = ndimage.generate_binary_structure(2, 1)
+_MARGIN = 1  # voxels around the foreground's box, so that labelling sees the background beyond it
 
 
 def _check(mask: np.ndarray) -> np.ndarray:
     mask = np.asarray(mask)
     if mask.ndim != 3:
         raise ValueError(f"expected a 3D mask (x, y, z), got shape {mask.shape}")
-    return mask if mask.dtype == np.bool_ else mask != 0
-
-
-def _box(mask: np.ndarray, margin: int = 1) -> tuple[slice, ...] | None:
-    """Bounding box of the foreground plus ``margin`` voxels, clipped to the array; None if empty."""
-    box = []
-    for axis in range(mask.ndim):
-        other = tuple(i for i in range(mask.ndim) if i != axis)
-        hits = np.flatnonzero(mask.any(axis=other))
-        if hits.size == 0:
-            return None
-        box.append(slice(max(hits[0] - margin, 0), min(hits[-1] + 1 + margin, mask.shape[axis])))
-    return tuple(box)
+    return as_bool(mask)
 
 
 def count_components(mask: np.ndarray) -> int:
     """Number of 6-connected foreground components of a 3D mask."""
     mask = _check(mask)
-    box = _box(mask)
+    box = bounding_box(mask, margin=_MARGIN)
     if box is None:
         return 0
     return int(ndimage.label(mask[box], structure=_FACE)[1])
@@ -78,7 +69,7 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
 def _largest(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """(largest component, number of components before) in one labelling pass."""
     out = np.zeros(mask.shape, dtype=bool)
-    box = _box(mask)
+    box = bounding_box(mask, margin=_MARGIN)
     if box is None:
         return out, 0
     labels, n = ndimage.label(mask[box], structure=_FACE)
@@ -108,7 +99,7 @@ def fill_holes(mask: np.ndarray, *, axial: bool = False) -> np.ndarray:
     """
     mask = _check(mask)
     out = mask.copy()
-    box = _box(mask)
+    box = bounding_box(mask, margin=_MARGIN)
     if box is None:
         return out
     crop = mask[box]

@@ -33,6 +33,7 @@ from torch import nn
 from livseg.config import RunConfig
 from livseg.errors import ConfigError
 from livseg.data.io.volume import Volume
+from livseg.data.masks import as_bool, bounding_box
 from livseg.inference.postprocess import count_components
 from livseg.inference.postprocess import postprocess as clean_mask
 from livseg.data.preprocessing import preprocess_image, to_input_grid
@@ -255,7 +256,7 @@ def mask_stats(mask: np.ndarray, volume: Volume) -> dict[str, Any]:
         ``median_hu`` (None for an empty mask), ``bbox_mm`` (``{"min": [x, y, z], "max":
         [...]}`` or None), ``input_shape``, ``spacing_mm``.
     """
-    inside = np.asarray(mask) != 0
+    inside = as_bool(mask)
     count = int(np.count_nonzero(inside))
     stats: dict[str, Any] = {
         "liver_volume_ml": count * volume.voxel_volume_ml,
@@ -270,13 +271,8 @@ def mask_stats(mask: np.ndarray, volume: Volume) -> dict[str, Any]:
         values = volume.array[inside]
         stats["mean_hu"] = float(values.mean(dtype=np.float64))
         stats["median_hu"] = float(np.median(values))
-        lo, hi = [], []
-        for axis in range(3):
-            other = tuple(i for i in range(3) if i != axis)
-            hits = np.flatnonzero(inside.any(axis=other))
-            lo.append(hits[0] - 0.5)
-            hi.append(hits[-1] + 0.5)
-        corners = np.array(np.meshgrid(*zip(lo, hi), indexing="ij")).reshape(3, -1)
+        box = bounding_box(inside)  # voxel centres; the faces are half a voxel further out
+        corners = np.array(np.meshgrid(*((s.start - 0.5, s.stop - 0.5) for s in box), indexing="ij")).reshape(3, -1)
         world = volume.affine[:3, :3] @ corners + volume.affine[:3, 3:4]
         stats["bbox_mm"] = {"min": world.min(axis=1).tolist(), "max": world.max(axis=1).tolist()}
     return stats
