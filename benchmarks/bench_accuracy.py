@@ -49,7 +49,7 @@ from livseg.training.distributed import DistInfo
 from livseg.evaluation.evaluate import score_case, score_network_grid
 from livseg.inference.segment import load_model, segment
 from livseg.data.io.volume import load_labels, load_volume
-from livseg.training.loops import make_train_loader, make_val_loader, train_one_epoch, validate
+from livseg.training.loops import make_train_loader, make_val_loader, train_one_epoch, validate_epoch
 from livseg.phantom.generator import find_liver_shapes, write_phantoms
 from livseg.training.runstate import derived_seed, runtime, seed_all
 from livseg.training.train import train
@@ -111,7 +111,7 @@ def train_monai(cache: Path, config: RunConfig, seconds: float, features: tuple[
             loader = make_train_loader(train_set, tc, epoch=epoch, info=info, pin_memory=False)
             loss_sum, count = train_one_epoch(model, loader, loss_fn, optimizer, scaler, device=device, amp_dtype=None,
                                               memory_format=torch.channels_last_3d, progress=False, desc="")
-            sums = validate(model, val_loader, loss_fn, threshold=tc.threshold, device=device, amp_dtype=None,
+            sums = validate_epoch(model, val_loader, loss_fn, threshold=tc.threshold, device=device, amp_dtype=None,
                             memory_format=torch.channels_last_3d)
             record = {"epoch": epoch, "train_loss": loss_sum / count, "val_dice": sums["dice_sum"] / sums["count"],
                       "seconds": time.perf_counter() - started}

@@ -37,7 +37,7 @@ from livseg.config import RunConfig  # noqa: E402
 from livseg.inference.segment import _forward, load_model  # noqa: E402
 from livseg.data.io.volume import load_labels, load_volume  # noqa: E402
 from livseg.nn.model import UNet3D  # noqa: E402
-from livseg.inference.postprocess import postprocess  # noqa: E402
+from livseg.inference.postprocess import clean_mask  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "ircadb-01-patient1"
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     volume = load_volume(ct_path)
     reference = load_labels(args.data / "MASKS_DICOM" / "liver", like=volume, select=255)
     start = time.perf_counter()
-    postprocess(reference)
+    clean_mask(reference)
     post_reference = time.perf_counter() - start
 
     print(f"\nIRCADb patient 1, {volume.shape[0]}x{volume.shape[1]}x{volume.shape[2]} CT, network grid "

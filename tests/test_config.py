@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from livseg.config import PRESETS, RunConfig, apply_overrides, from_dict, get_preset, to_dict, validate
+from livseg.config import PRESETS, RunConfig, apply_overrides, from_dict, get_preset, to_dict, validate_config
 from livseg.errors import ConfigError
 
 
@@ -24,7 +24,7 @@ def test_paper_preset_is_the_published_method() -> None:
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_presets_are_valid_and_round_trip(name: str) -> None:
     config = get_preset(name)
-    validate(config)
+    validate_config(config)
     assert from_dict(RunConfig, to_dict(config)) == config
 
 

@@ -230,7 +230,7 @@ def apply_overrides(config: RunConfig, overrides: Sequence[str]) -> RunConfig:
             raise ConfigError(f"override {item!r}: unknown key {key!r}")
         node[parts[-1]] = _parse_value(raw, like=node[parts[-1]])
     result = from_dict(RunConfig, data)
-    validate(result)
+    validate_config(result)
     return result
 
 
@@ -244,7 +244,7 @@ def _parse_value(raw: str, like: Any) -> Any:
         return raw
 
 
-def validate(config: RunConfig) -> None:
+def validate_config(config: RunConfig) -> None:
     """Check value ranges that types alone cannot express.
 
     Raises:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from livseg.inference.postprocess import count_components, fill_holes, largest_component, postprocess
+from livseg.inference.postprocess import clean_mask, count_components, fill_holes, largest_component
 
 
 def liver_block() -> np.ndarray:
@@ -19,7 +19,7 @@ def test_postprocess_removes_blob_and_fills_hole() -> None:
     mask = liver_block()
     mask[10:13, 11:14, 8:11] = 0  # enclosed hole
     mask[24:27, 2:5, 2:5] = 1  # separate false-positive blob
-    cleaned, n_before = postprocess(mask)
+    cleaned, n_before = clean_mask(mask)
     assert n_before == 2
     assert cleaned.dtype == np.uint8
     np.testing.assert_array_equal(cleaned, liver_block())
@@ -35,7 +35,7 @@ def test_diagonal_contact_is_a_separate_component() -> None:
 
 def test_empty_mask() -> None:
     empty = np.zeros((5, 6, 7), dtype=np.uint8)
-    cleaned, n_before = postprocess(empty)
+    cleaned, n_before = clean_mask(empty)
     assert n_before == 0 and not cleaned.any() and cleaned.shape == empty.shape
 
 
@@ -63,4 +63,4 @@ def test_axial_filling_closes_a_vessel_open_in_3d() -> None:
 
 def test_refuses_non_3d() -> None:
     with pytest.raises(ValueError, match="3D"):
-        postprocess(np.ones((4, 4), dtype=np.uint8))
+        clean_mask(np.ones((4, 4), dtype=np.uint8))

@@ -26,7 +26,7 @@ from livseg.config import AugmentConfig, ModelConfig, PreprocessConfig, RunConfi
 from livseg.data.cache import CachedDataset, preprocess_dataset
 from livseg.data.datasets import load_split
 from livseg.errors import ConfigError, InputFileNotFoundError, OutputExistsError
-from livseg.training.loops import AugmentedView, make_val_loader, validate
+from livseg.training.loops import AugmentedView, make_val_loader, validate_epoch
 from livseg.nn.losses import AdvancedComboLoss
 from livseg.evaluation.metrics import dice, voxel_accuracy
 from livseg.training.runstate import capture_rng, restore_rng
@@ -239,7 +239,7 @@ class FixedLogits(nn.Module):
 def test_validation_is_the_mean_of_per_case_metrics(cache: Path) -> None:
     ids = load_split(cache / "splits.json")["val"]
     data = CachedDataset(cache, ids)
-    sums = validate(
+    sums = validate_epoch(
         FixedLogits(), make_val_loader(data, TINY.train, pin_memory=False), AdvancedComboLoss(TINY.loss),
         threshold=0.5, device=torch.device("cpu"), amp_dtype=None, memory_format=torch.contiguous_format,
     )
@@ -275,7 +275,7 @@ def test_two_process_gloo_run_completes_and_only_rank_0_writes(cache: Path, tmp_
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        sums = validate(
+        sums = validate_epoch(
             model, make_val_loader(data, TINY.train, pin_memory=False), AdvancedComboLoss(TINY.loss),
             threshold=0.5, device=torch.device("cpu"), amp_dtype=None, memory_format=torch.channels_last_3d,
         )

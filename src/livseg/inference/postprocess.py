@@ -13,7 +13,7 @@ Choices (documented because they change the result):
                     the liver from outside (portal vein, hepatic veins) in the slices where the
                     liver encircles them, but it also swallows the inferior vena cava where the
                     caudate lobe wraps around it, and the LiTS reference excludes the IVC. It is
-                    available as ``fill_holes(mask, axial=True)`` / ``postprocess(mask,
+                    available as ``fill_holes(mask, axial=True)`` / ``clean_mask(mask,
                     axial_fill=True)`` but off by default. Measured on the IRCADb patient 1
                     expert liver mask (2,865,131 voxels): the default changes 3 voxels (three
                     specks removed, 0.2 s); axial filling adds 10,866 voxels (0.4 %), all
@@ -30,7 +30,7 @@ from scipy import ndimage
 
 from livseg.data.masks import as_bool, bounding_box
 
-__all__ = ["fill_holes", "largest_component", "postprocess"]
+__all__ = ["clean_mask", "count_components", "fill_holes", "largest_component"]
 
 _FACE = ndimage.generate_binary_structure(3, 1)  # 6-connectivity
 _FACE_2D = ndimage.generate_binary_structure(2, 1)
@@ -123,7 +123,7 @@ def fill_holes(mask: np.ndarray, *, axial: bool = False) -> np.ndarray:
     return out
 
 
-def postprocess(mask: np.ndarray, *, axial_fill: bool = False) -> tuple[np.ndarray, int]:
+def clean_mask(mask: np.ndarray, *, axial_fill: bool = False) -> tuple[np.ndarray, int]:
     """The LiTS rule: largest 3D connected component, then hole filling.
 
     Args:

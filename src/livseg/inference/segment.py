@@ -34,8 +34,7 @@ from livseg.config import RunConfig
 from livseg.errors import ConfigError
 from livseg.data.io.volume import Volume
 from livseg.data.masks import as_bool, bounding_box
-from livseg.inference.postprocess import count_components
-from livseg.inference.postprocess import postprocess as clean_mask
+from livseg.inference.postprocess import clean_mask, count_components
 from livseg.data.preprocessing import preprocess_image, to_input_grid
 from livseg.device import cpu_count, resolve_device
 

@@ -22,7 +22,7 @@ from livseg.config import AugmentConfig, TrainConfig
 from livseg.training.distributed import DistInfo
 from livseg.evaluation.metrics import dice, voxel_accuracy
 
-__all__ = ["AugmentedView", "make_train_loader", "make_val_loader", "train_one_epoch", "validate"]
+__all__ = ["AugmentedView", "make_train_loader", "make_val_loader", "train_one_epoch", "validate_epoch"]
 
 
 class AugmentedView(Dataset):
@@ -168,7 +168,7 @@ def train_one_epoch(
 
 
 @torch.no_grad()
-def validate(
+def validate_epoch(
     model: nn.Module,
     loader: DataLoader,
     loss_fn: nn.Module,

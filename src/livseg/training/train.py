@@ -42,7 +42,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from livseg.nn.checkpoint import load_checkpoint
-from livseg.config import RunConfig, to_dict, validate
+from livseg.config import RunConfig, to_dict, validate_config
 from livseg.data.cache import CachedDataset
 from livseg.data.datasets import SPLITS_FILE, save_split
 from livseg.training.distributed import (
@@ -62,7 +62,7 @@ from livseg.training.loops import (
     make_train_loader,
     make_val_loader,
     train_one_epoch,
-    validate as validate_epoch,
+    validate_epoch,
 )
 from livseg.nn.losses import AdvancedComboLoss
 from livseg.nn.model import UNet3D
@@ -143,7 +143,7 @@ def train(
         InputFileNotFoundError: no data, or nothing to resume.
         DatasetError: unusable data or split.
     """
-    validate(config)
+    validate_config(config)
     if stop_after_epoch is not None and stop_after_epoch < 1:
         raise ConfigError(f"stop_after_epoch: expected an epoch >= 1, got {stop_after_epoch}")
     if max_seconds is not None and not (math.isfinite(max_seconds) and max_seconds > 0):
