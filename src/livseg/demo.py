@@ -5,7 +5,7 @@ one folder a new user can browse::
 
     OUT/phantoms/train/      volume-K.nii.gz + segmentation-K.nii.gz (training and validation)
     OUT/phantoms/test/       held-out phantoms, drawn from other seeds
-    OUT/cache/               the training phantoms on the network grid (livseg.data.datasets)
+    OUT/cache/               the training phantoms on the network grid (livseg.data.cache)
     OUT/run/                 the training run: best.pt, last.pt, metrics.csv, curves.png, ...
     OUT/evaluation/          held-out scores on both grids: metrics.csv, summary.json,
                              figures/<case>.png, report.html (livseg.evaluation.evaluate)

@@ -1,6 +1,6 @@
 """Datasets: find CT/label pairs, check them, and split them.
 
-Recognised inputs (see DESIGN.md):
+Recognised inputs:
     LiTS   ``volume-N.nii[.gz]`` + ``segmentation-N.nii[.gz]``, in any subfolders (the download
            comes as "Training Batch 1", "Training Batch 2"); case id ``lits-N``.
     MSD    Task03_Liver: ``imagesTr/liver_N.nii.gz`` + ``labelsTr/liver_N.nii.gz``; case id

@@ -33,7 +33,7 @@ class AugmentedView(Dataset):
     a resumed run needs no generator state to reproduce the next epoch.
 
     Args:
-        base: a :class:`livseg.data.datasets.CachedDataset` (items ``{"image", "label", "case_id"}``).
+        base: a :class:`livseg.data.cache.CachedDataset` (items ``{"image", "label", "case_id"}``).
         config: augmentation settings, or None for no augmentation.
         seed: the run's seed.
         epoch: the epoch being served (1-based).

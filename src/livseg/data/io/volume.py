@@ -1,8 +1,9 @@
 """Reading CT volumes and label maps, writing masks: the I/O contract.
 
-Contract (see DESIGN.md): a :class:`Volume` holds a float32 array in Hounsfield units with the
-array axes (x, y, z) exactly as nibabel gives them for a NIfTI file, the 4x4 voxel-to-world
-affine in RAS+ millimetres (the NIfTI convention), and the spacing in mm *per array axis*.
+Contract (also the README's "Geometry" section): a :class:`Volume` holds a float32 array in
+Hounsfield units with the array axes (x, y, z) exactly as nibabel gives them for a NIfTI file,
+the 4x4 voxel-to-world affine in RAS+ millimetres (the NIfTI convention), and the spacing in mm
+*per array axis*.
 
 NIfTI files are read in :mod:`livseg.data.io.nifti`; DICOM series and other SimpleITK formats
 (.mha, .nrrd) are brought into the same convention in :mod:`livseg.data.io.dicom` and nowhere
