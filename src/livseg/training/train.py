@@ -37,12 +37,14 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
 
-from livseg.nn.checkpoint import load_checkpoint
-from livseg.config import RunConfig, to_dict, validate_config
+from livseg.nn.checkpoint import Checkpoint, load_checkpoint
+from livseg.config import RunConfig, TrainConfig, to_dict, validate_config
 from livseg.data.cache import CachedDataset
 from livseg.data.datasets import SPLITS_FILE, save_split
 from livseg.training.distributed import (
@@ -165,7 +167,56 @@ def _train(
     data: Path, out: Path, config: RunConfig, *, info: DistInfo, device: torch.device, resume: bool,
     overwrite: bool, progress: bool, stop_after_epoch: int | None, deadline: float | None = None,
 ) -> TrainResult:
-    tc = config.train
+    """The steps of a run, on every rank: folder, data, network, starting point, epochs."""
+    cache, split, checkpoint = _prepare_run_folder(data, out, config, info=info, resume=resume, overwrite=overwrite,
+                                                   progress=progress)
+    train_set, val_set = _datasets(cache, split, info)
+    parts = _build(config, device, info, checkpoint)
+    if info.is_main:
+        log.info("training %s: %d train / %d val cases, %d epochs, device %s, %d process(es)",
+                 config.name, len(split["train"]), len(split["val"]), config.train.epochs, device, info.world_size)
+    state = _starting_point(checkpoint, parts, config, info, out)
+    final = min(config.train.epochs, stop_after_epoch or config.train.epochs)
+    _run_epochs(out, config, parts, state, train_set, val_set, info=info, device=device, progress=progress,
+                final=final, deadline=deadline)
+    barrier(info)  # nobody tears the group down while rank 0 still writes
+    paths = {"run_dir": out, "cache": cache, **{Path(name).stem: out / name for name in RUN_FILES}}
+    return TrainResult(best_score=state.best_score, best_epoch=state.best_epoch, history=list(state.history),
+                       paths=paths)
+
+
+@dataclass
+class _Parts:
+    """What trains: built once per run, the same on every rank."""
+
+    model: torch.nn.Module  # the unwrapped network: validated and saved
+    net: torch.nn.Module  # ``model`` or its DDP wrapper: trained
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    loss_fn: torch.nn.Module
+    amp_dtype: torch.dtype | None
+    memory_format: torch.memory_format
+
+
+@dataclass
+class _State:
+    """Where the run stands: the finished epochs and the best of them."""
+
+    history: list[dict[str, float]]
+    best_score: float
+    best_epoch: int
+    start: int  # the next epoch to train (1-based)
+
+
+def _prepare_run_folder(
+    data: Path, out: Path, config: RunConfig, *, info: DistInfo, resume: bool, overwrite: bool, progress: bool,
+) -> tuple[Path, dict[str, Any], Checkpoint | None]:
+    """Check (and with ``overwrite`` clear) the run folder, find or build the cache, load the split
+    and, with ``resume``, last.pt; rank 0 writes config.json and splits.json.
+
+    Returns:
+        ``(cache folder, split, checkpoint to resume from or None)``.
+    """
     check_run_folder(out, resume=resume, overwrite=overwrite)
     barrier(info)  # every rank has looked at the folder before rank 0 changes it
     if overwrite and info.is_main:
@@ -175,18 +226,24 @@ def _train(
     checkpoint = load_checkpoint(out / "last.pt") if resume else None
     if checkpoint is not None:
         check_resume_config(checkpoint.config, config, out / "last.pt")
-    paths = {"run_dir": out, "cache": cache, **{Path(name).stem: out / name for name in RUN_FILES}}
     if info.is_main:
         write_json(out / "config.json", to_dict(config))
         save_split(split, out / SPLITS_FILE)
+    return cache, split, checkpoint
 
+
+def _datasets(cache: Path, split: dict[str, Any], info: DistInfo) -> tuple[CachedDataset, CachedDataset]:
+    """The training cases and this rank's share of the validation cases, in RAM when they fit."""
     val_ids = split["val"][info.rank :: info.world_size]  # each rank scores its share
     in_memory = fits_in_memory(cache, split["train"] + val_ids, info)
     if not in_memory:
         log.info("cache larger than half the free memory: reading cases from disk (memory-mapped)")
-    train_set = CachedDataset(cache, split["train"], in_memory=in_memory)
-    val_set = CachedDataset(cache, val_ids, in_memory=in_memory)
+    return CachedDataset(cache, split["train"], in_memory=in_memory), CachedDataset(cache, val_ids, in_memory=in_memory)
 
+
+def _build(config: RunConfig, device: torch.device, info: DistInfo, checkpoint: Checkpoint | None) -> _Parts:
+    """Network (with the checkpoint's weights when resuming), optimiser, grad scaler and loss."""
+    tc = config.train
     torch.manual_seed(tc.seed)  # same initial weights on every rank (DDP also broadcasts rank 0's)
     model = UNet3D(config.model)
     if checkpoint is not None:
@@ -196,67 +253,62 @@ def _train(
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     autocast_dtype = amp_dtype(tc, device)
     scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype == torch.float16)
-    loss_fn = AdvancedComboLoss(config.loss)
     net = model
     if info.active:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         # channels-last 1x1x1 kernels (the head) have size-1 axes whose strides differ from
         # DDP's bucket views only nominally; torch warns on every step about it
         warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+    return _Parts(model=model, net=net, optimizer=optimizer, scaler=scaler, loss_fn=AdvancedComboLoss(config.loss),
+                  amp_dtype=autocast_dtype, memory_format=memory_format)
 
-    if info.is_main:
-        log.info("training %s: %d train / %d val cases, %d epochs, device %s, %d process(es)",
-                 config.name, len(split["train"]), len(split["val"]), tc.epochs, device, info.world_size)
-    history: list[dict[str, float]] = []
-    best_score, best_epoch, start = float("nan"), 0, 1
-    if checkpoint is not None:
-        optimizer.load_state_dict(checkpoint.extra["optimizer"])
-        if "scaler" in checkpoint.extra and scaler.is_enabled():
-            scaler.load_state_dict(checkpoint.extra["scaler"])
-        history, best_score, best_epoch = checkpoint.history, checkpoint.best_score, checkpoint.best_epoch
-        start = checkpoint.epoch + 1
-        states = checkpoint.extra.get("rng") or []
-        if int(checkpoint.extra.get("world_size", 1)) != info.world_size or len(states) <= info.rank:
-            if info.is_main:
-                log.warning("resuming with %d processes, the run had %s: the continuation will not be bit-identical",
-                            info.world_size, checkpoint.extra.get("world_size"))
-            seed_all(derived_seed(tc.seed, info.rank, start))
-        else:
-            restore_rng(states[info.rank])
-        if info.is_main:
-            log.info("resuming %s after epoch %d (best val Dice %.4f at epoch %d)",
-                     out, checkpoint.epoch, best_score, best_epoch)
-    else:
+
+def _starting_point(checkpoint: Checkpoint | None, parts: _Parts, config: RunConfig, info: DistInfo,
+                    out: Path) -> _State:
+    """Epoch 1 with fresh seeds, or the state saved in last.pt (optimiser, scaler, history, RNGs)."""
+    tc = config.train
+    if checkpoint is None:
         seed_all(derived_seed(tc.seed, info.rank, 1))  # dropout stream, distinct per rank
+        return _State(history=[], best_score=float("nan"), best_epoch=0, start=1)
+    parts.optimizer.load_state_dict(checkpoint.extra["optimizer"])
+    if "scaler" in checkpoint.extra and parts.scaler.is_enabled():
+        parts.scaler.load_state_dict(checkpoint.extra["scaler"])
+    state = _State(history=checkpoint.history, best_score=checkpoint.best_score, best_epoch=checkpoint.best_epoch,
+                   start=checkpoint.epoch + 1)
+    states = checkpoint.extra.get("rng") or []
+    if int(checkpoint.extra.get("world_size", 1)) != info.world_size or len(states) <= info.rank:
+        if info.is_main:
+            log.warning("resuming with %d processes, the run had %s: the continuation will not be bit-identical",
+                        info.world_size, checkpoint.extra.get("world_size"))
+        seed_all(derived_seed(tc.seed, info.rank, state.start))
+    else:
+        restore_rng(states[info.rank])
+    if info.is_main:
+        log.info("resuming %s after epoch %d (best val Dice %.4f at epoch %d)",
+                 out, checkpoint.epoch, state.best_score, state.best_epoch)
+    return state
 
+
+def _run_epochs(
+    out: Path, config: RunConfig, parts: _Parts, state: _State, train_set: CachedDataset, val_set: CachedDataset,
+    *, info: DistInfo, device: torch.device, progress: bool, final: int, deadline: float | None,
+) -> None:
+    """Train epochs ``state.start .. final`` (fewer when the deadline passes), updating ``state``;
+    rank 0 writes the run folder after each."""
+    tc = config.train
     pin = device.type == "cuda"
     val_loader = make_val_loader(val_set, tc, pin_memory=pin)
     last_plot = -math.inf
-    final = min(tc.epochs, stop_after_epoch or tc.epochs)
-    for epoch in range(start, final + 1):
-        started = time.perf_counter()
+    for epoch in range(state.start, final + 1):
         loader = make_train_loader(train_set, tc, epoch=epoch, info=info, pin_memory=pin)
-        loss_sum, count = train_one_epoch(
-            net, loader, loss_fn, optimizer, scaler, device=device, amp_dtype=autocast_dtype,
-            memory_format=memory_format, progress=progress and info.is_main, desc=f"epoch {epoch}/{tc.epochs}",
-        )
-        broadcast_buffers(model, info)  # validate, on every rank, the model rank 0 saves
-        sums = validate_epoch(model, val_loader, loss_fn, threshold=tc.threshold, device=device,
-                              amp_dtype=autocast_dtype, memory_format=memory_format)
-        loss_sum, count, dice_sum, acc_sum, val_loss_sum, n_val = all_reduce_sums(
-            [loss_sum, count, sums["dice_sum"], sums["accuracy_sum"], sums["loss_sum"], sums["count"]], info, device
-        )
-        record = {
-            "epoch": epoch, "train_loss": loss_sum / count, "val_loss": val_loss_sum / n_val,
-            "val_dice": dice_sum / n_val, "val_accuracy": acc_sum / n_val,
-            "seconds": time.perf_counter() - started, "lr": optimizer.param_groups[0]["lr"],
-        }
-        history.append(record)
+        record = _epoch(epoch, parts, loader, val_loader, tc, info=info, device=device,
+                        progress=progress and info.is_main)
+        state.history.append(record)
         if not math.isfinite(record["train_loss"]) and info.is_main:
             log.warning("epoch %d: training loss is %s; lower train.lr", epoch, record["train_loss"])
-        improved = math.isnan(best_score) or record["val_dice"] > best_score
+        improved = math.isnan(state.best_score) or record["val_dice"] > state.best_score
         if improved:
-            best_score, best_epoch = record["val_dice"], epoch
+            state.best_score, state.best_epoch = record["val_dice"], epoch
         rng_states = all_gather_objects(capture_rng(), info)  # collective: every rank takes part
         # rank 0's clock decides, so every DDP rank leaves after the same epoch
         out_of_time = deadline is not None and bool(broadcast_object(time.monotonic() >= deadline, info))
@@ -266,14 +318,36 @@ def _train(
         if info.is_main:
             # drawing costs ~0.5 s; on short epochs refresh the figure at most every PLOT_EVERY_S
             plot = stop or time.monotonic() - last_plot >= PLOT_EVERY_S
-            save_epoch(out, config, model, optimizer, scaler, history, epoch=epoch, best_score=best_score,
-                        best_epoch=best_epoch, improved=improved, rng_states=rng_states, info=info, plot=plot)
+            save_epoch(out, config, parts.model, parts.optimizer, parts.scaler, state.history, epoch=epoch,
+                       best_score=state.best_score, best_epoch=state.best_epoch, improved=improved,
+                       rng_states=rng_states, info=info, plot=plot)
             last_plot = time.monotonic() if plot else last_plot
             log.info("epoch %d/%d  train loss %.4f  val Dice %.4f  val accuracy %.4f  %.1f s",
                      epoch, tc.epochs, record["train_loss"], record["val_dice"], record["val_accuracy"],
                      record["seconds"])
         if stop:
             break
-    barrier(info)  # nobody tears the group down while rank 0 still writes
-    return TrainResult(best_score=best_score, best_epoch=best_epoch, history=list(history), paths=paths)
+
+
+def _epoch(
+    epoch: int, parts: _Parts, loader: DataLoader, val_loader: DataLoader, tc: TrainConfig, *, info: DistInfo,
+    device: torch.device, progress: bool,
+) -> dict[str, float]:
+    """One training epoch and one validation pass, summed over all ranks: a metrics.csv row."""
+    started = time.perf_counter()
+    loss_sum, count = train_one_epoch(
+        parts.net, loader, parts.loss_fn, parts.optimizer, parts.scaler, device=device, amp_dtype=parts.amp_dtype,
+        memory_format=parts.memory_format, progress=progress, desc=f"epoch {epoch}/{tc.epochs}",
+    )
+    broadcast_buffers(parts.model, info)  # validate, on every rank, the model rank 0 saves
+    sums = validate_epoch(parts.model, val_loader, parts.loss_fn, threshold=tc.threshold, device=device,
+                          amp_dtype=parts.amp_dtype, memory_format=parts.memory_format)
+    loss_sum, count, dice_sum, acc_sum, val_loss_sum, n_val = all_reduce_sums(
+        [loss_sum, count, sums["dice_sum"], sums["accuracy_sum"], sums["loss_sum"], sums["count"]], info, device
+    )
+    return {
+        "epoch": epoch, "train_loss": loss_sum / count, "val_loss": val_loss_sum / n_val,
+        "val_dice": dice_sum / n_val, "val_accuracy": acc_sum / n_val,
+        "seconds": time.perf_counter() - started, "lr": parts.optimizer.param_groups[0]["lr"],
+    }
 
