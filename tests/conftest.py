@@ -1,4 +1,5 @@
-"""Shared fixtures: the real-data folder, and tiny synthetic datasets in the LiTS / MSD layouts."""
+"""Shared fixtures: the real-data folder, tiny synthetic datasets in the LiTS / MSD layouts, and one
+trained TINY run that every test needing a checkpoint shares."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Callable, Sequence
 import nibabel as nib
 import numpy as np
 import pytest
-from helpers import SHARED_DATA
+from helpers import SHARED_DATA, TINY, write_case
 
 
 @pytest.fixture(scope="session")
@@ -17,6 +18,26 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data not found: real CT tests need the shared data folder")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A three-epoch TINY run on three small synthetic cases (two train, one validates), trained once
+    per session: ``data`` (LiTS layout), ``run`` (the run folder), ``checkpoint`` (its best.pt) and
+    ``cache``. Tests must not write into it."""
+    from livseg.training.train import train
+
+    root = tmp_path_factory.mktemp("trained")
+    for n in range(3):
+        write_case(root / "data", n)
+    result = train(root / "data", root / "run", TINY, device="cpu", progress=False)
+    return {"data": root / "data", "run": root / "run", "checkpoint": result.paths["best"], "cache": result.paths["cache"]}
+
+
+@pytest.fixture(scope="session")
+def checkpoint(trained_run: dict[str, Path]) -> Path:
+    """best.pt of :func:`trained_run`."""
+    return trained_run["checkpoint"]
 
 
 def write_nifti(path: Path, array: np.ndarray, affine: np.ndarray | None = None) -> Path:

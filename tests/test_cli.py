@@ -11,21 +11,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from helpers import TINY
-
-from livseg.nn.checkpoint import save_checkpoint
-from livseg.nn.model import UNet3D
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "livseg", *args], capture_output=True, text=True, timeout=120)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    return save_checkpoint(path, config=TINY, model_state=UNet3D(TINY.model).state_dict())
 
 
 def bad_inputs(root: Path) -> dict[str, tuple[Path, str]]:
@@ -47,6 +36,7 @@ def bad_inputs(root: Path) -> dict[str, tuple[Path, str]]:
     }
 
 
+@pytest.mark.slow
 def test_predict_bad_inputs_one_line_exit_2_no_output(checkpoint: Path, tmp_path: Path) -> None:
     import re
 
@@ -60,7 +50,9 @@ def test_predict_bad_inputs_one_line_exit_2_no_output(checkpoint: Path, tmp_path
         assert not out.exists() or not any(out.iterdir()), what
 
 
-def test_foreign_and_truncated_checkpoints(tmp_path: Path, checkpoint: Path) -> None:
+@pytest.mark.slow
+def test_bad_checkpoints_exit_2_with_one_line(tmp_path: Path, checkpoint: Path) -> None:
+    # the only exit-2 test of a bad checkpoint; load_checkpoint's errors: tests/nn/test_checkpoint.py
     torch.save({"state_dict": {}}, tmp_path / "foreign.pt")
     (tmp_path / "cut.pt").write_bytes(checkpoint.read_bytes()[:1000])
     ct = tmp_path / "ct.nii.gz"

@@ -19,7 +19,7 @@ from livseg.demo import DemoResult, run_demo
 from livseg.errors import ConfigError, OutputExistsError
 
 PNG = b"\x89PNG\r\n\x1a\n"
-TINY = {
+QUICK = {
     "n_train": 4,  # 3 train + 1 validation
     "n_test": 1,
     "phantom_shape": (32, 32, 16),
@@ -33,9 +33,10 @@ TINY = {
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoResult:
     """One shortened demo (a few seconds), shared by the tests that read its outputs."""
-    return run_demo(tmp_path_factory.mktemp("demo") / "out", minutes=1.0, seed=3, **TINY)
+    return run_demo(tmp_path_factory.mktemp("demo") / "out", minutes=1.0, seed=3, **QUICK)
 
 
+@pytest.mark.slow
 def test_shortened_demo_writes_every_report_file(demo: DemoResult) -> None:
     out = demo.out_dir
     summary = json.loads((out / "demo_summary.json").read_text())  # strict JSON: no NaN / inf
@@ -59,12 +60,14 @@ def test_shortened_demo_writes_every_report_file(demo: DemoResult) -> None:
     assert set(demo.seconds) == {"phantoms", "preprocess", "train", "evaluate", "predict", "total"}
 
 
+@pytest.mark.slow
 def test_held_out_phantoms_are_not_training_phantoms(demo: DemoResult) -> None:
     train = (demo.out_dir / "phantoms" / "train" / "volume-0.nii.gz").read_bytes()
     test = (demo.out_dir / "phantoms" / "test" / "volume-0.nii.gz").read_bytes()
     assert train != test
 
 
+@pytest.mark.slow
 def test_table_lists_the_cases_the_mean_and_the_figures(demo: DemoResult) -> None:
     table = demo.table()
     assert "lits-0" in table and "\nmean " in table
@@ -72,14 +75,16 @@ def test_table_lists_the_cases_the_mean_and_the_figures(demo: DemoResult) -> Non
     assert str(demo.figures["report"]) in table and str(demo.paths["summary"]) in table
 
 
+@pytest.mark.slow
 def test_an_earlier_demo_is_not_overwritten_unless_asked(demo: DemoResult) -> None:
     with pytest.raises(OutputExistsError, match="overwrite"):
-        run_demo(demo.out_dir, minutes=1.0, **TINY)
+        run_demo(demo.out_dir, minutes=1.0, **QUICK)
 
 
+@pytest.mark.slow
 def test_the_budget_ends_training_after_the_epoch_that_crosses_it(tmp_path: Path) -> None:
     # 0.05 min leaves nothing after the evaluation reserve: exactly one epoch is trained
-    result = run_demo(tmp_path / "out", minutes=0.05, **{**TINY, "overrides": [*TINY["overrides"], "train.epochs=50"]})
+    result = run_demo(tmp_path / "out", minutes=0.05, **{**QUICK, "overrides": [*QUICK["overrides"], "train.epochs=50"]})
     assert result.training["epochs"] == 1 and result.training["stopped_on_time"]
     assert (tmp_path / "out" / "run" / "best.pt").is_file()
 
@@ -118,6 +123,7 @@ def test_cli_bad_minutes_exits_2_with_one_line(tmp_path: Path, capsys: pytest.Ca
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_cli_prints_the_table(demo: DemoResult, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     seen = {}
 

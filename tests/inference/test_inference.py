@@ -20,17 +20,6 @@ from livseg.data.io.volume import Volume, load_volume
 from livseg.nn.model import UNet3D
 from livseg.inference.predict import expand_inputs
 from livseg.device import resolve_device
-from livseg.training.train import train
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """best.pt of a two-epoch training run of a tiny U-Net on three tiny synthetic cases."""
-    root = tmp_path_factory.mktemp("tiny")
-    for n in range(3):
-        write_case(root / "data", n)
-    result = train(root / "data", root / "run", TINY, device="cpu", progress=False)
-    return result.paths["best"]
 
 
 def nontrivial_bn_model() -> UNet3D:
@@ -127,6 +116,7 @@ def test_expand_inputs(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------ predict, real CT
 
 
+@pytest.mark.slow
 def test_predict_real_ct(checkpoint: Path, shared_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     dicom = shared_data / "real" / "ircadb-01-patient1" / "PATIENT_DICOM"
     nifti = shared_data / "real" / "totalseg-example" / "example_ct.nii.gz"
@@ -169,17 +159,7 @@ def test_existing_outputs_are_kept(checkpoint: Path, tmp_path: Path, capsys: pyt
 # ------------------------------------------------------------------------------ bad input, one line
 
 
-def _bad_checkpoints(tmp_path: Path, good: Path) -> dict[str, Path]:
-    foreign = tmp_path / "foreign.pt"
-    torch.save({"a": 1}, foreign)
-    text = tmp_path / "text.pt"
-    text.write_text("not a checkpoint\n")
-    truncated = tmp_path / "truncated.pt"
-    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    return {"foreign": foreign, "text": text, "truncated": truncated}
-
-
-@pytest.mark.parametrize("bad", ["image_2d", "no_dicom", "foreign", "text", "truncated", "missing"])
+@pytest.mark.parametrize("bad", ["image_2d", "no_dicom", "missing"])  # bad checkpoints: test_cli.py
 def test_bad_input_one_line_exit_2(
     bad: str, checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -194,8 +174,6 @@ def test_bad_input_one_line_exit_2(
         (image / "notes.txt").write_text("no DICOM here\n")
     elif bad == "missing":
         image = tmp_path / "nope.nii.gz"
-    else:
-        ckpt = _bad_checkpoints(tmp_path, checkpoint)[bad]
     out = tmp_path / "out"
     capsys.readouterr()
     rc = main(["predict", str(image), "--checkpoint", str(ckpt), "-o", str(out), "--preview"])

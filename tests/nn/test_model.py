@@ -9,7 +9,7 @@ from livseg.config import ModelConfig
 from livseg.errors import ConfigError, LivsegError
 from livseg.nn.model import Block, UNet3D, count_parameters
 
-TINY = ModelConfig(channels=(4, 8, 16), dropout=0.5)  # divisor 4, a few thousand parameters
+SMALL_UNET = ModelConfig(channels=(4, 8, 16), dropout=0.5)  # divisor 4, a few thousand parameters
 
 
 def _block_params(cin: int, cout: int) -> int:
@@ -33,6 +33,7 @@ def test_paper_parameter_count_matches_hand_count() -> None:
     assert count_parameters(model.ups) == 344_288
 
 
+@pytest.mark.slow
 def test_paper_network_keeps_the_paper_grid_shape() -> None:
     # The only full-size forward in the suite (several seconds on CPU); channels-last as in use.
     torch.manual_seed(0)
@@ -60,7 +61,7 @@ def test_any_depth_maps_input_shape_to_output_shape(channels: tuple[int, ...], s
 
 def test_channels_last_gives_the_same_logits() -> None:
     torch.manual_seed(0)
-    model = UNet3D(TINY).eval()
+    model = UNet3D(SMALL_UNET).eval()
     x = torch.rand(2, 1, 8, 8, 4)
     with torch.no_grad():
         expected = model(x)
@@ -71,7 +72,7 @@ def test_channels_last_gives_the_same_logits() -> None:
 
 def test_eval_is_deterministic_and_train_is_not() -> None:
     torch.manual_seed(0)
-    model = UNet3D(TINY)
+    model = UNet3D(SMALL_UNET)
     x = torch.rand(2, 1, 8, 8, 8)
     model.eval()
     with torch.no_grad():
@@ -83,7 +84,7 @@ def test_eval_is_deterministic_and_train_is_not() -> None:
 
 def test_train_mode_updates_batchnorm_statistics_and_eval_does_not() -> None:
     torch.manual_seed(0)
-    model = UNet3D(TINY)
+    model = UNet3D(SMALL_UNET)
     bn = model.encoders[0].bn1
     x = torch.rand(2, 1, 8, 8, 8) * 5 + 3
     model.eval()
@@ -98,7 +99,7 @@ def test_train_mode_updates_batchnorm_statistics_and_eval_does_not() -> None:
 
 def test_gradients_reach_the_first_layer() -> None:
     torch.manual_seed(0)
-    model = UNet3D(TINY).train()
+    model = UNet3D(SMALL_UNET).train()
     logits = model(torch.rand(1, 1, 8, 8, 8))
     logits.mean().backward()
     grad = model.encoders[0].conv1.weight.grad
@@ -132,7 +133,7 @@ def test_indivisible_input_is_refused_with_the_size_to_pad_to() -> None:
 @pytest.mark.parametrize("shape", [(1, 8, 8, 8), (1, 2, 8, 8, 8)])
 def test_wrong_axes_or_channels_are_refused(shape: tuple[int, ...]) -> None:
     with pytest.raises(ConfigError, match=r"is not \[N, 1, X, Y, Z\]"):
-        UNet3D(TINY)(torch.zeros(shape))
+        UNet3D(SMALL_UNET)(torch.zeros(shape))
 
 
 def test_single_level_config_is_refused() -> None:

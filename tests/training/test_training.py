@@ -18,11 +18,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from helpers import TINY
 from torch import nn
 
 from livseg.nn.checkpoint import build_model, load_checkpoint
 from livseg.cli import main
-from livseg.config import AugmentConfig, ModelConfig, PreprocessConfig, RunConfig, TrainConfig, to_dict
+from livseg.config import AugmentConfig, PreprocessConfig, RunConfig, to_dict
 from livseg.data.cache import CachedDataset, preprocess_dataset
 from livseg.data.datasets import load_split
 from livseg.errors import ConfigError, InputFileNotFoundError, OutputExistsError
@@ -33,12 +34,6 @@ from livseg.training.runstate import capture_rng, restore_rng
 from livseg.training.run_folder import RUN_FILES
 from livseg.training.train import train
 
-TINY = RunConfig(
-    name="tiny",
-    preprocess=PreprocessConfig(target_shape=(16, 16, 8)),
-    model=ModelConfig(channels=(4, 8)),
-    train=TrainConfig(epochs=3, lr=1e-2, val_fraction=0.4, num_threads=1),
-)
 TINY_FLAGS = ["--set", "preprocess.target_shape=16,16,8", "--set", "model.channels=4,8", "--set", "train.lr=0.01",
               "--threads", "1", "--no-progress"]
 
@@ -253,6 +248,7 @@ def test_validation_is_the_mean_of_per_case_metrics(cache: Path) -> None:
 # -------------------------------------------------------------------------------------------- DDP
 
 
+@pytest.mark.slow
 def test_two_process_gloo_run_completes_and_only_rank_0_writes(cache: Path, tmp_path: Path) -> None:
     run = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
