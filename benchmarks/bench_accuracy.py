@@ -45,12 +45,12 @@ import torch
 from livseg.config import RunConfig, apply_overrides, get_preset
 from livseg.data.cache import CachedDataset, preprocess_dataset
 from livseg.data.datasets import load_split
-from livseg.training.distributed import DistInfo
+from livseg.data.io.volume import load_labels, load_volume
 from livseg.evaluation.evaluate import score_case, score_network_grid
 from livseg.inference.segment import load_model, segment
-from livseg.data.io.volume import load_labels, load_volume
-from livseg.training.loops import make_train_loader, make_val_loader, train_one_epoch, validate_epoch
 from livseg.phantom.generator import find_liver_shapes, write_phantoms
+from livseg.training.distributed import DistInfo
+from livseg.training.loops import make_train_loader, make_val_loader, train_one_epoch, validate_epoch
 from livseg.training.runstate import derived_seed, runtime, seed_all
 from livseg.training.train import train
 

@@ -32,12 +32,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_model import count_flops, matmul_peak_gflops  # noqa: E402
 
-from livseg.nn.checkpoint import save_checkpoint  # noqa: E402
 from livseg.config import RunConfig  # noqa: E402
-from livseg.inference.segment import _forward, load_model  # noqa: E402
 from livseg.data.io.volume import load_labels, load_volume  # noqa: E402
-from livseg.nn.model import UNet3D  # noqa: E402
 from livseg.inference.postprocess import clean_mask  # noqa: E402
+from livseg.inference.segment import _forward, load_model  # noqa: E402
+from livseg.nn.checkpoint import save_checkpoint  # noqa: E402
+from livseg.nn.model import UNet3D  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "ircadb-01-patient1"

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from livseg.data.augmentation import augment
 from livseg.config import AugmentConfig
+from livseg.data.augmentation import augment
 
 SHAPE = (24, 20, 12)
 SPATIAL_ONLY = AugmentConfig(

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import livseg.data.cache as cache_module
-from livseg.data.cache import CachedDataset, is_cache, load_manifest, preprocess_dataset
 from livseg.cli import main
 from livseg.config import PreprocessConfig, to_dict
+from livseg.data.cache import CachedDataset, is_cache, load_manifest, preprocess_dataset
 from livseg.data.datasets import discover_cases, load_split
 from livseg.errors import ConfigError, DatasetError, InputFileNotFoundError
 

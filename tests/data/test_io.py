@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from livseg.data.io.nifti import save_nifti
+from livseg.data.io.volume import Volume, load_labels, load_volume, save_mask
 from livseg.errors import (
     CorruptFileError,
     DimensionError,
@@ -21,8 +23,6 @@ from livseg.errors import (
     NonFiniteError,
     OutputExistsError,
 )
-from livseg.data.io.volume import Volume, load_labels, load_volume, save_mask
-from livseg.data.io.nifti import save_nifti
 
 
 def _nifti(path: Path, array: np.ndarray, affine: np.ndarray | None = None) -> Path:

@@ -11,7 +11,6 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from livseg.nn.checkpoint import load_checkpoint
 from livseg.cli import main
 from livseg.config import PreprocessConfig
 from livseg.errors import CheckpointError, DatasetError, OutputExistsError
@@ -24,6 +23,7 @@ from livseg.evaluation.evaluate import (
     score_network_grid,
     summarize,
 )
+from livseg.nn.checkpoint import load_checkpoint
 
 # ------------------------------------------------------------------------------ hand-computed
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from livseg.evaluation import metrics
 from livseg.errors import GridMismatchError
+from livseg.evaluation import metrics
 
 
 def _box(shape: tuple[int, int, int], *ranges: tuple[int, int]) -> np.ndarray:

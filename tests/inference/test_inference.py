@@ -14,12 +14,12 @@ from helpers import TINY, write_case
 
 from livseg.cli import main
 from livseg.config import ModelConfig
-from livseg.errors import ConfigError, DatasetError, OutputExistsError
-from livseg.inference.segment import fold_batchnorm, load_model, mask_stats, segment
 from livseg.data.io.volume import Volume, load_volume
-from livseg.nn.model import UNet3D
-from livseg.inference.predict import expand_inputs
 from livseg.device import resolve_device
+from livseg.errors import ConfigError, DatasetError, OutputExistsError
+from livseg.inference.predict import expand_inputs
+from livseg.inference.segment import fold_batchnorm, load_model, mask_stats, segment
+from livseg.nn.model import UNet3D
 
 
 def nontrivial_bn_model() -> UNet3D:

@@ -11,8 +11,8 @@ from helpers import SHARED_DATA
 from scipy import ndimage
 
 from livseg.cli import main
-from livseg.errors import ConfigError, InputFileNotFoundError, OutputExistsError
 from livseg.data.io.volume import load_labels, load_volume
+from livseg.errors import ConfigError, InputFileNotFoundError, OutputExistsError
 from livseg.phantom.generator import NEIGHBOURS, make_phantom, write_phantoms
 
 REAL_MASKS = SHARED_DATA / "lits-liver-masks"

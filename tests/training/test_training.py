@@ -21,17 +21,17 @@ import torch
 from helpers import TINY
 from torch import nn
 
-from livseg.nn.checkpoint import build_model, load_checkpoint
 from livseg.cli import main
 from livseg.config import AugmentConfig, PreprocessConfig, RunConfig, to_dict
 from livseg.data.cache import CachedDataset, preprocess_dataset
 from livseg.data.datasets import load_split
 from livseg.errors import ConfigError, InputFileNotFoundError, OutputExistsError
-from livseg.training.loops import AugmentedView, make_val_loader, validate_epoch
-from livseg.nn.losses import AdvancedComboLoss
 from livseg.evaluation.metrics import dice, voxel_accuracy
-from livseg.training.runstate import capture_rng, restore_rng
+from livseg.nn.checkpoint import build_model, load_checkpoint
+from livseg.nn.losses import AdvancedComboLoss
+from livseg.training.loops import AugmentedView, make_val_loader, validate_epoch
 from livseg.training.run_folder import RUN_FILES
+from livseg.training.runstate import capture_rng, restore_rng
 from livseg.training.train import train
 
 TINY_FLAGS = ["--set", "preprocess.target_shape=16,16,8", "--set", "model.channels=4,8", "--set", "train.lr=0.01",

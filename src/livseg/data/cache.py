@@ -36,10 +36,10 @@ from livseg.data.datasets import (
     save_split,
     validate_cases,
 )
-from livseg.errors import DatasetError, InputFileNotFoundError, LivsegError, one_line
 from livseg.data.io.files import atomic_output, read_json, write_json
 from livseg.data.io.volume import load_labels, load_volume
 from livseg.data.preprocessing import preprocess_image, preprocess_labels
+from livseg.errors import DatasetError, InputFileNotFoundError, LivsegError, one_line
 
 log = logging.getLogger(__name__)
 

@@ -27,10 +27,10 @@ from typing import Any, Iterable, Sequence
 import nibabel as nib
 import numpy as np
 
-from livseg.errors import ConfigError, DatasetError, InputFileNotFoundError, LivsegError, one_line
-from livseg.data.io.volume import LITS_LABELS, case_name, load_labels, load_volume, same_grid
 from livseg.data.io.files import read_json, write_json
 from livseg.data.io.nifti import is_nifti
+from livseg.data.io.volume import LITS_LABELS, case_name, load_labels, load_volume, same_grid
+from livseg.errors import ConfigError, DatasetError, InputFileNotFoundError, LivsegError, one_line
 
 log = logging.getLogger(__name__)
 

@@ -41,8 +41,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from livseg.config import PreprocessConfig
-from livseg.errors import ConfigError, DatasetError
 from livseg.data.masks import as_bool
+from livseg.errors import ConfigError, DatasetError
 from livseg.evaluation.metrics import case_metrics
 
 log = logging.getLogger(__name__)

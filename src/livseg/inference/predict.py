@@ -20,11 +20,11 @@ from torch import nn
 
 from livseg import __version__
 from livseg.config import RunConfig
+from livseg.data.io.files import atomic_output, refuse_existing
+from livseg.data.io.nifti import is_nifti
+from livseg.data.io.volume import case_name, load_volume, save_mask
 from livseg.errors import DatasetError, InputFileNotFoundError
 from livseg.inference.segment import load_model, segment
-from livseg.data.io.files import atomic_output, refuse_existing
-from livseg.data.io.volume import case_name, load_volume, save_mask
-from livseg.data.io.nifti import is_nifti
 
 log = logging.getLogger(__name__)
 

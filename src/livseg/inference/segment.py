@@ -31,12 +31,12 @@ import torch
 from torch import nn
 
 from livseg.config import RunConfig
-from livseg.errors import ConfigError
 from livseg.data.io.volume import Volume
 from livseg.data.masks import as_bool, bounding_box
-from livseg.inference.postprocess import clean_mask, count_components
 from livseg.data.preprocessing import preprocess_image, to_input_grid
 from livseg.device import cpu_count, resolve_device
+from livseg.errors import ConfigError
+from livseg.inference.postprocess import clean_mask, count_components
 
 log = logging.getLogger(__name__)
 

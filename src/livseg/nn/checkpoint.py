@@ -30,8 +30,8 @@ import torch
 
 from livseg import __version__
 from livseg.config import RunConfig, from_dict, to_dict
-from livseg.errors import CheckpointError, ConfigError, InputFileNotFoundError
 from livseg.data.io.files import atomic_output
+from livseg.errors import CheckpointError, ConfigError, InputFileNotFoundError
 
 FORMAT = "livseg-checkpoint"
 VERSION = 1

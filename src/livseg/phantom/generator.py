@@ -32,8 +32,8 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from livseg.errors import ConfigError, CorruptFileError, DatasetError, InputFileNotFoundError, OutputExistsError
 from livseg.data.io.nifti import is_nifti, save_nifti
+from livseg.errors import ConfigError, CorruptFileError, DatasetError, InputFileNotFoundError, OutputExistsError
 from livseg.phantom.anatomy import Body, Diaphragm, Ellipsoid, Grid, lift_for_liver
 from livseg.phantom.liver import clip_field, draw_volume_ml, mask_field, place_field, procedural_liver
 from livseg.phantom.organs import NEIGHBOURS, ORGANS, Contrast, draw_layout

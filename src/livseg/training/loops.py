@@ -17,10 +17,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
-from livseg.data.augmentation import augment
 from livseg.config import AugmentConfig, TrainConfig
-from livseg.training.distributed import DistInfo
+from livseg.data.augmentation import augment
 from livseg.evaluation.metrics import dice, voxel_accuracy
+from livseg.training.distributed import DistInfo
 
 __all__ = ["AugmentedView", "make_train_loader", "make_val_loader", "train_one_epoch", "validate_epoch"]
 

@@ -14,13 +14,13 @@ from typing import Any, Callable
 
 import torch
 
-from livseg.data.cache import is_cache, load_manifest, preprocess_dataset
-from livseg.nn.checkpoint import save_checkpoint
 from livseg.config import RunConfig, to_dict
+from livseg.data.cache import is_cache, load_manifest, preprocess_dataset
 from livseg.data.datasets import SPLITS_FILE, load_split
-from livseg.training.distributed import DistInfo, broadcast_object
-from livseg.errors import ConfigError, DatasetError, InputFileNotFoundError, OutputExistsError
 from livseg.data.io.files import atomic_output
+from livseg.errors import ConfigError, DatasetError, InputFileNotFoundError, OutputExistsError
+from livseg.nn.checkpoint import save_checkpoint
+from livseg.training.distributed import DistInfo, broadcast_object
 
 METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "val_dice", "val_accuracy", "seconds", "lr")
 RUN_FILES = ("config.json", SPLITS_FILE, "metrics.csv", "curves.png", "best.pt", "last.pt")

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from livseg.config import TrainConfig
-from livseg.training.distributed import DistInfo
 from livseg.device import cpu_count
 from livseg.errors import ConfigError
+from livseg.training.distributed import DistInfo
 
 __all__ = [
     "amp_dtype",

@@ -43,10 +43,15 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from livseg.nn.checkpoint import Checkpoint, load_checkpoint
 from livseg.config import RunConfig, TrainConfig, to_dict, validate_config
 from livseg.data.cache import CachedDataset
 from livseg.data.datasets import SPLITS_FILE, save_split
+from livseg.data.io.files import write_json
+from livseg.device import resolve_device
+from livseg.errors import ConfigError
+from livseg.nn.checkpoint import Checkpoint, load_checkpoint
+from livseg.nn.losses import AdvancedComboLoss
+from livseg.nn.model import UNet3D
 from livseg.training.distributed import (
     DistInfo,
     all_gather_objects,
@@ -58,22 +63,17 @@ from livseg.training.distributed import (
     env_world,
     setup,
 )
-from livseg.errors import ConfigError
-from livseg.data.io.files import write_json
 from livseg.training.loops import (
     make_train_loader,
     make_val_loader,
     train_one_epoch,
     validate_epoch,
 )
-from livseg.nn.losses import AdvancedComboLoss
-from livseg.nn.model import UNet3D
-from livseg.training.runstate import amp_dtype, capture_rng, derived_seed, restore_rng, runtime, seed_all
-from livseg.device import resolve_device
 from livseg.training.run_folder import (
     RUN_FILES, check_resume_config, check_run_folder, clear_run_folder, fits_in_memory, load_run_split,
     prepare_cache, save_epoch,
 )
+from livseg.training.runstate import amp_dtype, capture_rng, derived_seed, restore_rng, runtime, seed_all
 
 log = logging.getLogger(__name__)
 
