@@ -13,7 +13,8 @@ from livseg.nn.checkpoint import build_model, load_checkpoint
 
 def test_round_trip(checkpoint: Path) -> None:
     loaded = load_checkpoint(checkpoint)
-    assert loaded.epoch >= 1 and loaded.best_epoch >= 1 and "optimizer" in loaded.extra
+    assert loaded.epoch >= 1 and loaded.best_epoch >= 1 and loaded.history
+    assert "optimizer" not in loaded.extra  # best.pt is for prediction; last.pt resumes
     assert not build_model(loaded).training
 
 

@@ -8,13 +8,13 @@ Layout (a plain dict of tensors, numbers, strings, lists and dicts, so that it l
     livseg        the livseg version that wrote it
     config        livseg.config.to_dict(RunConfig): preprocess, model, loss, train
     model         model state dict
-    optimizer     optimiser state dict (absent in exported, prediction-only files)
-    scaler        AMP grad-scaler state (optional)
     epoch         last finished epoch (1-based)
     best_score    best validation Dice so far
     best_epoch    epoch of best_score
     history       list of per-epoch metric dicts
-    rng           RNG states for exact resumption (optional)
+    optimizer     optimiser state dict (last.pt only: best.pt is for prediction)
+    scaler        AMP grad-scaler state (last.pt only, float16 runs)
+    rng           RNG states for exact resumption (last.pt only)
 """
 
 from __future__ import annotations

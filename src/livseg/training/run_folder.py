@@ -167,19 +167,25 @@ def save_epoch(
     scaler: torch.amp.GradScaler, history: list[dict[str, float]], *, epoch: int, best_score: float,
     best_epoch: int, improved: bool, rng_states: list[dict[str, Any]], info: DistInfo, plot: bool,
 ) -> None:
-    """Rank 0's per-epoch writes: best.pt (if improved), last.pt, metrics.csv, curves.png (if plot)."""
+    """Rank 0's per-epoch writes: best.pt (if improved), last.pt, metrics.csv, curves.png (if plot).
+
+    best.pt holds what prediction needs (weights, config, history: about a third of a file with
+    Adam's two moments per weight); last.pt also holds the optimiser, grad-scaler and RNG states
+    and the data order, which is all that ``--resume`` reads.
+    """
     from livseg.evaluation.report import plot_curves  # matplotlib only where figures are drawn
 
     common: dict[str, Any] = {
         "config": config, "model_state": model.state_dict(), "epoch": epoch, "best_score": best_score,
-        "best_epoch": best_epoch, "history": history, "optimizer": optimizer.state_dict(),
+        "best_epoch": best_epoch, "history": history,
     }
-    if scaler.is_enabled():
-        common["scaler"] = scaler.state_dict()
     if improved:
         save_checkpoint(out / "best.pt", **common)
+    resume: dict[str, Any] = {"optimizer": optimizer.state_dict()}
+    if scaler.is_enabled():
+        resume["scaler"] = scaler.state_dict()
     save_checkpoint(
-        out / "last.pt", **common, rng=rng_states, world_size=info.world_size,
+        out / "last.pt", **common, **resume, rng=rng_states, world_size=info.world_size,
         data_order={"sampler": "DistributedSampler", "seed": config.train.seed, "next_epoch": epoch + 1},
     )
     write_metrics(out / "metrics.csv", history)

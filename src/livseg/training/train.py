@@ -13,8 +13,9 @@
     RUN_DIR/last.pt        checkpoint after the latest epoch, with everything needed to resume
     RUN_DIR/cache/         preprocessed arrays, only when DATA was a dataset folder or CSV
 
-Checkpoint extras (besides livseg.nn.checkpoint's standard keys): ``optimizer`` (Adam state),
-``scaler`` (float16 GradScaler, CUDA only), and in ``last.pt`` also ``rng`` (one entry per rank:
+``best.pt`` holds only livseg.nn.checkpoint's standard keys (weights, config, history: what
+prediction needs). ``last.pt`` adds ``optimizer`` (Adam state), ``scaler`` (float16 GradScaler,
+CUDA only), ``rng`` (one entry per rank:
 torch, CUDA, numpy and python ``random`` states, as tensors/ints/lists so that
 ``torch.load(weights_only=True)`` reads them), ``data_order`` (sampler seed and the next epoch;
 the shuffle order and the per-sample augmentation are functions of seed and epoch only) and
