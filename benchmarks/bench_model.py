@@ -78,8 +78,9 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     if job["channels_last"]:
         model = model.to(memory_format=torch.channels_last_3d)
         x = x.contiguous(memory_format=torch.channels_last_3d)
-    amp = device == "cuda"
-    autocast = torch.autocast(device_type="cuda", dtype=torch.bfloat16) if amp else torch.autocast("cpu", enabled=False)
+    from livseg.device import autocast as livseg_autocast
+
+    autocast = livseg_autocast(torch.device(device))  # training's rule: bf16 from Ampere on, fp16 before
     if mode == "train":
         from livseg.nn.losses import AdvancedComboLoss
 

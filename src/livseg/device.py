@@ -1,6 +1,7 @@
-"""Where torch runs: the device by name, and the CPU cores this process may use.
+"""Where torch runs: the device by name, the CPU cores this process may use, and the precision.
 
-Shared by training and inference (inference must not import training's run state).
+Shared by training and inference (inference must not import training's run state), so that
+both take the same mixed-precision choice on the same GPU.
 """
 
 from __future__ import annotations
@@ -11,7 +12,11 @@ import torch
 
 from livseg.errors import ConfigError
 
-__all__ = ["cpu_count", "resolve_device"]
+# bfloat16 runs natively on tensor cores from Ampere (compute capability 8.0) on; on a T4 (7.5)
+# or V100 (7.0) torch.cuda.is_bf16_supported() still says True, but bf16 is emulated there.
+NATIVE_BF16_CAPABILITY = (8, 0)
+
+__all__ = ["autocast", "autocast_dtype", "cpu_count", "resolve_device"]
 
 
 def cpu_count() -> int:
@@ -41,3 +46,22 @@ def resolve_device(device: str | torch.device, local_rank: int = 0) -> torch.dev
         # under torchrun each rank takes the GPU of its local rank
         return torch.device(name if ":" in name else f"cuda:{local_rank}")
     raise ConfigError(f"unknown device {device!r}; expected auto, cpu, cuda or cuda:N")
+
+
+def autocast_dtype(device: torch.device, *, enabled: bool = True) -> torch.dtype | None:
+    """The mixed-precision dtype for ``device``: the one rule of training and inference.
+
+    bfloat16 on GPUs with native bf16 (compute capability 8.0 or higher: A100, H100, RTX 30xx
+    on); float16 on older GPUs (T4, V100), where training needs a GradScaler; None (float32)
+    on CPU or when ``enabled`` is False (``train.amp = false``).
+    """
+    if not enabled or device.type != "cuda":
+        return None
+    capability = tuple(torch.cuda.get_device_capability(device))
+    return torch.bfloat16 if capability >= NATIVE_BF16_CAPABILITY else torch.float16
+
+
+def autocast(device: torch.device, *, enabled: bool = True) -> torch.autocast:
+    """``torch.autocast`` with :func:`autocast_dtype`'s choice; a disabled context on CPU."""
+    dtype = autocast_dtype(device, enabled=enabled)
+    return torch.autocast(device_type=device.type, dtype=dtype or torch.float32, enabled=dtype is not None)

@@ -12,7 +12,8 @@ Pipeline of :func:`segment` (each stage timed):
 CPU speed: the model is loaded once (:func:`load_model`), its batch norms are folded into the
 preceding convolutions (:func:`fold_batchnorm`), it runs under ``torch.inference_mode`` in the
 ``channels_last_3d`` memory format with one thread per available core. On CUDA the forward
-runs under float16 autocast.
+runs under autocast with training's precision rule (:func:`livseg.device.autocast_dtype`: bf16
+where the GPU has it natively, else fp16).
 
 :mod:`livseg.inference.predict` is the batch driver behind ``livseg predict`` (files, folders, DICOM series).
 """
@@ -34,7 +35,7 @@ from livseg.config import RunConfig
 from livseg.data.io.volume import Volume
 from livseg.data.masks import as_bool, bounding_box
 from livseg.data.preprocessing import preprocess_image, to_input_grid
-from livseg.device import cpu_count, resolve_device
+from livseg.device import autocast, cpu_count, resolve_device
 from livseg.errors import ConfigError
 from livseg.inference.postprocess import clean_mask, count_components
 
@@ -161,12 +162,10 @@ def _model_device(model: nn.Module) -> torch.device:
 def _forward(model: nn.Module, image: np.ndarray, device: torch.device) -> np.ndarray:
     """One forward pass of a preprocessed image ``[X, Y, Z]`` -> probabilities ``[X, Y, Z]``."""
     x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None].to(device)
-    with torch.inference_mode():
-        if device.type == "cuda":
-            with torch.autocast("cuda", dtype=torch.float16):
-                logits = model(x)
-        else:
-            logits = model(x.to(memory_format=torch.channels_last_3d))
+    if device.type == "cpu":
+        x = x.to(memory_format=torch.channels_last_3d)
+    with torch.inference_mode(), autocast(device):
+        logits = model(x)
         prob = torch.sigmoid(logits.float())[0, 0]
     return prob.contiguous().cpu().numpy()
 

@@ -1,4 +1,4 @@
-"""Process state of a training run: RNG states, seeds, threads, determinism, precision.
+"""Process state of a training run: RNG states, seeds, threads, determinism.
 
 Kept apart from :mod:`livseg.training.train` because it is all about reproducing a run: what must
 be saved in ``last.pt`` to continue bit for bit (:func:`capture_rng` / :func:`restore_rng`)
@@ -21,7 +21,6 @@ from livseg.errors import ConfigError
 from livseg.training.distributed import DistInfo
 
 __all__ = [
-    "amp_dtype",
     "capture_rng",
     "derived_seed",
     "restore_rng",
@@ -123,11 +122,3 @@ def runtime(config: TrainConfig, device: torch.device, info: DistInfo) -> Iterat
         torch.set_num_threads(saved[0])
         torch.use_deterministic_algorithms(saved[1], warn_only=saved[2])
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[3], saved[4]
-
-
-def amp_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype: bfloat16 where the GPU has it, else float16 (needs a GradScaler);
-    None (full precision) on CPU or with ``train.amp`` off."""
-    if not config.amp or device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

@@ -48,7 +48,7 @@ from livseg.config import RunConfig, TrainConfig, to_dict, validate_config
 from livseg.data.cache import CachedDataset
 from livseg.data.datasets import SPLITS_FILE, save_split
 from livseg.data.io.files import write_json
-from livseg.device import resolve_device
+from livseg.device import autocast_dtype, resolve_device
 from livseg.errors import ConfigError
 from livseg.nn.checkpoint import Checkpoint, load_checkpoint
 from livseg.nn.losses import AdvancedComboLoss
@@ -74,7 +74,7 @@ from livseg.training.run_folder import (
     RUN_FILES, check_resume_config, check_run_folder, clear_run_folder, fits_in_memory, load_run_split,
     prepare_cache, save_epoch,
 )
-from livseg.training.runstate import amp_dtype, capture_rng, derived_seed, restore_rng, runtime, seed_all
+from livseg.training.runstate import capture_rng, derived_seed, restore_rng, runtime, seed_all
 
 log = logging.getLogger(__name__)
 
@@ -252,8 +252,7 @@ def _build(config: RunConfig, device: torch.device, info: DistInfo, checkpoint: 
     memory_format = torch.channels_last_3d if device.type == "cpu" else torch.contiguous_format
     model = model.to(device).to(memory_format=memory_format)
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    autocast_dtype = amp_dtype(tc, device)
-    scaler = torch.amp.GradScaler("cuda", enabled=autocast_dtype == torch.float16)
+    dtype, scaler = _precision(device, amp=tc.amp)
     net = model
     if info.active:
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -261,7 +260,14 @@ def _build(config: RunConfig, device: torch.device, info: DistInfo, checkpoint: 
         # DDP's bucket views only nominally; torch warns on every step about it
         warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     return _Parts(model=model, net=net, optimizer=optimizer, scaler=scaler, loss_fn=AdvancedComboLoss(config.loss),
-                  amp_dtype=autocast_dtype, memory_format=memory_format)
+                  amp_dtype=dtype, memory_format=memory_format)
+
+
+def _precision(device: torch.device, *, amp: bool) -> tuple[torch.dtype | None, torch.amp.GradScaler]:
+    """Autocast dtype (livseg.device's rule, shared with inference) and the grad scaler that
+    float16 needs: bf16 on GPUs with native bf16, fp16 + GradScaler on older ones, fp32 on CPU."""
+    dtype = autocast_dtype(device, enabled=amp)
+    return dtype, torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
 
 
 def _starting_point(checkpoint: Checkpoint | None, parts: _Parts, config: RunConfig, info: DistInfo,
