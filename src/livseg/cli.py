@@ -137,8 +137,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "predict",
         help="segment the liver in CT volumes",
         description="Segment NIfTI files, DICOM series folders or folders of NIfTI files. Per case "
-        "writes <case>_liver.nii.gz (the input's grid), <case>_stats.json and, with --preview, "
-        "<case>_preview.png; report.html for more than one case.",
+        "writes <case>_liver.nii.gz (the input's grid) and/or <case>_seg.dcm (DICOM SEG, --output-type), "
+        "<case>_stats.json, with --preview <case>_preview.png and with --save-probabilities "
+        "<case>_liver_probability.nii.gz; report.html for more than one case.",
     )
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
                    help="NIfTI file, DICOM series folder, or folder of NIfTI files")
@@ -148,6 +149,10 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
     p.add_argument("--no-postprocess", action="store_true",
                    help="keep every component and hole (default: largest component, holes filled)")
+    p.add_argument("--output-type", default="nifti", choices=("nifti", "dicom-seg", "both"),
+                   help="mask as NIfTI (default), as a DICOM SEG referencing the source series (DICOM input only), or both")
+    p.add_argument("--save-probabilities", action="store_true",
+                   help="also write the liver probability on the input grid (<case>_liver_probability.nii.gz)")
     p.add_argument("--preview", action="store_true", help="also write a three-plane PNG per case")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -167,10 +172,12 @@ def _run_predict(args: argparse.Namespace) -> int:
         preview=args.preview,
         overwrite=args.overwrite,
         progress=not args.no_progress and sys.stderr.isatty(),  # no bar residue in logs or on error
+        output_type=args.output_type,
+        save_probabilities=args.save_probabilities,
     )
     for stats in results:
-        print(f"{stats['case']}: liver {stats['liver_volume_ml']:.1f} mL, {stats['seconds']:.1f} s "
-              f"-> {args.out / stats['outputs']['mask']}")
+        written = ", ".join(str(args.out / stats["outputs"][key]) for key in ("mask", "seg") if key in stats["outputs"])
+        print(f"{stats['case']}: liver {stats['liver_volume_ml']:.1f} mL, {stats['seconds']:.1f} s -> {written}")
     return 0
 
 

@@ -1,8 +1,10 @@
 """``livseg predict``: segment many CTs with one model load and write each case's outputs.
 
-Per case ``<case>_liver.nii.gz`` (uint8, exactly the input's shape and affine), ``<case>_stats.json``
-(statistics, per-stage timings) and, optionally, ``<case>_preview.png``; ``report.html`` for a
-batch. The segmentation itself is :func:`livseg.inference.segment.segment`.
+Per case, by output type: ``<case>_liver.nii.gz`` (``nifti``: uint8, exactly the input's shape
+and affine) and/or ``<case>_seg.dcm`` (``dicom-seg``: a DICOM SEG referencing the source series,
+for DICOM input only); always ``<case>_stats.json`` (statistics, per-stage timings); optionally
+``<case>_preview.png`` and ``<case>_liver_probability.nii.gz``; ``report.html`` for a batch. The
+segmentation itself is :func:`livseg.inference.segment.segment`.
 """
 
 from __future__ import annotations
@@ -22,13 +24,15 @@ from livseg import __version__
 from livseg.config import RunConfig
 from livseg.data.io.files import atomic_output, refuse_existing
 from livseg.data.io.nifti import is_nifti
-from livseg.data.io.volume import case_name, load_volume, save_mask
-from livseg.errors import DatasetError, InputFileNotFoundError
+from livseg.data.io.volume import case_name, load_volume, save_mask, save_probability
+from livseg.errors import ConfigError, DatasetError, InputFileNotFoundError
 from livseg.inference.segment import load_model, segment
 
 log = logging.getLogger(__name__)
 
-__all__ = ["case_outputs", "expand_inputs", "predict"]
+__all__ = ["OUTPUT_TYPES", "case_outputs", "check_output_type", "expand_inputs", "predict"]
+
+OUTPUT_TYPES = ("nifti", "dicom-seg", "both")  # mask as NIfTI, as DICOM SEG, or both
 
 
 def expand_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[tuple[str, Path]]:
@@ -65,13 +69,49 @@ def expand_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[tuple[str, P
     return cases
 
 
-def case_outputs(out_dir: str | os.PathLike[str], case: str, *, preview: bool = False) -> dict[str, Path]:
-    """Output paths of one case: ``mask``, ``stats`` and (with ``preview``) ``preview``."""
+def case_outputs(
+    out_dir: str | os.PathLike[str],
+    case: str,
+    *,
+    preview: bool = False,
+    output_type: str = "nifti",
+    probabilities: Sequence[str] = (),
+) -> dict[str, Path]:
+    """Output paths of one case: ``mask`` (NIfTI) and/or ``seg`` (DICOM SEG) by ``output_type``,
+    ``stats``, ``preview`` (with ``preview``) and ``probability_<name>`` per name in
+    ``probabilities`` (``"liver"``)."""
     out = Path(out_dir)
-    paths = {"mask": out / f"{case}_liver.nii.gz", "stats": out / f"{case}_stats.json"}
+    paths = {}
+    if output_type in ("nifti", "both"):
+        paths["mask"] = out / f"{case}_liver.nii.gz"
+    if output_type in ("dicom-seg", "both"):
+        paths["seg"] = out / f"{case}_seg.dcm"
+    paths["stats"] = out / f"{case}_stats.json"
     if preview:
         paths["preview"] = out / f"{case}_preview.png"
+    for name in probabilities:
+        paths[f"probability_{name}"] = out / f"{case}_{name}_probability.nii.gz"
     return paths
+
+
+def check_output_type(cases: Sequence[tuple[str, Path]], output_type: str) -> None:
+    """Refuse an output type the inputs cannot have, before any work.
+
+    Raises:
+        ConfigError: unknown type, or a DICOM SEG asked for an input that is not a DICOM series
+            (a SEG references the source slices; a NIfTI file has none).
+    """
+    if output_type not in OUTPUT_TYPES:
+        raise ConfigError(f"unknown output type {output_type!r}; expected one of {', '.join(OUTPUT_TYPES)}")
+    if output_type == "nifti":
+        return
+    files = [str(path) for _, path in cases if not path.is_dir()]
+    if files:
+        raise ConfigError(
+            f"--output-type {output_type} needs DICOM series folders (a DICOM SEG references the source slices), "
+            f"but {files[0]!r}{f' and {len(files) - 1} more' if len(files) > 1 else ''} is not one; "
+            "use --output-type nifti for NIfTI input"
+        )
 
 
 def predict(
@@ -85,12 +125,15 @@ def predict(
     preview: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    output_type: str = "nifti",
+    save_probabilities: bool = False,
 ) -> list[dict[str, Any]]:
     """Segment many CTs with one model load; write a mask, statistics and a preview per case.
 
-    Per case ``<case>_liver.nii.gz`` (uint8, the input's shape and affine), ``<case>_stats.json``
-    and, with ``preview``, ``<case>_preview.png``; ``report.html`` when there is more than one
-    case. Every output of a case is written to a temporary file first and all are renamed
+    Per case ``<case>_liver.nii.gz`` (uint8, the input's shape and affine) and/or
+    ``<case>_seg.dcm`` (DICOM SEG) by ``output_type``, ``<case>_stats.json``, with ``preview``
+    ``<case>_preview.png`` and with ``save_probabilities`` ``<case>_liver_probability.nii.gz``;
+    ``report.html`` when there is more than one case. Every output of a case is written to a temporary file first and all are renamed
     into place together, so a failure leaves no partial case. Existing outputs are checked for
     every case before the model is loaded, and again before each case is written. Processing
     stops at the first bad input; cases finished before it keep their complete outputs.
@@ -103,12 +146,16 @@ def predict(
         preview: also draw the three-plane preview PNG.
         overwrite: replace existing outputs instead of refusing.
         progress: show a tqdm bar over cases.
+        output_type: ``nifti`` (default), ``dicom-seg`` (DICOM series input only) or ``both``.
+        save_probabilities: also write the liver probability on the input grid (before
+            thresholding and post-processing) as a two-byte NIfTI (uint16, scale 1/65535).
 
     Returns:
         The statistics dict of every case, as written to its JSON.
 
     Raises:
         InputFileNotFoundError, DatasetError: bad input list.
+        ConfigError: ``dicom-seg``/``both`` for an input that is not a DICOM series.
         OutputExistsError: an output exists and ``overwrite`` is False.
         CheckpointError, ConfigError: bad checkpoint or device.
         LivsegError subclasses from :func:`livseg.data.io.volume.load_volume` for an unreadable CT.
@@ -116,7 +163,10 @@ def predict(
     from tqdm.auto import tqdm
 
     cases = expand_inputs(inputs)
-    planned = [case_outputs(out_dir, name, preview=preview) for name, _ in cases]
+    check_output_type(cases, output_type)
+    probabilities = ("liver",) if save_probabilities else ()
+    planned = [case_outputs(out_dir, name, preview=preview, output_type=output_type, probabilities=probabilities)
+               for name, _ in cases]
     report = Path(out_dir) / "report.html" if len(cases) > 1 else None
     refuse_existing([p for paths in planned for p in paths.values()] + ([report] if report else []), overwrite)
     model, config = load_model(checkpoint, device)
@@ -144,14 +194,22 @@ def _predict_case(name: str, path: Path, outputs: dict[str, Path], loaded: tuple
     start = time.perf_counter()
     volume = load_volume(path)
     timings = {"load": time.perf_counter() - start}
-    result = segment(volume, loaded, threshold=threshold, postprocess=postprocess)
+    keep = any(key.startswith("probability_") for key in outputs)
+    result = segment(volume, loaded, threshold=threshold, postprocess=postprocess, keep_probabilities=keep)
     timings.update(result.timings)
     refuse_existing(list(outputs.values()), overwrite)  # something may have appeared meanwhile
 
     write_start = time.perf_counter()
     with contextlib.ExitStack() as stack:
         tmp = {key: stack.enter_context(atomic_output(p, overwrite=overwrite)) for key, p in outputs.items()}
-        save_mask(result.mask, volume, tmp["mask"], overwrite=True)
+        if "mask" in tmp:
+            save_mask(result.mask, volume, tmp["mask"], overwrite=True)
+        if "seg" in tmp:
+            from livseg.data.io.dicom_seg import LITS_SEGMENTS, write_dicom_seg
+
+            write_dicom_seg(result.mask, volume, tmp["seg"], segments={1: LITS_SEGMENTS[1]}, overwrite=True)
+        for name, probability in result.input_probabilities.items():
+            save_probability(probability, volume, tmp[f"probability_{name}"], overwrite=True)
         if "preview" in tmp:
             from livseg.evaluation.report import plot_preview
 

@@ -55,12 +55,16 @@ class Segmentation:
         stats: liver volume (mL), HU inside the liver, bounding box (mm), component count
             before post-processing, input shape and spacing (see :func:`mask_stats`).
         timings: seconds per stage: preprocess, network, back_mapping, postprocess.
+        input_probabilities: with ``keep_probabilities=True``, float32 probability maps on the
+            input grid by structure (``"liver"``), before thresholding and post-processing;
+            otherwise empty.
     """
 
     mask: np.ndarray
     probabilities: np.ndarray
     stats: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    input_probabilities: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------ the model
@@ -180,6 +184,7 @@ def segment(
     threshold: float = 0.5,
     postprocess: bool = True,
     device: str | torch.device = "auto",
+    keep_probabilities: bool = False,
 ) -> Segmentation:
     """Segment the liver in one CT volume.
 
@@ -190,6 +195,8 @@ def segment(
         threshold: probability at or above which a voxel is liver, applied on the input grid.
         postprocess: keep the largest connected component and fill holes (LiTS rule).
         device: used only when a path is given; a loaded model runs where its weights are.
+        keep_probabilities: also return the probabilities on the input grid
+            (``input_probabilities``; 4 bytes per voxel).
 
     Returns:
         The mask on the input grid, the network-grid probabilities, statistics and timings.
@@ -221,7 +228,8 @@ def segment(
     timings["network"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    mask = to_input_grid(probabilities, volume, config.preprocess) >= threshold
+    on_input_grid = to_input_grid(probabilities, volume, config.preprocess)
+    mask = on_input_grid >= threshold
     timings["back_mapping"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -239,7 +247,8 @@ def segment(
         postprocess=bool(postprocess),
         network_shape=[int(s) for s in config.preprocess.target_shape],
     )
-    return Segmentation(mask=mask, probabilities=probabilities, stats=stats, timings=timings)
+    kept = {"liver": on_input_grid} if keep_probabilities else {}
+    return Segmentation(mask=mask, probabilities=probabilities, stats=stats, timings=timings, input_probabilities=kept)
 
 
 def mask_stats(mask: np.ndarray, volume: Volume) -> dict[str, Any]:

@@ -69,29 +69,39 @@ def find_dicom_series(folder: Path) -> dict[str, list[str]]:
     return series
 
 
-def read_dicom_series(folder: Path, series_id: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """The named series of a folder, or its largest -> (array x-y-z, RAS affine)."""
-    import SimpleITK as sitk
+def dicom_series_files(folder: Path, series_id: str | None) -> list[str]:
+    """The slice files of the named series of a folder, or of its largest, in slice order.
 
+    This choice is the one :func:`read_dicom_series` reads, so a writer that references the
+    source slices (:mod:`livseg.data.io.dicom_seg`) finds the same files.
+
+    Raises:
+        EmptyDicomFolderError: no DICOM series, or none with ``series_id``.
+    """
     series = find_dicom_series(folder)
     if not series:
         raise EmptyDicomFolderError(f"{folder}: folder holds no DICOM series; expected a folder of DICOM slice files")
     if series_id is not None:
         if series_id not in series:
             raise EmptyDicomFolderError(f"{folder}: no DICOM series {series_id!r}; found {sorted(series)}")
-        uid = series_id
-    else:
-        uid = max(series, key=lambda key: len(series[key]))
-        if len(series) > 1:
-            log.warning(
-                "%s holds %d DICOM series; reading %s (%d slices), the largest. Pass series_id to choose.",
-                folder, len(series), uid or "(no UID)", len(series[uid]),
-            )
+        return series[series_id]
+    uid = max(series, key=lambda key: len(series[key]))
+    if len(series) > 1:
+        log.warning(
+            "%s holds %d DICOM series; reading %s (%d slices), the largest. Pass series_id to choose.",
+            folder, len(series), uid or "(no UID)", len(series[uid]),
+        )
+    return series[uid]
+
+
+def read_dicom_series(folder: Path, series_id: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """The named series of a folder, or its largest -> (array x-y-z, RAS affine)."""
+    import SimpleITK as sitk
+
     reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(series[uid])
+    reader.SetFileNames(dicom_series_files(folder, series_id))
     try:
         image = reader.Execute()  # sorts by slice position, applies rescale slope/intercept
     except RuntimeError as exc:
         raise CorruptFileError(f"{folder}: cannot read DICOM series ({one_line(exc)[:200]})") from None
     return sitk_to_ras(image)
-

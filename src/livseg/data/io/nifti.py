@@ -46,8 +46,13 @@ def save_nifti(
     *,
     dtype: type = np.float32,
     overwrite: bool = False,
+    slope: float | None = None,
 ) -> Path:
     """Write a 3D array as NIfTI with the given affine (qform and sform), atomically.
+
+    Args:
+        slope: scale factor (scl_slope) for an integer ``array`` that stores ``value / slope``;
+            every NIfTI reader multiplies it back on load.
 
     Returns:
         The written path.
@@ -56,6 +61,8 @@ def save_nifti(
     if not is_nifti(path):
         raise ValueError(f"{path}: expected a .nii or .nii.gz file name")
     image = nib.Nifti1Image(np.asarray(array, dtype=dtype), np.asarray(affine, dtype=np.float64))
+    if slope is not None:
+        image.header.set_slope_inter(slope, 0.0)
     image.set_qform(affine, code=1)
     image.set_sform(affine, code=1)
     image.header.set_xyzt_units("mm")

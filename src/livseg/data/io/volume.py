@@ -22,8 +22,10 @@ from typing import Sequence
 import numpy as np
 
 from livseg.data.io.dicom import SITK_SUFFIXES, read_dicom_series, read_sitk_file
+from livseg.data.io.dicom_seg import is_dicom_seg, read_dicom_seg
 from livseg.data.io.nifti import NIFTI_SUFFIXES, is_nifti, read_nifti, save_nifti
 from livseg.errors import (
+    CorruptFileError,
     DimensionError,
     GridMismatchError,
     InputFileNotFoundError,
@@ -119,10 +121,14 @@ def load_labels(
     resample: bool = False,
     series_id: str | None = None,
 ) -> np.ndarray:
-    """Read a label map (NIfTI, DICOM series folder, .mha/.nrrd) as a uint8 array.
+    """Read a label map (NIfTI, DICOM series folder, DICOM SEG file, .mha/.nrrd) as a uint8 array.
+
+    A DICOM SEG gives its segment numbers as label values (where segments overlap the higher
+    number wins); its frames are placed by their plane positions, so a SEG that lies on the CT
+    grid comes back voxel for voxel, even when it stores only the slices with a segment.
 
     Args:
-        path: label file or DICOM folder.
+        path: label file, DICOM folder or DICOM SEG file.
         like: the CT it belongs to; its grid (shape and affine) must match.
         select: label value(s) that make up the foreground. When given, the result is binary
             (1 where the label is one of them, e.g. ``select=5`` for TotalSegmentator's liver or
@@ -140,7 +146,11 @@ def load_labels(
         LabelValueError: values outside ``allowed`` (when ``select`` is None).
         plus the errors of :func:`load_volume` for the file itself.
     """
-    array, affine, source = _read_image(Path(path), series_id=series_id, dtype=None)
+    if is_dicom_seg(path):  # frames placed by their plane positions, onto the CT grid when they lie on it
+        array, affine = read_dicom_seg(path, like.shape if like else None, like.affine if like else None)
+        source = str(path)
+    else:
+        array, affine, source = _read_image(Path(path), series_id=series_id, dtype=None)
     if not np.isfinite(array).all():
         raise NonFiniteError(f"{source}: label map holds NaN or infinite values")
     if np.issubdtype(array.dtype, np.floating):
@@ -181,7 +191,9 @@ def resample_labels_to_grid(
 ) -> np.ndarray:
     """Nearest-neighbour resampling of a label map onto another grid by world coordinates.
 
-    Voxels of the target grid that fall outside the source get label 0.
+    Voxels of the target grid that fall outside the source get label 0; a source voxel covers
+    half a voxel either side of its centre, so a target voxel a hair beyond the last source
+    centre (floating-point rounding of two affines) still takes its label.
     """
     from scipy import ndimage
 
@@ -193,7 +205,7 @@ def resample_labels_to_grid(
         offset=target_to_source[:3, 3],
         output_shape=tuple(shape),
         order=0,
-        mode="constant",
+        mode="grid-constant",  # "constant" would zero a whole edge plane sampled at n - 1 + 1e-9
         cval=0,
     ).astype(labels.dtype)
 
@@ -206,6 +218,8 @@ def _read_image(path: Path, *, series_id: str | None, dtype: type | None) -> tup
         array, affine = read_dicom_series(path, series_id)
     elif is_nifti(path):
         array, affine = read_nifti(path, dtype)
+    elif is_dicom_seg(path):
+        raise CorruptFileError(f"{path}: is a DICOM SEG (a segmentation); expected a CT image")
     else:
         array, affine = read_sitk_file(path)
     array = _squeeze_to_3d(array, path)
@@ -238,6 +252,31 @@ def save_mask(
     if tuple(mask.shape) != like.shape:
         raise GridMismatchError(f"mask shape {tuple(mask.shape)} does not match the volume shape {like.shape}")
     return save_nifti(mask, like.affine, path, dtype=np.uint8, overwrite=overwrite)
+
+
+PROBABILITY_LEVELS = 65535  # uint16 steps of 1.5e-5: two bytes a voxel as float16, but even precision
+
+
+def save_probability(
+    probability: np.ndarray, like: Volume, path: str | os.PathLike[str], *, overwrite: bool = False
+) -> Path:
+    """Write a probability map in [0, 1] on ``like``'s grid as a two-byte NIfTI, atomically.
+
+    NIfTI has no float16; the map is stored as uint16 with scale factor 1/65535 (readers return
+    float probabilities, within 7.7e-6 of the original). ``stored >= 0.5`` is exactly
+    ``probability >= 0.5``: rounding cannot carry a value across one half.
+
+    Raises:
+        GridMismatchError: the map's shape is not the volume's.
+        OutputExistsError: ``path`` exists and ``overwrite`` is False.
+    """
+    if tuple(probability.shape) != like.shape:
+        raise GridMismatchError(f"probability shape {tuple(probability.shape)} does not match the volume shape {like.shape}")
+    stored = np.empty(like.shape, dtype=np.uint16)
+    for k in range(0, like.shape[2], 16):  # float64 makes p * 65535 exact; in slabs, to spare memory
+        slab = np.clip(probability[:, :, k : k + 16].astype(np.float64), 0.0, 1.0) * PROBABILITY_LEVELS
+        stored[:, :, k : k + 16] = np.rint(slab)
+    return save_nifti(stored, like.affine, path, dtype=np.uint16, slope=1.0 / PROBABILITY_LEVELS, overwrite=overwrite)
 
 
 def _fmt(values: Sequence[float]) -> str:
