@@ -9,6 +9,7 @@ import contextlib
 import csv
 import io
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,13 +18,17 @@ import torch
 from livseg.config import RunConfig, to_dict
 from livseg.data.cache import is_cache, load_manifest, preprocess_dataset
 from livseg.data.datasets import SPLITS_FILE, load_split
-from livseg.data.io.files import atomic_output
-from livseg.errors import ConfigError, DatasetError, InputFileNotFoundError, OutputExistsError
+from livseg.data.io.files import atomic_output, read_json, write_json
+from livseg.errors import ConfigError, DatasetError, InputFileNotFoundError, OutputExistsError, one_line
 from livseg.nn.checkpoint import save_checkpoint
-from livseg.training.distributed import DistInfo, broadcast_object
+from livseg.training.distributed import DistInfo, barrier
 
 METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "val_dice", "val_accuracy", "seconds", "lr")
 RUN_FILES = ("config.json", SPLITS_FILE, "metrics.csv", "curves.png", "best.pt", "last.pt")
+# Rank 0 writes this into the run folder when the cache is ready; the other ranks poll for it.
+READY_MARKER = ".livseg-cache-ready.json"
+PREPARE_TIMEOUT_S = 48 * 3600.0  # LiTS (131 CTs) takes hours on a slow disk; a dead rank 0 ends the job sooner
+PREPARE_POLL_S = 1.0
 # Settings a resumed run may change without breaking exact continuation.
 RESUMABLE_CHANGES = ("name", "train.epochs", "train.num_workers", "train.num_threads")
 
@@ -49,15 +54,41 @@ def clear_run_folder(out: Path, config: RunConfig) -> None:
         shutil.rmtree(cache)
 
 
-def _on_main(fn: Callable[[], Any], info: DistInfo) -> None:
-    """Run ``fn`` on rank 0 only; every rank raises if it failed, so none waits forever."""
+def _on_main_first(fn: Callable[[], Any], info: DistInfo, marker: Path) -> None:
+    """Run ``fn`` on rank 0 (possibly for hours) while the other ranks wait outside any collective.
+
+    A rank waiting inside a collective would be killed by the process group's timeout (NCCL's
+    watchdog: 10 minutes; preprocessing LiTS takes longer). So rank 0 writes ``marker`` (JSON,
+    with the error if ``fn`` failed) when done and the others poll for it, for up to
+    :data:`PREPARE_TIMEOUT_S`; if rank 0 dies instead, torchrun stops the others. The marker
+    lives in the run folder, which every rank must see anyway (they all read the cache there).
+    Every rank raises if ``fn`` failed, so none trains alone.
+    """
+    if not info.active:
+        fn()
+        return
+    if info.is_main:
+        marker.unlink(missing_ok=True)  # a marker left by a killed run must not release anyone
+    barrier(info)  # quick: every rank is here; after it, only this run's marker can appear
     error: BaseException | None = None
+    message: str | None = None
     if info.is_main:
         try:
             fn()
         except Exception as exc:  # re-raised below, after the other ranks have been told
             error = exc
-    message = broadcast_object(None if error is None else f"{type(error).__name__}: {error}", info)
+        write_json(marker, {"error": None if error is None else f"{type(error).__name__}: {one_line(error)}"})
+    else:
+        deadline = time.monotonic() + PREPARE_TIMEOUT_S
+        while not marker.is_file():
+            if time.monotonic() > deadline:
+                raise DatasetError(f"rank {info.rank} waited {PREPARE_TIMEOUT_S / 3600:g} h for rank 0 to "
+                                   f"prepare the cache ({marker} never appeared); is the run folder on a shared disk?")
+            time.sleep(PREPARE_POLL_S)
+        message = read_json(marker).get("error")
+    barrier(info)  # every rank has read the marker
+    if info.is_main:
+        marker.unlink(missing_ok=True)
     if error is not None:
         raise error
     if message is not None:
@@ -82,12 +113,13 @@ def prepare_cache(data: Path, out: Path, config: RunConfig, *, progress: bool, i
             )
         return data
     cache = out / "cache"
-    _on_main(
+    _on_main_first(
         lambda: preprocess_dataset(
             data, cache, config=config.preprocess, val_fraction=config.train.val_fraction,
             seed=config.train.seed, progress=progress,
         ),
         info,
+        out / READY_MARKER,
     )
     return cache
 

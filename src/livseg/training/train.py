@@ -24,7 +24,10 @@ uninterrupted run would have been (in deterministic mode, same world size and de
 
 Run it on several processes with ``torchrun --nproc_per_node=N -m livseg train ...``: each
 rank trains on its shard (DistributedSampler), validation cases are split across ranks and the
-sums reduced, and only rank 0 writes files and logs. BatchNorm statistics stay per rank (plain
+sums reduced, and only rank 0 writes files and logs. Given a dataset folder, rank 0 builds the
+cache while the other ranks poll for a marker file rather than wait inside a collective (whose
+timeout, 10 minutes under NCCL, preprocessing LiTS exceeds); the run folder must therefore be on
+a disk every rank sees, as the cache in it already requires. BatchNorm statistics stay per rank (plain
 BatchNorm, as in the paper); ``torch.nn.SyncBatchNorm.convert_sync_batchnorm`` would be the
 option for small per-GPU batches.
 """
