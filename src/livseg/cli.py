@@ -34,6 +34,8 @@ def _add_preprocess(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, e.g. preprocess.target_shape=96,96,48 (repeatable)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="validation share of the split (default 0.2)")
+    p.add_argument("--test-fraction", type=float, default=0.0,
+                   help="share held out as the test split that `evaluate` scores (default 0: the paper's 80/20)")
     p.add_argument("--seed", type=int, default=0, help="seed of the train/validation split")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_run_preprocess)
@@ -51,6 +53,7 @@ def _run_preprocess(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction,
         seed=args.seed,
         progress=not args.no_progress,
+        test_fraction=args.test_fraction,
     )
     print(f"cached {len(manifest['cases'])} cases in {args.out}")
     return 0
@@ -73,6 +76,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="config override, e.g. train.lr=3e-4 or model.channels=16,32,64 (repeatable)")
     p.add_argument("--epochs", type=int, help="number of epochs (train.epochs)")
     p.add_argument("--seed", type=int, help="seed of initialisation, data order and augmentation (train.seed)")
+    p.add_argument("--test-fraction", type=float,
+                   help="share of a dataset held out as the test split for `evaluate` (train.test_fraction; default 0)")
     p.add_argument("--deterministic", action="store_true", default=None,
                    help="bitwise-repeatable kernels and seeds (slower; train.deterministic)")
     augment = p.add_mutually_exclusive_group()
@@ -110,6 +115,7 @@ def _run_train(args: argparse.Namespace) -> int:
     flags = {
         "train.epochs": args.epochs,
         "train.seed": args.seed,
+        "train.test_fraction": args.test_fraction,
         "train.deterministic": args.deterministic,
         "train.augment.enabled": args.augment,
         "train.num_workers": args.workers,
@@ -187,13 +193,15 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         help="score a checkpoint on labelled cases",
         description="Dice, VOE, RVD, ASSD, MSSD, HD95 and volumes per case, on the network grid "
         "(the paper's measurement) and on each CT's own grid (LiTS). Writes metrics.csv, "
-        "summary.json, figures/<case>.png and report.html. With --split val the validation ids "
-        "come from splits.json beside the checkpoint, else from the cache's splits.json.",
+        "summary.json, figures/<case>.png and report.html. The split's ids come from splits.json "
+        "beside the checkpoint, else from the cache's splits.json; by default the test split when "
+        "there is one (train --test-fraction), else the validation split. Every output names the split.",
     )
     p.add_argument("data", type=Path, help="livseg cache folder, or dataset folder / CSV")
     p.add_argument("--checkpoint", type=Path, required=True, help="livseg checkpoint (best.pt)")
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
-    p.add_argument("--split", default="val", choices=("val", "all"), help="cases to score (default: val)")
+    p.add_argument("--split", default="auto", choices=("auto", "test", "val", "all"),
+                   help="cases to score (default auto: test when the split has one, else val)")
     p.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
     p.add_argument("--no-postprocess", action="store_true", help="score the raw original-grid prediction")
@@ -221,7 +229,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     for grid in ("network_grid", "original_grid"):
         dice = summary[grid]["metrics"]["dice"]
         print(f"{grid}: mean Dice {dice['mean']:.4f} (median {dice['median']:.4f}), "
-              f"global Dice {summary[grid]['global_dice']:.4f}, {summary[grid]['n_cases']} cases")
+              f"global Dice {summary[grid]['global_dice']:.4f}, {summary[grid]['n_cases']} cases, "
+              f"{summary['split']} split")
     print(f"results in {args.out}")
     return 0
 

@@ -82,6 +82,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     threshold: float = 0.5  # paper: validation threshold on probabilities
     val_fraction: float = 0.2  # 80/20 split
+    test_fraction: float = 0.0  # held out from training and checkpoint selection, for evaluate; 0: the paper's 80/20
     seed: int = 0
     deterministic: bool = False  # bitwise-repeatable kernels (slower)
     amp: bool = True  # mixed precision on CUDA only; ignored on CPU
@@ -269,6 +270,10 @@ def validate_config(config: RunConfig) -> None:
         raise ConfigError("train: epochs and batch_size must be >= 1 and lr > 0")
     if not 0.0 < train.val_fraction < 1.0:
         raise ConfigError(f"train.val_fraction: expected 0 < f < 1, got {train.val_fraction}")
+    if not 0.0 <= train.test_fraction < 1.0 or train.val_fraction + train.test_fraction >= 1.0:
+        raise ConfigError(
+            f"train.test_fraction: expected 0 <= f < 1 with val_fraction + test_fraction < 1, got {train.test_fraction}"
+        )
     if train.num_workers < 0 or train.num_threads < 0:
         raise ConfigError(
             f"train: num_workers ({train.num_workers}) and num_threads ({train.num_threads}) must be >= 0"

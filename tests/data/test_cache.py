@@ -194,3 +194,19 @@ def test_cli_preprocess_bad_cases_one_line(tiny_dataset, tmp_path, capsys):
     assert main(["preprocess", str(root), "-o", str(tmp_path / "cache"), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "2 of 2 cases are unusable: lits-0: no label" in err
+
+
+def test_preprocess_writes_a_test_split_and_replaces_the_split_when_its_fraction_changes(tiny_dataset, tmp_path):
+    root, cache = tiny_dataset(n_cases=5), tmp_path / "cache"
+    preprocess_dataset(root, cache, config=SMALL, val_fraction=0.2, progress=False)
+    assert load_split(cache / "splits.json")["test"] == []
+    preprocess_dataset(root, cache, config=SMALL, val_fraction=0.2, test_fraction=0.2, progress=False)
+    split = load_split(cache / "splits.json")
+    assert len(split["test"]) == 1 and len(split["val"]) == 1 and len(split["train"]) == 3
+
+
+def test_cli_preprocess_test_fraction(tiny_dataset, tmp_path):
+    root, cache = tiny_dataset(n_cases=5), tmp_path / "cache"
+    assert main(["preprocess", str(root), "-o", str(cache), "--set", "preprocess.target_shape=16,16,8",
+                 "--test-fraction", "0.4", "--no-progress"]) == 0
+    assert len(load_split(cache / "splits.json")["test"]) == 2

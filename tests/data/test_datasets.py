@@ -164,3 +164,44 @@ def test_split_round_trip(tmp_path):
         load_split(tmp_path / "bad.json")
     with pytest.raises(InputFileNotFoundError, match="file not found"):
         load_split(tmp_path / "missing.json")
+
+
+# ------------------------------------------------------------------------------------- test split
+
+
+def test_test_split_is_held_out_from_training_and_validation():
+    ids = [f"lits-{n}" for n in range(20)]
+    split = make_split(ids, val_fraction=0.2, seed=3, test_fraction=0.25)
+    assert len(split["test"]) == 5 and len(split["val"]) == 4 and len(split["train"]) == 11
+    assert sorted(split["train"] + split["val"] + split["test"]) == sorted(ids)
+    assert not set(split["test"]) & (set(split["train"]) | set(split["val"]))
+    assert split["test_fraction"] == 0.25
+    # the validation cases are those of the split without a test part: adding one takes from training
+    assert split["val"] == make_split(ids, val_fraction=0.2, seed=3)["val"]
+    assert split == make_split(list(reversed(ids)), val_fraction=0.2, seed=3, test_fraction=0.25)
+
+
+def test_default_split_has_an_empty_test_part_and_the_papers_80_20():
+    split = make_split([f"c{i}" for i in range(10)], val_fraction=0.2, seed=0)
+    assert split["test"] == [] and split["test_fraction"] == 0.0
+    assert len(split["val"]) == 2 and len(split["train"]) == 8
+
+
+@pytest.mark.parametrize("n, test_fraction, n_test", [(3, 0.01, 1), (10, 0.2, 2), (10, 0.5, 5)])
+def test_test_split_gets_at_least_one_case_and_leaves_training_one(n, test_fraction, n_test):
+    split = make_split([f"c{i}" for i in range(n)], val_fraction=0.2, test_fraction=test_fraction)
+    assert len(split["test"]) == n_test and len(split["train"]) >= 1 and len(split["val"]) >= 1
+
+
+def test_test_split_bad_input():
+    with pytest.raises(ConfigError, match=r"test_fraction: expected 0 <= f < 1, got -0.1"):
+        make_split(["a", "b", "c"], test_fraction=-0.1)
+    with pytest.raises(ConfigError, match=r"val_fraction \+ test_fraction"):
+        make_split(["a", "b", "c"], val_fraction=0.5, test_fraction=0.5)
+    with pytest.raises(DatasetError, match="3 or more cases"):
+        make_split(["a", "b"], test_fraction=0.2)
+
+
+def test_split_files_without_a_test_part_still_load(tmp_path):
+    (tmp_path / "old.json").write_text('{"seed": 0, "val_fraction": 0.5, "train": ["a"], "val": ["b"]}')
+    assert load_split(tmp_path / "old.json")["test"] == []

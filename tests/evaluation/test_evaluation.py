@@ -24,6 +24,7 @@ from livseg.evaluation.evaluate import (
     summarize,
 )
 from livseg.nn.checkpoint import load_checkpoint
+from helpers import TINY, write_case
 
 # ------------------------------------------------------------------------------ hand-computed
 
@@ -144,3 +145,60 @@ def test_bad_checkpoint_is_refused_before_anything_is_written(trained_run: dict[
     with pytest.raises(CheckpointError, match="checkpoint"):
         evaluate(path, trained_run["data"], split="all", out_dir=tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------------ test split
+
+
+@pytest.fixture(scope="module")
+def run_with_test_split(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Five cases split 2 train / 2 val / 1 test, trained for three TINY epochs."""
+    import dataclasses
+
+    from livseg.training.train import train
+
+    root = tmp_path_factory.mktemp("testsplit")
+    for n in range(5):
+        write_case(root / "data", n)
+    config = dataclasses.replace(TINY, train=dataclasses.replace(TINY.train, test_fraction=0.2))
+    result = train(root / "data", root / "run", config, device="cpu", progress=False)
+    return {"data": root / "data", "run": root / "run", "checkpoint": result.paths["best"], "cache": result.paths["cache"]}
+
+
+def test_evaluate_scores_the_test_split_when_there_is_one_and_says_so(
+    run_with_test_split: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    split = json.loads((run_with_test_split["run"] / "splits.json").read_text())
+    assert len(split["test"]) == 1
+    out = tmp_path / "eval"
+    rc = main(["evaluate", str(run_with_test_split["cache"]), "--checkpoint", str(run_with_test_split["checkpoint"]),
+               "-o", str(out), "--no-figures", "--no-progress"])
+    printed = capsys.readouterr().out
+    assert rc == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["split"] == "test" and summary["n_cases"] == 1
+    with open(out / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {r["case"] for r in rows} == set(split["test"]) and {r["split"] for r in rows} == {"test"}
+    assert "split test" in (out / "report.html").read_text()
+    assert all("test split" in line for line in printed.splitlines() if "Dice" in line)
+
+
+def test_evaluate_val_and_test_splits_on_request(run_with_test_split: dict[str, Path], tmp_path: Path) -> None:
+    split = json.loads((run_with_test_split["run"] / "splits.json").read_text())
+    summary = evaluate(run_with_test_split["checkpoint"], run_with_test_split["data"], split="val",
+                       out_dir=tmp_path / "val", progress=False, figures=False)
+    assert summary["split"] == "val" and summary["n_cases"] == len(split["val"])
+    with open(tmp_path / "val" / "metrics.csv", newline="") as handle:
+        assert {r["split"] for r in csv.DictReader(handle)} == {"val"}
+
+
+def test_test_split_requested_where_there_is_none(trained_run: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="no test cases"):
+        evaluate(trained_run["checkpoint"], trained_run["cache"], split="test", out_dir=tmp_path / "out",
+                 progress=False)
+    assert not (tmp_path / "out").exists()
+    # without a test part, the default is the validation split, labelled as such
+    summary = evaluate(trained_run["checkpoint"], trained_run["cache"], out_dir=tmp_path / "auto", progress=False,
+                       figures=False)
+    assert summary["split"] == "val"

@@ -324,3 +324,28 @@ def test_cli_max_minutes_stops_after_the_epoch_that_crosses_it(
     status = main(["train", str(cache), "--out", str(tmp_path / "bad"), "--max-minutes", "-1", *TINY_FLAGS])
     err = capsys.readouterr().err.strip()
     assert status == 2 and err.splitlines()[-1].startswith("livseg train: error: max_seconds")
+
+
+# ------------------------------------------------------------------------------------- test split
+
+
+def test_test_cases_are_neither_trained_nor_validated_on(dataset: Path, tmp_path: Path) -> None:
+    config = with_train(TINY, epochs=1, test_fraction=0.3)  # seven cases: 2 test, 3 val, 2 train
+    result = train(dataset, tmp_path / "run", config, progress=False)
+    split = load_split(tmp_path / "run" / "splits.json")
+    assert len(split["test"]) == 2 and len(split["val"]) == 3 and len(split["train"]) == 2
+    assert not set(split["test"]) & (set(split["train"]) | set(split["val"]))
+    assert load_split(result.paths["cache"] / "splits.json") == split
+
+
+def test_cache_split_with_another_test_fraction_is_refused(cache: Path, tmp_path: Path) -> None:
+    # the module's cache has no test part: training from it "with a test split" would be a lie
+    with pytest.raises(ConfigError, match="test_fraction"):
+        train(cache, tmp_path / "run", with_train(TINY, test_fraction=0.2), progress=False)
+
+
+def test_cli_train_test_fraction(dataset: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert main(["train", str(dataset), "--out", str(run), "--epochs", "1", "--test-fraction", "0.3", *TINY_FLAGS]) == 0
+    assert len(load_split(run / "splits.json")["test"]) == 2
+    assert json.loads((run / "config.json").read_text())["train"]["test_fraction"] == 0.3

@@ -5,7 +5,8 @@ Layout (written by :func:`preprocess_dataset`)::
     <cache>/manifest.json        {"format": "livseg-cache", "version": 1, "preprocess": {...},
                                   "cases": {case_id: {image, label, shape, affine, spacing,
                                             liver_ml, image_file, label_file}}}
-    <cache>/splits.json          {"seed", "val_fraction", "train": [...], "val": [...]}
+    <cache>/splits.json          {"seed", "val_fraction", "test_fraction", "train": [...],
+                                  "val": [...], "test": [...]}
     <cache>/<case_id>_image.npy  float32 [X, Y, Z], windowed to [0, 1], on the target grid
     <cache>/<case_id>_label.npy  uint8 [X, Y, Z], binary liver (tumour counts as liver)
 
@@ -28,6 +29,7 @@ from livseg.config import PreprocessConfig, to_dict
 from livseg.data.datasets import (
     SPLITS_FILE,
     Case,
+    check_test_fraction,
     check_val_fraction,
     discover_cases,
     load_split,
@@ -56,6 +58,7 @@ def preprocess_dataset(
     val_fraction: float = 0.2,
     seed: int = 0,
     progress: bool = True,
+    test_fraction: float = 0.0,
 ) -> dict[str, Any]:
     """Preprocess a whole dataset onto the network grid and cache it (resumable).
 
@@ -70,6 +73,8 @@ def preprocess_dataset(
         val_fraction: validation share of the split written to ``splits.json``.
         seed: seed of that split.
         progress: show a tqdm progress bar.
+        test_fraction: share of the cases held out as ``test`` in ``splits.json`` (never trained
+            or validated on; scored by ``evaluate``); 0 keeps the paper's train/validation split.
 
     Returns:
         The manifest (see the module docstring).
@@ -80,6 +85,7 @@ def preprocess_dataset(
             cache made with a different preprocessing config.
     """
     check_val_fraction(val_fraction)  # before hours of work, not after
+    check_test_fraction(test_fraction, val_fraction)
     out = Path(out_dir)
     cases = list(data) if not isinstance(data, (str, os.PathLike)) else discover_cases(data)
     if not cases:
@@ -101,7 +107,7 @@ def preprocess_dataset(
     if failed:
         summary = f"{len(failed)} of {len(todo)} cases failed; the others are cached in {out}:"
         raise DatasetError("\n".join([summary, *failed]))
-    _update_split(out / SPLITS_FILE, list(manifest["cases"]), val_fraction, seed)
+    _update_split(out / SPLITS_FILE, list(manifest["cases"]), val_fraction, seed, test_fraction)
     return manifest
 
 
@@ -157,18 +163,19 @@ def _preprocess_case(case: Case, out: Path, config: PreprocessConfig) -> dict[st
     }
 
 
-def _update_split(path: Path, case_ids: list[str], val_fraction: float, seed: int) -> None:
+def _update_split(path: Path, case_ids: list[str], val_fraction: float, seed: int, test_fraction: float) -> None:
     """Keep an existing split (it may be hand-edited) unless the cases or its parameters changed."""
     if path.exists():
         try:
             old = load_split(path)
-            same = set(old["train"]) | set(old["val"]) == set(case_ids)
-            if same and old.get("seed") == seed and old.get("val_fraction") == val_fraction:
+            same = set(old["train"]) | set(old["val"]) | set(old["test"]) == set(case_ids)
+            wanted = (seed, val_fraction, test_fraction)
+            if same and (old.get("seed"), old.get("val_fraction"), old["test_fraction"]) == wanted:
                 return
         except LivsegError:
             pass
-        log.info("replacing %s: cases, seed or val_fraction changed", path)
-    save_split(make_split(case_ids, val_fraction=val_fraction, seed=seed), path)
+        log.info("replacing %s: cases, seed, val_fraction or test_fraction changed", path)
+    save_split(make_split(case_ids, val_fraction=val_fraction, seed=seed, test_fraction=test_fraction), path)
 
 
 def load_manifest(cache_dir: str | os.PathLike[str]) -> dict[str, Any]:

@@ -252,32 +252,48 @@ def _check_complete(path: Path, image: Any) -> None:
 # ------------------------------------------------------------------------------------------ splits
 
 
-def make_split(case_ids: Sequence[str], *, val_fraction: float = 0.2, seed: int = 0) -> dict[str, Any]:
-    """Seeded random train/validation split.
+def make_split(
+    case_ids: Sequence[str], *, val_fraction: float = 0.2, seed: int = 0, test_fraction: float = 0.0
+) -> dict[str, Any]:
+    """Seeded random train/validation(/test) split.
 
-    The result depends only on the set of ids, the fraction and the seed (not on input order).
-    With two or more cases each part gets at least one.
+    The result depends only on the set of ids, the fractions and the seed (not on input order).
+    With two or more cases train and validation get at least one each. ``test_fraction`` > 0
+    holds that share of the cases (at least one) out of training and of the choice of the best
+    checkpoint, for ``evaluate`` to score; the validation cases stay those of the split without
+    a test part (the test cases come out of training).
 
     Returns:
-        {"seed", "val_fraction", "train": [...], "val": [...]}, each list naturally sorted.
+        {"seed", "val_fraction", "test_fraction", "train": [...], "val": [...], "test": [...]},
+        each list naturally sorted (``test`` empty when ``test_fraction`` is 0).
 
     Raises:
-        ConfigError: ``val_fraction`` outside (0, 1).
-        DatasetError: duplicate case ids.
+        ConfigError: ``val_fraction`` outside (0, 1), ``test_fraction`` outside [0, 1), or the
+            two adding up to 1 or more.
+        DatasetError: duplicate case ids, or a test part asked of fewer than three cases.
     """
     check_val_fraction(val_fraction)
+    check_test_fraction(test_fraction, val_fraction)
     ids = sorted(case_ids, key=natural_key)
     if len(set(ids)) != len(ids):
         raise DatasetError(f"duplicate case ids: {sorted({i for i in ids if ids.count(i) > 1})}")
     shuffled = list(ids)
     random.Random(seed).shuffle(shuffled)
     n_val = min(max(round(len(ids) * val_fraction), 1), len(ids) - 1) if len(ids) >= 2 else 0
-    val = set(shuffled[:n_val])
+    n_test = max(round(len(ids) * test_fraction), 1) if test_fraction > 0 else 0
+    if n_test and len(ids) - n_val - n_test < 1:
+        raise DatasetError(
+            f"{len(ids)} cases cannot be split into training, {n_val} validation and {n_test} test case(s); "
+            "a test split needs 3 or more cases and room for at least one training case"
+        )
+    val, test = set(shuffled[:n_val]), set(shuffled[n_val : n_val + n_test])
     return {
         "seed": seed,
         "val_fraction": val_fraction,
-        "train": [i for i in ids if i not in val],
+        "test_fraction": test_fraction,
+        "train": [i for i in ids if i not in val and i not in test],
         "val": [i for i in ids if i in val],
+        "test": [i for i in ids if i in test],
     }
 
 
@@ -287,6 +303,16 @@ def check_val_fraction(val_fraction: float) -> None:
         raise ConfigError(f"val_fraction: expected 0 < f < 1, got {val_fraction}")
 
 
+def check_test_fraction(test_fraction: float, val_fraction: float) -> None:
+    """Raise ConfigError unless 0 <= test_fraction < 1 and val_fraction + test_fraction < 1."""
+    if not 0.0 <= test_fraction < 1.0:
+        raise ConfigError(f"test_fraction: expected 0 <= f < 1, got {test_fraction}")
+    if val_fraction + test_fraction >= 1.0:
+        raise ConfigError(
+            f"val_fraction + test_fraction = {val_fraction + test_fraction:g}: expected below 1 (cases must remain to train on)"
+        )
+
+
 def save_split(split: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     """Write a split as JSON, atomically (replacing an existing file). Returns the path."""
     write_json(Path(path), split)
@@ -294,7 +320,7 @@ def save_split(split: dict[str, Any], path: str | os.PathLike[str]) -> Path:
 
 
 def load_split(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a split written by :func:`save_split`.
+    """Read a split written by :func:`save_split` (``test`` is ``[]`` in files that lack it).
 
     Raises:
         InputFileNotFoundError: the file does not exist.
@@ -303,4 +329,7 @@ def load_split(path: str | os.PathLike[str]) -> dict[str, Any]:
     split = read_json(Path(path))
     if not isinstance(split, dict) or not all(isinstance(split.get(k), list) for k in ("train", "val")):
         raise DatasetError(f"{path}: not a split file; expected JSON with 'train' and 'val' lists")
+    if not isinstance(split.setdefault("test", []), list):  # files written before test splits have none
+        raise DatasetError(f"{path}: 'test' must be a list of case ids")
+    split.setdefault("test_fraction", 0.0)
     return split

@@ -20,11 +20,15 @@ the whole set; they are counted instead, so one failed case is visible without h
 A statistic with no finite value is ``null``. Global Dice pools voxels over all cases (LiTS
 "Dice global").
 
-Which cases: ``split="all"`` uses every case. ``split="val"`` uses the validation ids of a
-``splits.json``: the one next to the checkpoint (``RUN_DIR/splits.json``, written by training:
-the split the model was actually validated on) if present, else, for a cache, the cache's own
-``splits.json``. A dataset folder or CSV without a ``splits.json`` beside the checkpoint cannot
-be evaluated with ``split="val"``. A cache supplies only the case list and split: every CT and
+Which cases: ``split="all"`` uses every case. ``split="test"`` / ``"val"`` use the test /
+validation ids of a ``splits.json``: the one next to the checkpoint (``RUN_DIR/splits.json``,
+written by training: the split the model was actually trained and validated on) if present,
+else, for a cache, the cache's own ``splits.json``. ``split="auto"`` (the default) is ``"test"``
+when that split has test cases (``train.test_fraction`` > 0) and ``"val"`` otherwise: best.pt was
+chosen on the validation cases, so their score is optimistic, and the test cases are the honest
+measurement. Every output names the split it scored (``split`` in summary.json and in each
+metrics.csv row, the report's notes, the CLI's lines). A dataset folder or CSV without a
+``splits.json`` beside the checkpoint can only be evaluated with ``split="all"``. A cache supplies only the case list and split: every CT and
 label is read again from the source paths in its manifest (the original grid needs them anyway)
 and preprocessed with the checkpoint's own config, so the cache's preprocessing need not match.
 """
@@ -53,6 +57,7 @@ GRIDS = ("network_grid", "original_grid")
 METRICS = (
     "dice", "jaccard", "voe", "rvd", "assd", "mssd", "hd95", "voxel_accuracy", "volume_pred_ml", "volume_ref_ml",
 )
+SPLITS = ("auto", "test", "val", "all")
 _COUNTS = ("n_pred", "n_ref", "n_overlap")  # voxel counts kept per case for the global Dice
 SUMMARY_NOTE = (
     "mean, std (ddof=0) and median over cases with a finite value; n_nonfinite counts the cases "
@@ -161,27 +166,28 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 def select_cases(
     data: str | os.PathLike[str], split: str, checkpoint: str | os.PathLike[str]
-) -> tuple[list[Any], str]:
-    """The cases to evaluate and a description of where the split came from.
+) -> tuple[list[Any], str, str]:
+    """The cases to evaluate, the split they are, and where the split came from.
 
     Args:
         data: a livseg cache folder or a dataset folder/CSV.
-        split: ``"val"`` or ``"all"``.
+        split: ``"auto"``, ``"test"``, ``"val"`` or ``"all"`` (see the module docstring).
         checkpoint: the checkpoint; its folder is searched for ``splits.json``.
 
     Returns:
-        ``([Case, ...], split source)``.
+        ``([Case, ...], split scored ("test", "val" or "all"), split source)``.
 
     Raises:
         ConfigError: unknown ``split``.
-        DatasetError: no split file for ``split="val"``, or split ids missing from the data.
+        DatasetError: no split file (unless ``split="all"``), no test cases for
+            ``split="test"``, or split ids missing from the data.
         InputFileNotFoundError: ``data`` does not exist.
     """
     from livseg.data.cache import is_cache, load_manifest
     from livseg.data.datasets import SPLITS_FILE, Case, discover_cases, load_split
 
-    if split not in ("val", "all"):
-        raise ConfigError(f"split must be 'val' or 'all', got {split!r}")
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     data = Path(data)
     if is_cache(data):
         manifest = load_manifest(data)
@@ -192,25 +198,32 @@ def select_cases(
     else:
         cases = discover_cases(data)
     if split == "all":
-        return cases, "all"
+        return cases, "all", "all"
     candidates = [Path(checkpoint).parent / SPLITS_FILE]
     if is_cache(data):
         candidates.append(data / SPLITS_FILE)
     found = next((path for path in candidates if path.is_file()), None)
     if found is None:
         raise DatasetError(
-            f"split 'val' needs a {SPLITS_FILE}; looked at {', '.join(str(c) for c in candidates)}. "
+            f"split {split!r} needs a {SPLITS_FILE}; looked at {', '.join(str(c) for c in candidates)}. "
             "Keep the checkpoint in its run folder, or use --split all"
         )
-    wanted = list(load_split(found)["val"])
+    parts = load_split(found)
+    if split == "auto":
+        split = "test" if parts["test"] else "val"
+    wanted = list(parts[split])
+    if not wanted:
+        raise DatasetError(
+            f"{found}: no {split} cases; train with --test-fraction to hold some out, or use --split val"
+        )
     by_id = {case.case_id: case for case in cases}
     missing = [cid for cid in wanted if cid not in by_id]
     if missing:
         raise DatasetError(
-            f"{found}: {len(missing)} validation case(s) not in {data}: {missing[:10]}; "
+            f"{found}: {len(missing)} {split} case(s) not in {data}: {missing[:10]}; "
             "evaluate on the dataset the model was trained on, or use --split all"
         )
-    return [by_id[cid] for cid in wanted], str(found)
+    return [by_id[cid] for cid in wanted], split, str(found)
 
 
 # ------------------------------------------------------------------------------------- evaluate
@@ -220,7 +233,7 @@ def evaluate(
     checkpoint: str | os.PathLike[str],
     data: str | os.PathLike[str],
     *,
-    split: str = "val",
+    split: str = "auto",
     out_dir: str | os.PathLike[str],
     postprocess: bool = True,
     threshold: float = 0.5,
@@ -238,7 +251,8 @@ def evaluate(
     Args:
         checkpoint: livseg checkpoint.
         data: a livseg cache (manifest.json + splits.json) or a dataset folder/CSV.
-        split: ``"val"`` (see the module docstring for where the split comes from) or ``"all"``.
+        split: ``"auto"`` (test when the split has test cases, else val), ``"test"``, ``"val"`` or
+            ``"all"``; see the module docstring for where the split comes from.
         out_dir: output folder.
         postprocess: post-process the original-grid prediction (the network-grid score never is).
         threshold: probability threshold on both grids (paper: 0.5).
@@ -264,7 +278,7 @@ def evaluate(
 
     out = Path(out_dir)
     model, config = load_model(checkpoint, device)
-    cases, split_source = select_cases(data, split, checkpoint)
+    cases, split, split_source = select_cases(data, split, checkpoint)
     if not cases:
         raise DatasetError(f"{data}: no cases to evaluate for split {split!r}")
     figure_paths = {case.case_id: out / "figures" / f"{case.case_id}.png" for case in cases} if figures else {}
@@ -283,7 +297,7 @@ def evaluate(
             ),
             "original_grid": score_case(result.mask, labels > 0, volume.spacing),
         }
-        rows.extend({"case": case.case_id, "grid": grid, **values} for grid, values in scores.items())
+        rows.extend({"case": case.case_id, "split": split, "grid": grid, **values} for grid, values in scores.items())
         log.debug("%s: Dice %.4f (network grid), %.4f (original grid)", case.case_id,
                  scores["network_grid"]["dice"], scores["original_grid"]["dice"])
         if figures:
@@ -302,7 +316,7 @@ def evaluate(
         "statistics": SUMMARY_NOTE,
         **summarize(rows),
     }
-    columns = ["case", "grid", *METRICS, *_COUNTS]
+    columns = ["case", "split", "grid", *METRICS, *_COUNTS]
     with atomic_output(out / "metrics.csv", overwrite=True) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")

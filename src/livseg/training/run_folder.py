@@ -116,7 +116,7 @@ def prepare_cache(data: Path, out: Path, config: RunConfig, *, progress: bool, i
     _on_main_first(
         lambda: preprocess_dataset(
             data, cache, config=config.preprocess, val_fraction=config.train.val_fraction,
-            seed=config.train.seed, progress=progress,
+            seed=config.train.seed, progress=progress, test_fraction=config.train.test_fraction,
         ),
         info,
         out / READY_MARKER,
@@ -124,8 +124,14 @@ def prepare_cache(data: Path, out: Path, config: RunConfig, *, progress: bool, i
     return cache
 
 
-def load_run_split(cache: Path, out: Path, *, resume: bool) -> dict[str, Any]:
+def load_run_split(cache: Path, out: Path, config: RunConfig, *, resume: bool) -> dict[str, Any]:
     split = load_split(cache / SPLITS_FILE)
+    if split["test_fraction"] != config.train.test_fraction:
+        raise ConfigError(
+            f"{cache / SPLITS_FILE}: split has test_fraction {split['test_fraction']} ({len(split['test'])} test "
+            f"cases), the run asks for {config.train.test_fraction}; rerun `livseg preprocess --test-fraction "
+            f"{config.train.test_fraction}` or pass the dataset folder"
+        )
     if not split["train"] or not split["val"]:
         raise DatasetError(
             f"{cache / SPLITS_FILE}: {len(split['train'])} training and {len(split['val'])} validation cases; "
@@ -134,7 +140,7 @@ def load_run_split(cache: Path, out: Path, *, resume: bool) -> dict[str, Any]:
     saved = out / SPLITS_FILE
     if resume and saved.is_file():
         old = load_split(saved)
-        if (old["train"], old["val"]) != (split["train"], split["val"]):
+        if (old["train"], old["val"], old["test"]) != (split["train"], split["val"], split["test"]):
             raise DatasetError(
                 f"{saved}: the run was trained on a different split than {cache / SPLITS_FILE} now holds; "
                 "resume with the same data and seed"

@@ -4,7 +4,8 @@
 :class:`~livseg.config.RunConfig` into a run folder::
 
     RUN_DIR/config.json    the resolved RunConfig (livseg.config.to_dict)
-    RUN_DIR/splits.json    the train/validation case ids used
+    RUN_DIR/splits.json    the train/validation case ids used, and the test ids held out
+                           (``train.test_fraction``) for ``evaluate``
     RUN_DIR/metrics.csv    one row per epoch: epoch, train_loss, val_loss, val_dice,
                            val_accuracy, seconds, lr (rewritten atomically every epoch)
     RUN_DIR/curves.png     training loss and validation Dice / accuracy per epoch (redrawn at
@@ -226,7 +227,7 @@ def _prepare_run_folder(
     if overwrite and info.is_main:
         clear_run_folder(out, config)
     cache = prepare_cache(data, out, config, progress=progress, info=info)
-    split = load_run_split(cache, out, resume=resume)
+    split = load_run_split(cache, out, config, resume=resume)
     checkpoint = load_checkpoint(out / "last.pt") if resume else None
     if checkpoint is not None:
         check_resume_config(checkpoint.config, config, out / "last.pt")
