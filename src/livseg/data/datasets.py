@@ -29,7 +29,14 @@ import numpy as np
 
 from livseg.data.io.files import read_json, write_json
 from livseg.data.io.nifti import is_nifti
-from livseg.data.io.volume import LITS_LABELS, case_name, load_labels, load_volume, same_grid
+from livseg.data.io.volume import (
+    LITS_LIVER_LABELS,
+    allowed_label_values,
+    case_name,
+    load_labels,
+    load_volume,
+    same_grid,
+)
 from livseg.errors import ConfigError, DatasetError, InputFileNotFoundError, LivsegError, one_line
 
 log = logging.getLogger(__name__)
@@ -155,7 +162,9 @@ def _cases_from_csv(path: Path, problems: list[str]) -> list[Case]:
 # -------------------------------------------------------------------------------------- validation
 
 
-def validate_cases(cases: Sequence[Case], *, check_labels: bool = True) -> None:
+def validate_cases(
+    cases: Sequence[Case], *, check_labels: bool = True, liver_labels: Sequence[int] = LITS_LIVER_LABELS
+) -> None:
     """Check every case and report all problems at once.
 
     Shape, affine and dimensionality come from the NIfTI headers (cheap); readability is checked
@@ -164,7 +173,9 @@ def validate_cases(cases: Sequence[Case], *, check_labels: bool = True) -> None:
 
     Args:
         cases: the cases to check.
-        check_labels: also require a label per case with values in {0, 1, 2}.
+        check_labels: also require a label per case with values in {0, 1, 2} (any integers when
+            ``liver_labels`` is not LiTS's 1,2: see :func:`~livseg.data.io.volume.allowed_label_values`).
+        liver_labels: the label values that count as liver.
 
     Raises:
         DatasetError: one line per unusable case, after a summary line ("3 of 10 cases are
@@ -172,14 +183,14 @@ def validate_cases(cases: Sequence[Case], *, check_labels: bool = True) -> None:
     """
     bad = []
     for case in cases:
-        problems = _case_problems(case, check_labels)
+        problems = _case_problems(case, check_labels, allowed_label_values(liver_labels))
         if problems:
             bad.append(f"  {case.case_id}: " + "; ".join(problems))
     if bad:
         raise DatasetError(f"{len(bad)} of {len(cases)} cases are unusable:\n" + "\n".join(bad))
 
 
-def _case_problems(case: Case, check_labels: bool) -> list[str]:
+def _case_problems(case: Case, check_labels: bool, allowed: Sequence[int] | None) -> list[str]:
     problems: list[str] = []
     image_grid = _grid(case.image, "image", problems, stream=True)
     if case.label is None:
@@ -196,7 +207,7 @@ def _case_problems(case: Case, check_labels: bool) -> list[str]:
             problems.append(f"label affine differs from the image affine by up to {diff:.4g} mm; expected one grid")
     if check_labels and label_grid:
         try:
-            load_labels(case.label, allowed=LITS_LABELS)
+            load_labels(case.label, allowed=allowed)
         except LivsegError as exc:
             problems.append(one_line(exc))
     return problems

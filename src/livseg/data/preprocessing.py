@@ -2,7 +2,7 @@
 
 Forward (paper): clip HU to [-100, 400] -> scale to [0, 1] by (HU + 100) / 500 -> resample to
 160 x 160 x 80 voxels, linear for CT and nearest neighbour for labels, with zoom factor
-target / original per axis -> binary target label > 0.
+target / original per axis -> binary target: label in ``liver_labels`` (LiTS: > 0).
 
 Resampling follows ``scipy.ndimage.zoom`` (corner voxels map onto corner voxels, i.e. output
 index i samples input coordinate i * (n_in - 1) / (n_out - 1)), which is what the paper used,
@@ -49,9 +49,10 @@ def window(array: np.ndarray, hu_min: float = -100.0, hu_max: float = 400.0) -> 
     return tensor.sub_(hu_min).div_(hu_max - hu_min).numpy()
 
 
-def binarize(labels: np.ndarray) -> np.ndarray:
-    """Binary liver target: label > 0 (tumour counts as liver), uint8."""
-    return (np.asarray(labels) > 0).astype(np.uint8)
+def binarize(labels: np.ndarray, liver_labels: Sequence[int] = (1, 2)) -> np.ndarray:
+    """Binary liver target, uint8: 1 where the label is one of ``liver_labels`` (LiTS: 1 liver
+    and 2 tumour, which counts as liver; TotalSegmentator: 5)."""
+    return np.isin(np.asarray(labels), list(liver_labels)).astype(np.uint8)
 
 
 def resample_linear(array: np.ndarray, shape: Sequence[int]) -> np.ndarray:
@@ -149,14 +150,15 @@ def preprocess_image(volume: Volume | np.ndarray, config: PreprocessConfig = Pre
 def preprocess_labels(
     labels: np.ndarray, config: PreprocessConfig = PreprocessConfig(), *, affine: np.ndarray | None = None
 ) -> np.ndarray:
-    """Label map -> binary target on the network grid ((reorient,) nearest neighbour, label > 0).
+    """Label map -> binary target on the network grid ((reorient,) nearest neighbour, label in
+    ``config.liver_labels``).
 
     Args:
         labels: label map on the CT's grid.
         config: preprocessing config.
         affine: the CT's affine; required when ``config.reorient``.
     """
-    return binarize(resample_nearest(_oriented(labels, affine, config), config.target_shape))
+    return binarize(resample_nearest(_oriented(labels, affine, config), config.target_shape), config.liver_labels)
 
 
 def to_original_grid(probabilities: np.ndarray, shape: Sequence[int]) -> np.ndarray:

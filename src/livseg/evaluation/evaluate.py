@@ -9,8 +9,8 @@
                    ``(n_in - 1) * spacing_in / (n_out - 1)`` apart, which differs by under one
                    voxel over the whole field of view).
 ``original_grid``  what LiTS requires: the prediction mapped back to each CT's own grid,
-                   thresholded and (by default) post-processed, against label > 0 with the CT's
-                   real spacing.
+                   thresholded and (by default) post-processed, against the liver (label in the
+                   checkpoint's ``preprocess.liver_labels``; LiTS: > 0) with the CT's real spacing.
 
 Summaries (``summary.json``): for every metric the mean, standard deviation (population,
 ddof=0) and median over the cases whose value is finite, with ``n`` (cases used) and
@@ -273,7 +273,8 @@ def evaluate(
 
     from livseg.inference.segment import load_model, segment
     from livseg.data.io.files import atomic_output, refuse_existing, write_json
-    from livseg.data.io.volume import load_labels, load_volume
+    from livseg.data.io.volume import allowed_label_values, load_labels, load_volume
+    from livseg.data.preprocessing import binarize
     from livseg.evaluation.report import plot_case_panels, write_html_report
 
     out = Path(out_dir)
@@ -289,19 +290,20 @@ def evaluate(
         if case.label is None:
             raise DatasetError(f"case {case.case_id}: image {case.image} has no label; cannot evaluate it")
         volume = load_volume(case.image)
-        labels = load_labels(case.label, like=volume)
+        labels = load_labels(case.label, like=volume, allowed=allowed_label_values(config.preprocess.liver_labels))
+        liver = binarize(labels, config.preprocess.liver_labels)  # the liver the checkpoint learned
         result = segment(volume, (model, config), threshold=threshold, postprocess=postprocess)
         scores = {
             "network_grid": score_network_grid(
                 result.probabilities, labels, volume.affine, config.preprocess, threshold=threshold
             ),
-            "original_grid": score_case(result.mask, labels > 0, volume.spacing),
+            "original_grid": score_case(result.mask, liver, volume.spacing),
         }
         rows.extend({"case": case.case_id, "split": split, "grid": grid, **values} for grid, values in scores.items())
         log.debug("%s: Dice %.4f (network grid), %.4f (original grid)", case.case_id,
                  scores["network_grid"]["dice"], scores["original_grid"]["dice"])
         if figures:
-            plot_case_panels(volume.array, labels, result.mask, volume.affine, figure_paths[case.case_id],
+            plot_case_panels(volume.array, liver, result.mask, volume.affine, figure_paths[case.case_id],
                              title=f"{case.case_id}  Dice {scores['original_grid']['dice']:.4f} (original grid)")
 
     summary = {

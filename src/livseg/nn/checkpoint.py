@@ -19,6 +19,7 @@ Layout (a plain dict of tensors, numbers, strings, lists and dicts, so that it l
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import zipfile
@@ -29,9 +30,9 @@ from typing import Any
 import torch
 
 from livseg import __version__
-from livseg.config import RunConfig, from_dict, to_dict
+from livseg.config import ModelConfig, RunConfig, from_dict, to_dict, validate_config
 from livseg.data.io.files import atomic_output
-from livseg.errors import CheckpointError, ConfigError, InputFileNotFoundError
+from livseg.errors import CheckpointError, ConfigError, InputFileNotFoundError, one_line
 
 FORMAT = "livseg-checkpoint"
 VERSION = 1
@@ -95,7 +96,9 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.d
     Raises:
         InputFileNotFoundError: no such file.
         CheckpointError: truncated or unreadable file, a file that was not written by livseg,
-            a newer format version, or an invalid stored configuration.
+            a newer format version, an invalid stored configuration (checked as ``--set``
+            overrides are, see :func:`check_stored_config`), weights that do not fit it or hold
+            NaN/inf (:func:`check_model_state`), or a non-finite optimizer state.
     """
     path = Path(path)
     if not path.is_file():
@@ -114,7 +117,10 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.d
             f"{path}: not a livseg checkpoint (format tag {found!r}, expected {FORMAT!r}); "
             "use a best.pt or last.pt written by `livseg train`"
         )
-    if int(payload.get("version", 0)) > VERSION:
+    version = payload.get("version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise CheckpointError(f"{path}: checkpoint format version {version!r} is not an integer; the file was changed")
+    if version > VERSION:
         raise CheckpointError(
             f"{path}: checkpoint format version {payload.get('version')} is newer than this livseg "
             f"understands ({VERSION}); upgrade livseg"
@@ -122,21 +128,121 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.d
     missing = [key for key in ("config", "model") if key not in payload]
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks {missing}; expected a complete livseg checkpoint")
-    try:
-        config = from_dict(RunConfig, payload["config"])
-    except ConfigError as exc:
-        raise CheckpointError(f"{path}: stored configuration is invalid: {exc}") from None
-    known = {"format", "version", "livseg", "config", "model", "epoch", "best_score", "best_epoch", "history"}
+    config = check_stored_config(payload["config"], where=str(path))
+    state = check_model_state(payload["model"], config.model, where=str(path))
+    progress = {key: _number(payload, key, kind, str(path)) for key, kind in _PROGRESS.items()}
+    history = payload.get("history", [])
+    if not isinstance(history, list):
+        raise CheckpointError(f"{path}: 'history' is a {type(history).__name__}; expected a list of epoch records")
+    if "optimizer" in payload and not _all_finite(payload["optimizer"]):
+        raise CheckpointError(f"{path}: optimizer state holds NaN or infinite values; the run diverged or the file "
+                              "was changed: resume from an earlier checkpoint or start a new run")
+    known = {"format", "version", "livseg", "config", "model", *_PROGRESS, "history"}
     return Checkpoint(
         config=config,
-        model_state=payload["model"],
-        epoch=int(payload.get("epoch", 0)),
-        best_score=float(payload.get("best_score", float("nan"))),
-        best_epoch=int(payload.get("best_epoch", 0)),
-        history=list(payload.get("history", [])),
+        model_state=state,
+        history=list(history),
         extra={k: v for k, v in payload.items() if k not in known},
         path=str(path),
+        **progress,
     )
+
+
+# --------------------------------------------------------------------------------- validation
+
+_PROGRESS = {"epoch": int, "best_score": float, "best_epoch": int}  # keys of the training progress
+
+
+def check_stored_config(data: Any, *, where: str) -> RunConfig:
+    """The RunConfig stored in a checkpoint, type- and range-checked as ``--set`` overrides are.
+
+    Missing keys take their defaults (checkpoints of an older livseg still load). Reusable for
+    any further configuration a checkpoint stores (a second stage).
+
+    Args:
+        data: the stored ``to_dict(RunConfig)``.
+        where: the file (or part of it) named in the message.
+
+    Raises:
+        CheckpointError: naming the field, e.g. ``model.dropout: expected 0 <= p < 1, got 5.0``.
+    """
+    try:
+        config = from_dict(RunConfig, data)
+        validate_config(config)
+    except ConfigError as exc:
+        raise CheckpointError(f"{where}: stored configuration is invalid: {one_line(exc)}") from None
+    return config
+
+
+def check_model_state(state: Any, config: ModelConfig, *, where: str) -> dict[str, torch.Tensor]:
+    """Check stored weights against the network ``config`` describes, before anything is built.
+
+    The expected names, shapes and dtypes come from a UNet3D on the ``meta`` device (no memory).
+    Every tensor must have its expected shape, a floating dtype where the network has one
+    (integer counters such as ``num_batches_tracked`` stay integer) and only finite values.
+
+    Args:
+        state: the stored state dict.
+        config: the stored model configuration (already validated).
+        where: the file (or part of it) named in the message.
+
+    Returns:
+        ``state`` itself.
+
+    Raises:
+        CheckpointError: naming the first bad tensor.
+    """
+    from livseg.nn.model import UNet3D
+
+    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+        raise CheckpointError(f"{where}: model weights are a {type(state).__name__}; expected a dict of tensors by name")
+    with torch.device("meta"):
+        expected = UNet3D(config).state_dict()
+    lacking, surplus = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if lacking:
+        raise CheckpointError(f"{where}: model weights lack {len(lacking)} tensor(s) the stored model config needs: "
+                              f"{lacking[:5]}")
+    if surplus:
+        raise CheckpointError(f"{where}: model weights hold {len(surplus)} tensor(s) the stored model config has no "
+                              f"place for: {surplus[:5]}")
+    for name, want in expected.items():
+        tensor = state[name]
+        if not isinstance(tensor, torch.Tensor):
+            raise CheckpointError(f"{where}: '{name}' is a {type(tensor).__name__}; expected a tensor")
+        if tensor.shape != want.shape:
+            raise CheckpointError(f"{where}: tensor '{name}' has shape {tuple(tensor.shape)}; the stored model config "
+                                  f"gives {tuple(want.shape)}")
+        if want.is_floating_point() != tensor.is_floating_point() or tensor.is_complex():
+            kind = "a floating-point" if want.is_floating_point() else "an integer"
+            raise CheckpointError(f"{where}: tensor '{name}' has dtype {tensor.dtype}; expected {kind} tensor")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(f"{where}: tensor '{name}' holds {bad} NaN or infinite values; the weights are "
+                                  "unusable (a diverged run or a changed file)")
+    return state
+
+
+def _number(payload: dict[str, Any], key: str, kind: type, where: str) -> Any:
+    """A progress entry (epoch, best_score, ...) of the payload as ``kind``; NaN is a valid score."""
+    default = {int: 0, float: float("nan")}[kind]
+    value = payload.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
+        name = "an integer" if kind is int else "a number"
+        raise CheckpointError(f"{where}: {key!r} is {value!r}; expected {name}")
+    return kind(value)
+
+
+def _all_finite(value: Any) -> bool:
+    """True when every floating tensor and float nested in dicts/lists is finite."""
+    if isinstance(value, torch.Tensor):
+        return not value.is_floating_point() or bool(torch.isfinite(value).all())
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_all_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(_all_finite(v) for v in value)
+    return True
 
 
 def build_model(checkpoint: Checkpoint) -> torch.nn.Module:

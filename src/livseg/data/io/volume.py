@@ -36,6 +36,14 @@ from livseg.errors import (
 log = logging.getLogger(__name__)
 
 LITS_LABELS = (0, 1, 2)  # background, liver, tumour
+LITS_LIVER_LABELS = (1, 2)  # the values that count as liver in LiTS (tumour lies inside the liver)
+
+
+def allowed_label_values(liver_labels: Sequence[int]) -> tuple[int, ...] | None:
+    """The values a label map may hold when ``liver_labels`` count as liver: exactly LiTS's
+    {0, 1, 2} with LiTS's liver labels (a stray value means a wrong file), any integers with any
+    other choice (a multi-organ map: TotalSegmentator's liver is 5 among 117 classes)."""
+    return LITS_LABELS if tuple(liver_labels) == LITS_LIVER_LABELS else None
 AFFINE_TOLERANCE_MM = 1e-3  # grids whose affines differ by less are the same grid
 
 
@@ -117,7 +125,7 @@ def load_labels(
     like: Volume | None = None,
     *,
     select: int | Sequence[int] | None = None,
-    allowed: Sequence[int] = LITS_LABELS,
+    allowed: Sequence[int] | None = LITS_LABELS,
     resample: bool = False,
     series_id: str | None = None,
 ) -> np.ndarray:
@@ -133,7 +141,8 @@ def load_labels(
         select: label value(s) that make up the foreground. When given, the result is binary
             (1 where the label is one of them, e.g. ``select=5`` for TotalSegmentator's liver or
             ``select=255`` for IRCADb masks); when None, values are kept and checked.
-        allowed: permitted values when ``select`` is None (LiTS: 0 background, 1 liver, 2 tumour).
+        allowed: permitted values when ``select`` is None (LiTS: 0 background, 1 liver, 2 tumour);
+            None permits any integer (see :func:`allowed_label_values`).
         resample: when the grid differs from ``like``, map the labels onto it by physical
             coordinates (nearest neighbour) instead of raising.
         series_id: DICOM series to read from a folder with several.
@@ -167,12 +176,16 @@ def load_labels(
     if select is not None:
         values = [select] if isinstance(select, (int, np.integer)) else list(select)
         return np.isin(array, values).astype(np.uint8)
-    present = np.unique(array)
-    unexpected = sorted(set(present.astype(np.int64).tolist()) - set(allowed))
+    present = np.unique(array).astype(np.int64)
+    if allowed is None:
+        if present.min() < 0 or present.max() > 255:
+            raise LabelValueError(f"{source}: label values {present.min()}..{present.max()} do not fit 0..255")
+        return array.astype(np.uint8)
+    unexpected = sorted(set(present.tolist()) - set(allowed))
     if unexpected:
         raise LabelValueError(
             f"{source}: labels {unexpected[:10]} are outside the allowed set {sorted(allowed)}; "
-            "pass select=... to pick the liver label(s)"
+            "for a multi-organ map name the liver value(s) (CLI --liver-labels 5, config preprocess.liver_labels)"
         )
     return array.astype(np.uint8)
 
