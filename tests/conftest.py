@@ -9,7 +9,7 @@ from typing import Callable, Sequence
 import nibabel as nib
 import numpy as np
 import pytest
-from helpers import SHARED_DATA, TINY, write_case
+from helpers import SHARED_DATA, TINY, TINY_REGION, write_case, write_tumour_case
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +32,23 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         write_case(root / "data", n)
     result = train(root / "data", root / "run", TINY, device="cpu", progress=False)
     return {"data": root / "data", "run": root / "run", "checkpoint": result.paths["best"], "cache": result.paths["cache"]}
+
+
+@pytest.fixture(scope="session")
+def cascade_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Both stages trained briefly on five cases with a tumour each (:func:`helpers.write_tumour_case`)
+    and joined into one cascade checkpoint, once per session: ``data``, ``liver`` and ``tumour``
+    (the stages' best.pt), ``stage2_run`` (its run folder) and ``cascade``. Tests must not write into it."""
+    from livseg.nn.checkpoint import save_cascade
+    from livseg.training.train import train
+
+    root = tmp_path_factory.mktemp("cascade")
+    for n in range(5):
+        write_tumour_case(root / "data", n)
+    liver = train(root / "data", root / "stage1", TINY, device="cpu", progress=False).paths["best"]
+    tumour = train(root / "data", root / "stage2", TINY_REGION, device="cpu", progress=False).paths["best"]
+    cascade = save_cascade(root / "cascade.pt", liver, tumour)
+    return {"data": root / "data", "liver": liver, "tumour": tumour, "stage2_run": root / "stage2", "cascade": cascade}
 
 
 @pytest.fixture(scope="session")

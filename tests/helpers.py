@@ -9,7 +9,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from livseg.config import ModelConfig, PreprocessConfig, RunConfig, TrainConfig
+from livseg.config import ModelConfig, PreprocessConfig, RegionConfig, RunConfig, TrainConfig
 
 # tests/helpers.py -> parents[0] tests, [1] the repository (/work/main), [2] its parent (/work)
 SHARED_DATA = Path(os.environ.get("LIVSEG_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -38,4 +38,35 @@ def write_case(folder: Path, n: int, shape: tuple[int, int, int] = (24, 20, 12))
     affine = np.diag([-0.8, -0.8, 2.5, 1.0])
     folder.mkdir(parents=True, exist_ok=True)
     nib.save(nib.Nifti1Image(ct.astype(np.int16), affine), str(folder / f"volume-{n}.nii.gz"))
+    nib.save(nib.Nifti1Image(labels, affine), str(folder / f"segmentation-{n}.nii.gz"))
+
+
+# Stage 2 of the tests: TINY's network with two outputs on a 2 mm region, 16 x 16 x 8 patches.
+TINY_REGION = RunConfig(
+    name="tiny-region",
+    preprocess=PreprocessConfig(target_shape=(16, 16, 8), reorient=True),
+    model=ModelConfig(out_channels=2, channels=(4, 8)),
+    train=TrainConfig(epochs=2, lr=1e-2, val_fraction=0.4, num_threads=1),
+    region=RegionConfig(enabled=True, spacing_mm=(2.0, 2.0, 3.0), margin_mm=4.0, jitter_mm=2.0,
+                        patch_shape=(16, 16, 8), tumour_fraction=0.5),
+)
+
+
+def write_tumour_case(folder: Path, n: int, shape: tuple[int, int, int] = (40, 36, 20)) -> None:
+    """A LiTS-style case with an ellipsoid liver (150 HU) and one spherical tumour (400 HU) in it,
+    on a LiTS-like grid (x and y flipped, 1.5 x 1.5 x 3 mm). Labels 0/1/2; CT without noise, so that
+    the window [-100, 400] maps background, liver and tumour onto 0, 0.5 and 1."""
+    rng = np.random.default_rng(100 + n)
+    grid = np.meshgrid(*(np.arange(s, dtype=float) for s in shape), indexing="ij")
+    centre = np.array(shape) / 2 + rng.uniform(-2, 2, 3)
+    liver = sum(((g - c) / r) ** 2 for g, c, r in zip(grid, centre, (12.0, 10.0, 6.0))) <= 1
+    spot = centre + rng.uniform(-3, 3, 3) * (1, 1, 0.3)
+    tumour = sum(((g - c) / r) ** 2 for g, c, r in zip(grid, spot, (3.5, 3.5, 1.8))) <= 1
+    labels = liver.astype(np.uint8)
+    labels[tumour & liver] = 2
+    ct = np.choose(labels, [-100, 150, 400]).astype(np.int16)
+    affine = np.diag([-1.5, -1.5, 3.0, 1.0])
+    affine[:3, 3] = (30.0, 27.0, -30.0)
+    folder.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(ct, affine), str(folder / f"volume-{n}.nii.gz"))
     nib.save(nib.Nifti1Image(labels, affine), str(folder / f"segmentation-{n}.nii.gz"))

@@ -81,7 +81,7 @@ def test_bad_overrides(override: str, message: str) -> None:
 
 
 def test_unknown_preset_and_keys() -> None:
-    with pytest.raises(ConfigError, match=r"unknown preset 'papr'; expected one of \['default', 'demo', 'paper'\]"):
+    with pytest.raises(ConfigError, match=r"unknown preset 'papr'; expected one of \['default', 'demo', 'demo-tumour', 'paper', 'tumour'\]"):
         get_preset("papr")
     with pytest.raises(ConfigError, match=r"RunConfig: unknown keys \['extra'\]"):
         from_dict(RunConfig, {**to_dict(RunConfig()), "extra": 1})

@@ -73,6 +73,7 @@ def _run_preprocess(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.no_progress,
         test_fraction=args.test_fraction,
+        region=config.region,
     )
     print(f"cached {len(manifest['cases'])} cases in {args.out}")
     return 0
@@ -90,7 +91,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("data", type=Path, help="dataset folder (LiTS or MSD layout), CSV of image,label pairs, or cache folder")
     p.add_argument("-o", "--out", type=Path, required=True, help="run folder")
     p.add_argument("--preset", default=None,
-                   help="paper, default or demo (default: paper; with --resume: the run's own config.json)")
+                   help="paper, default, demo; tumour or demo-tumour for stage 2 of a cascade (default: paper; "
+                   "with --resume: the run's own config.json)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, e.g. train.lr=3e-4 or model.channels=16,32,64 (repeatable)")
     _add_liver_labels(p)
@@ -204,7 +206,9 @@ def _run_predict(args: argparse.Namespace) -> int:
     )
     for stats in results:
         written = ", ".join(str(args.out / stats["outputs"][key]) for key in ("mask", "seg") if key in stats["outputs"])
-        print(f"{stats['case']}: liver {stats['liver_volume_ml']:.1f} mL, {stats['seconds']:.1f} s -> {written}")
+        tumour = (f", {stats['tumour_count']} tumour(s) {stats['tumour_volume_ml']:.1f} mL "
+                  f"(burden {stats['tumour_burden_percent']:.1f} %)" if "tumour_count" in stats else "")
+        print(f"{stats['case']}: liver {stats['liver_volume_ml']:.1f} mL{tumour}, {stats['seconds']:.1f} s -> {written}")
     return 0
 
 
@@ -247,12 +251,39 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         figures=not args.no_figures,
         overwrite=args.overwrite,
     )
-    for grid in ("network_grid", "original_grid"):
+    from livseg.evaluation.evaluate import GRIDS, tumour_note
+
+    for grid in (g for g in GRIDS if g in summary):
         dice = summary[grid]["metrics"]["dice"]
         print(f"{grid}: mean Dice {dice['mean']:.4f} (median {dice['median']:.4f}), "
               f"global Dice {summary[grid]['global_dice']:.4f}, {summary[grid]['n_cases']} cases, "
               f"{summary['split']} split")
+    if "tumour" in summary:
+        print(tumour_note(summary["tumour"]))
     print(f"results in {args.out}")
+    return 0
+
+
+def _add_cascade(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "cascade",
+        help="join a liver checkpoint and a tumour (stage 2) checkpoint into one cascade file",
+        description="Write one self-describing checkpoint holding both stages: stage 1 finds the liver on "
+        "the whole CT, stage 2 (trained with --preset tumour or demo-tumour) segments liver and tumour on "
+        "the liver's region. `livseg predict --checkpoint CASCADE` then writes 0/1/2 label maps (LiTS).",
+    )
+    p.add_argument("--liver", type=Path, required=True, help="stage 1: a liver run's best.pt")
+    p.add_argument("--tumour", type=Path, required=True, help="stage 2: a tumour run's best.pt")
+    p.add_argument("-o", "--out", type=Path, required=True, help="cascade checkpoint to write (e.g. cascade.pt)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    p.set_defaults(func=_run_cascade)
+
+
+def _run_cascade(args: argparse.Namespace) -> int:
+    from livseg.nn.checkpoint import save_cascade
+
+    path = save_cascade(args.out, args.liver, args.tumour, overwrite=args.overwrite)
+    print(f"wrote cascade {path} (stage 1 {args.liver}, stage 2 {args.tumour})")
     return 0
 
 
@@ -333,6 +364,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [  # in pipeline 
     _add_phantom,
     _add_preprocess,
     _add_train,
+    _add_cascade,
     _add_evaluate,
     _add_predict,
 ]

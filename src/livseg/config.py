@@ -11,6 +11,11 @@ Presets:
     ``default`` the paper's network and loss, plus reorientation to RAS before resampling and
                 augmentation; what we recommend for real data.
     ``demo``    the same method scaled down to train on two CPU cores in a few minutes.
+    ``tumour``  stage 2 of the cascade (liver and tumour on the liver's region at 1 mm), for a GPU.
+    ``demo-tumour``  stage 2 scaled down for ``livseg demo`` on two CPU cores.
+
+A stage-2 run differs from a stage-1 run only in its ``region`` section (enabled) and its two
+output channels; the training machinery is the same.
 """
 
 from __future__ import annotations
@@ -96,6 +101,29 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class RegionConfig:
+    """Stage 2 of the cascade: the liver's bounding box plus a margin, resampled to a fixed spacing.
+
+    Off for stage 1 (the whole CT on ``preprocess.target_shape``). When enabled the network has two
+    sigmoid outputs, nested as nnU-Net's region-based training does: channel 0 liver-or-tumour
+    (label > 0, the LiTS liver and stage 1's target), channel 1 tumour (label 2). Axes are those of
+    the CT re-indexed to RAS (``preprocess.reorient`` must be on).
+    """
+
+    enabled: bool = False
+    spacing_mm: tuple[float, float, float] = (1.0, 1.0, 1.0)  # isotropic ~ LiTS median in-plane; rotations do not shear
+    margin_mm: float = 15.0  # context around the liver's box, at training and at inference
+    jitter_mm: float = 10.0  # training: every face of the box moves by up to this (stage-1 errors)
+    patch_shape: tuple[int, int, int] = (128, 128, 128)  # network input at training and per sliding window
+    patches_per_case: int = 2  # training patches drawn per case per epoch
+    tumour_fraction: float = 0.33  # share of patches centred on a tumour voxel (nnU-Net: a third)
+    tumour_weight: float = 2.0  # loss = (liver term + w * tumour term) / (1 + w)
+    overlap: float = 0.5  # sliding window: fraction of a patch shared with its neighbour
+    blend: str = "gaussian"  # sliding window: "gaussian" (centre-weighted, sigma = patch / 8) or "uniform"
+    min_lesion_mm3: float = 65.0  # predicted tumours smaller than a 5 mm sphere become liver
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything that defines a training run and the checkpoints it writes."""
 
@@ -104,6 +132,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    region: RegionConfig = field(default_factory=RegionConfig)
 
 
 PRESETS: dict[str, RunConfig] = {
@@ -133,6 +162,33 @@ PRESETS: dict[str, RunConfig] = {
             # reoriented inputs always show the liver on the same side: flips would teach poses that never occur
             augment=AugmentConfig(enabled=True, flip_prob=0.0),
         ),
+    ),
+    # Stage 2 for real data on a GPU (not trained here: no GPU and no LiTS on the development machine).
+    # Sizes follow nnU-Net's LiTS full-resolution plan (1 mm-ish, 128^3 patches, five levels).
+    "tumour": RunConfig(
+        name="tumour",
+        preprocess=PreprocessConfig(reorient=True),  # the region is cut from the CT in RAS axis order
+        model=ModelConfig(out_channels=2, channels=(32, 64, 128, 256, 320), dropout=0.0),
+        train=TrainConfig(
+            epochs=300,  # x 4 patches per case: ~125 k patches for LiTS's 105 training cases
+            batch_size=2,
+            lr=3e-4,
+            augment=AugmentConfig(enabled=True, flip_prob=0.0),  # the liver's region is not symmetric either
+        ),
+        region=RegionConfig(enabled=True, patches_per_case=4),
+    ),
+    # Stage 2 of `livseg demo` (phantoms of 96x96x48, ~4 x 4 x 6 mm voxels) on two CPU cores.
+    "demo-tumour": RunConfig(
+        name="demo-tumour",
+        preprocess=PreprocessConfig(reorient=True),
+        model=ModelConfig(out_channels=2, channels=(8, 16, 32, 64), dropout=0.0),
+        train=TrainConfig(
+            epochs=30,
+            batch_size=2,
+            lr=3e-3,
+            augment=AugmentConfig(enabled=True, flip_prob=0.0),
+        ),
+        region=RegionConfig(enabled=True, spacing_mm=(3.0, 3.0, 3.0), patch_shape=(64, 64, 64), patches_per_case=1),
     ),
 }
 
@@ -318,6 +374,41 @@ def validate_config(config: RunConfig) -> None:
                 for k in ("rotate_deg", "intensity_shift", "intensity_scale", "noise_std")))
     if not 0.0 <= aug.scale_range < 1.0:
         raise ConfigError(f"train.augment.scale_range: expected 0 <= r < 1, got {aug.scale_range}")
+    if config.region.enabled:
+        _validate_region(config)
+
+
+def _validate_region(config: RunConfig) -> None:
+    """Ranges of a stage-2 (``region.enabled``) configuration."""
+    region = config.region
+    if config.model.out_channels != 2:
+        raise ConfigError(
+            f"model.out_channels: a stage-2 (region.enabled) network has 2 outputs (liver-or-tumour, tumour), "
+            f"got {config.model.out_channels}"
+        )
+    if not config.preprocess.reorient:
+        raise ConfigError("preprocess.reorient: stage 2 (region.enabled) cuts the liver's region in RAS axis order; "
+                          "set preprocess.reorient=true")
+    if tuple(config.preprocess.liver_labels) != (1, 2):
+        raise ConfigError(f"preprocess.liver_labels: stage 2 (region.enabled) learns LiTS labels (1 liver, 2 tumour, "
+                          f"both liver); got {config.preprocess.liver_labels}")
+    if len(region.spacing_mm) != 3 or not all(0.1 <= s <= 20 for s in region.spacing_mm):
+        raise ConfigError(f"region.spacing_mm: expected three voxel sizes in mm, 0.1-20, got {region.spacing_mm}")
+    factor = 2 ** (len(config.model.channels) - 1)
+    if len(region.patch_shape) != 3 or min(region.patch_shape) < 1 or any(s % factor for s in region.patch_shape):
+        raise ConfigError(f"region.patch_shape {region.patch_shape}: expected three sizes divisible by {factor} "
+                          f"for a U-Net with {len(config.model.channels)} levels")
+    if region.margin_mm < 0 or region.jitter_mm < 0 or region.min_lesion_mm3 < 0:
+        raise ConfigError("region: margin_mm, jitter_mm and min_lesion_mm3 must be >= 0")
+    if region.patches_per_case < 1:
+        raise ConfigError(f"region.patches_per_case: expected >= 1, got {region.patches_per_case}")
+    if not 0.0 <= region.tumour_fraction <= 1.0 or region.tumour_weight < 0:
+        raise ConfigError(f"region: tumour_fraction must lie in [0, 1] and tumour_weight be >= 0, got "
+                          f"{region.tumour_fraction} and {region.tumour_weight}")
+    if not 0.0 <= region.overlap < 1.0:
+        raise ConfigError(f"region.overlap: expected 0 <= overlap < 1, got {region.overlap}")
+    if region.blend not in ("gaussian", "uniform"):
+        raise ConfigError(f"region.blend: expected 'gaussian' or 'uniform', got {region.blend!r}")
 
 
 def _check_finite(config: Any, where: str) -> None:

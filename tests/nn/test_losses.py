@@ -12,14 +12,17 @@ import math
 import pytest
 import torch
 
-from livseg.config import LossConfig
+from livseg.config import LossConfig, get_preset
 from livseg.errors import ConfigError
 from livseg.nn.losses import (
     FOCAL_CLAMP,
     AdvancedComboLoss,
+    RegionLoss,
     bce_loss,
     dice_loss,
     focal_tversky_loss,
+    make_loss,
+    region_targets,
     tversky_index,
 )
 
@@ -216,3 +219,46 @@ def test_shape_mismatch_is_refused() -> None:
 def test_bad_config_is_refused(config: LossConfig) -> None:
     with pytest.raises(ConfigError):
         AdvancedComboLoss(config)
+
+
+# ------------------------------------------------------------------------ stage 2: nested regions
+
+
+def test_region_targets_nest_tumour_inside_liver() -> None:
+    label = torch.tensor([0, 1, 2, 2, 1, 0, 0, 2], dtype=torch.float32).reshape(1, 1, 2, 2, 2)
+    target = region_targets(label)
+    assert target.shape == (1, 2, 2, 2, 2)
+    assert target[0, 0].flatten().tolist() == [0, 1, 1, 1, 1, 0, 0, 1]  # liver-or-tumour
+    assert target[0, 1].flatten().tolist() == [0, 0, 1, 1, 0, 0, 0, 1]  # tumour
+    assert torch.all(target[:, 1] <= target[:, 0])
+
+
+@pytest.mark.parametrize("weight", [0.0, 1.0, 2.0])
+def test_region_loss_is_the_weighted_mean_of_the_two_channel_losses(weight: float) -> None:
+    # channel 0 gets MIXED (its target is the liver-or-tumour region), channel 1 EMPTY (no tumour):
+    # the label map is 1 where MIXED's target is 1, else 0
+    logits = torch.cat([MIXED[0], EMPTY[0]], dim=1)
+    label = MIXED[1].clone()
+    combo = AdvancedComboLoss()
+    expected = (float(combo(*MIXED)) + weight * float(combo(*EMPTY))) / (1 + weight)
+    assert float(RegionLoss(LossConfig(), tumour_weight=weight)(logits, label)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_region_loss_tumour_channel_sees_tumour_labels() -> None:
+    # label 2 where MIXED's target is 1: both channels have MIXED's target
+    logits = torch.cat([MIXED[0], MIXED[0]], dim=1)
+    loss = RegionLoss(LossConfig(), tumour_weight=3.0)(logits, MIXED[1] * 2)
+    assert float(loss) == pytest.approx(float(AdvancedComboLoss()(*MIXED)), rel=1e-6)
+
+
+def test_region_loss_refuses_bad_shapes_and_weights() -> None:
+    with pytest.raises(ValueError, match=r"logits \[N, 2, ...\]"):
+        RegionLoss()(MIXED[0], MIXED[1])
+    with pytest.raises(ConfigError, match="tumour_weight"):
+        RegionLoss(tumour_weight=-1.0)
+
+
+def test_make_loss_follows_the_stage() -> None:
+    assert isinstance(make_loss(get_preset("paper")), AdvancedComboLoss)
+    loss = make_loss(get_preset("tumour"))
+    assert isinstance(loss, RegionLoss) and loss.tumour_weight == get_preset("tumour").region.tumour_weight

@@ -11,6 +11,10 @@ Layout (written by :func:`preprocess_dataset`)::
     <cache>/<case_id>_label.npy  uint8 [X, Y, Z], binary liver: label in ``preprocess.liver_labels``
                                  (LiTS 1,2: tumour counts as liver)
 
+A stage-2 cache (``region`` given: :mod:`livseg.data.patches`) holds instead each case's liver
+region at the region spacing, labels 0/1/2, and the manifest records ``"region": {"spacing_mm",
+"context_mm"}`` and per case ``"region": {"spacing", "start", "stop", "ras_shape"}``.
+
 Every file is written through :func:`livseg.data.io.files.atomic_output` and the manifest is rewritten after
 each case, so an interrupted run keeps every finished case and never leaves half a file.
 """
@@ -26,7 +30,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from livseg.config import PreprocessConfig, from_dict, to_dict
+from livseg.config import PreprocessConfig, RegionConfig, from_dict, to_dict
 from livseg.data.datasets import (
     SPLITS_FILE,
     Case,
@@ -60,6 +64,7 @@ def preprocess_dataset(
     seed: int = 0,
     progress: bool = True,
     test_fraction: float = 0.0,
+    region: RegionConfig | None = None,
 ) -> dict[str, Any]:
     """Preprocess a whole dataset onto the network grid and cache it (resumable).
 
@@ -76,6 +81,8 @@ def preprocess_dataset(
         progress: show a tqdm progress bar.
         test_fraction: share of the cases held out as ``test`` in ``splits.json`` (never trained
             or validated on; scored by ``evaluate``); 0 keeps the paper's train/validation split.
+        region: stage 2's settings: cache each case's liver region instead (ignored unless
+            ``region.enabled``).
 
     Returns:
         The manifest (see the module docstring).
@@ -92,7 +99,8 @@ def preprocess_dataset(
     if not cases:
         raise DatasetError("no cases to preprocess")
     wanted = to_dict(config)
-    manifest = _open_cache(out, wanted)
+    region = region if region is not None and region.enabled else None
+    manifest = _open_cache(out, wanted, region_key(region))
     todo = [case for case in cases if not _is_done(out, manifest["cases"].get(case.case_id), case)]
     log.info("%d of %d cases already cached in %s", len(cases) - len(todo), len(cases), out)
     validate_cases(todo, liver_labels=config.liver_labels)
@@ -100,7 +108,7 @@ def preprocess_dataset(
     failed = []
     for case in tqdm(todo, desc="preprocess", unit="case", disable=not progress):
         try:
-            manifest["cases"][case.case_id] = _preprocess_case(case, out, config)
+            manifest["cases"][case.case_id] = _preprocess_case(case, out, config, region)
         except LivsegError as exc:
             failed.append(f"  {case.case_id}: {one_line(exc)}")
             continue
@@ -112,11 +120,20 @@ def preprocess_dataset(
     return manifest
 
 
-def _open_cache(out: Path, wanted: dict[str, Any]) -> dict[str, Any]:
+def region_key(region: RegionConfig | None) -> dict[str, Any] | None:
+    """What a stage-2 cache depends on: the region spacing and the context cut around the liver
+    (margin plus jitter); None for a stage-1 cache."""
+    if region is None or not region.enabled:
+        return None
+    return {"spacing_mm": [float(s) for s in region.spacing_mm], "context_mm": region.margin_mm + region.jitter_mm}
+
+
+def _open_cache(out: Path, wanted: dict[str, Any], region: dict[str, Any] | None) -> dict[str, Any]:
     """The existing manifest of ``out`` (same config required) or a new, empty one."""
     if (out / MANIFEST_FILE).exists():
         manifest = load_manifest(out)
-        old = manifest["preprocess"]
+        old = {**manifest["preprocess"], "region": manifest.get("region")}
+        wanted = {**wanted, "region": region}
         if old != wanted:
             changed = [k for k, v in wanted.items() if old.get(k) != v]
             detail = ", ".join(f"{k}: cache {old.get(k)} vs requested {wanted[k]}" for k in changed)
@@ -129,7 +146,10 @@ def _open_cache(out: Path, wanted: dict[str, Any]) -> dict[str, Any]:
         raise DatasetError(
             f"{out}: exists and is not an empty folder or a livseg cache (no {MANIFEST_FILE}); choose a new folder"
         )
-    return {"format": CACHE_FORMAT, "version": CACHE_VERSION, "preprocess": wanted, "cases": {}}
+    manifest = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "preprocess": wanted, "cases": {}}
+    if region is not None:
+        manifest["region"] = region
+    return manifest
 
 
 def _is_done(out: Path, entry: dict[str, Any] | None, case: Case) -> bool:
@@ -142,16 +162,24 @@ def _is_done(out: Path, entry: dict[str, Any] | None, case: Case) -> bool:
     )
 
 
-def _preprocess_case(case: Case, out: Path, config: PreprocessConfig) -> dict[str, Any]:
+def _preprocess_case(case: Case, out: Path, config: PreprocessConfig, region: RegionConfig | None) -> dict[str, Any]:
     if case.label is None:  # validate_cases has refused these already; keeps the type checker honest
         raise DatasetError(f"no label for image {case.image}")
     volume = load_volume(case.image)
     labels = load_labels(case.label, like=volume, allowed=allowed_label_values(config.liver_labels))
     image_file, label_file = f"{case.case_id}_image.npy", f"{case.case_id}_label.npy"
+    extra: dict[str, Any] = {}
+    if region is not None:
+        from livseg.data.patches import region_case
+
+        image, target, extra["region"] = region_case(volume, labels, config, region)
+    else:
+        image = preprocess_image(volume, config).astype(np.float32, copy=False)
+        target = preprocess_labels(labels, config, affine=volume.affine).astype(np.uint8, copy=False)
     with atomic_output(out / image_file, overwrite=True) as tmp:
-        np.save(tmp, preprocess_image(volume, config).astype(np.float32, copy=False))
+        np.save(tmp, image)
     with atomic_output(out / label_file, overwrite=True) as tmp:
-        np.save(tmp, preprocess_labels(labels, config, affine=volume.affine).astype(np.uint8, copy=False))
+        np.save(tmp, target)
     return {
         "image": str(case.image.resolve()),
         "label": str(case.label.resolve()),
@@ -161,6 +189,7 @@ def _preprocess_case(case: Case, out: Path, config: PreprocessConfig) -> dict[st
         "liver_ml": float(np.count_nonzero(binarize(labels, config.liver_labels)) * volume.voxel_volume_ml),
         "image_file": image_file,
         "label_file": label_file,
+        **extra,
     }
 
 
@@ -252,6 +281,10 @@ class CachedDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.case_ids)
+
+    def arrays(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The cached ``(image, label)`` arrays of one case, not copied (read-only use)."""
+        return self._arrays[index]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         image, label = self._arrays[index]

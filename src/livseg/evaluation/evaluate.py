@@ -11,6 +11,15 @@
 ``original_grid``  what LiTS requires: the prediction mapped back to each CT's own grid,
                    thresholded and (by default) post-processed, against the liver (label in the
                    checkpoint's ``preprocess.liver_labels``; LiTS: > 0) with the CT's real spacing.
+``stage1_original_grid``  cascade checkpoints only: stage 1's liver alone, scored like
+                   ``original_grid``, so that the effect of stage 2 on the liver is visible.
+
+A cascade checkpoint (stage 2 on the liver's region) also gets tumour metrics
+(:mod:`livseg.evaluation.tumours`): per case in the ``original_grid`` rows of ``metrics.csv``,
+summarised under ``"tumour"`` in ``summary.json`` (per-case and global tumour Dice, lesion
+precision and recall, recall for lesions >= 10 mm, false-positive lesions per case, tumour-burden
+error). Tumour is label 2 of the reference; cases without it count for detection (every
+predicted lesion there is a false positive) but not for the per-case tumour Dice.
 
 Summaries (``summary.json``): for every metric the mean, standard deviation (population,
 ddof=0) and median over the cases whose value is finite, with ``n`` (cases used) and
@@ -48,12 +57,13 @@ from livseg.config import PreprocessConfig
 from livseg.data.masks import as_bool
 from livseg.errors import ConfigError, DatasetError
 from livseg.evaluation.metrics import case_metrics
+from livseg.evaluation.tumours import TUMOUR_METRICS, score_tumours, summarize_tumours
 
 log = logging.getLogger(__name__)
 
 __all__ = ["GRIDS", "METRICS", "evaluate", "network_grid_spacing", "score_case", "select_cases", "summarize"]
 
-GRIDS = ("network_grid", "original_grid")
+GRIDS = ("network_grid", "original_grid", "stage1_original_grid")
 METRICS = (
     "dice", "jaccard", "voe", "rvd", "assd", "mssd", "hd95", "voxel_accuracy", "volume_pred_ml", "volume_ref_ml",
 )
@@ -271,6 +281,7 @@ def evaluate(
     """
     from tqdm.auto import tqdm
 
+    from livseg.inference.cascade import Cascade
     from livseg.inference.segment import load_model, segment
     from livseg.data.io.files import atomic_output, refuse_existing, write_json
     from livseg.data.io.volume import allowed_label_values, load_labels, load_volume
@@ -279,6 +290,7 @@ def evaluate(
 
     out = Path(out_dir)
     model, config = load_model(checkpoint, device)
+    cascade = isinstance(model, Cascade)
     cases, split, split_source = select_cases(data, split, checkpoint)
     if not cases:
         raise DatasetError(f"{data}: no cases to evaluate for split {split!r}")
@@ -299,12 +311,19 @@ def evaluate(
             ),
             "original_grid": score_case(result.mask, liver, volume.spacing),
         }
+        if cascade:
+            scores["original_grid"].update(score_tumours(result.mask, labels, volume.affine))
+            scores["stage1_original_grid"] = score_case(result.stage1_mask, liver, volume.spacing)
         rows.extend({"case": case.case_id, "split": split, "grid": grid, **values} for grid, values in scores.items())
         log.debug("%s: Dice %.4f (network grid), %.4f (original grid)", case.case_id,
                  scores["network_grid"]["dice"], scores["original_grid"]["dice"])
         if figures:
-            plot_case_panels(volume.array, liver, result.mask, volume.affine, figure_paths[case.case_id],
-                             title=f"{case.case_id}  Dice {scores['original_grid']['dice']:.4f} (original grid)")
+            tumour_dice = scores["original_grid"].get("tumour_dice", float("nan"))
+            plot_case_panels(volume.array, labels if cascade else liver, result.mask, volume.affine,
+                             figure_paths[case.case_id],
+                             title=f"{case.case_id}  Dice {scores['original_grid']['dice']:.4f} (original grid)"
+                             + (f", tumour Dice {tumour_dice:.3f}" if tumour_dice == tumour_dice else ""),
+                             tumour=cascade)
 
     summary = {
         "checkpoint": str(Path(checkpoint).resolve()),
@@ -318,7 +337,9 @@ def evaluate(
         "statistics": SUMMARY_NOTE,
         **summarize(rows),
     }
-    columns = ["case", "split", "grid", *METRICS, *_COUNTS]
+    if cascade:
+        summary["tumour"] = summarize_tumours([row for row in rows if row["grid"] == "original_grid"])
+    columns = ["case", "split", "grid", *METRICS, *_COUNTS, *(TUMOUR_METRICS if cascade else ())]
     with atomic_output(out / "metrics.csv", overwrite=True) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
@@ -346,7 +367,24 @@ def _write_report(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any],
         "Distances in mm, volumes in mL.",
         *(f"{grid}: global Dice {summary[grid]['global_dice']:.4f}, mean Dice "
           f"{summary[grid]['metrics']['dice']['mean']:.4f}" for grid in GRIDS if grid in summary),
+        *([tumour_note(summary["tumour"])] if "tumour" in summary else []),
         f"Summary statistics: {SUMMARY_NOTE}.",
     ]
+    for row in rows:
+        if row["grid"] == "original_grid" and "tumour_dice" in row:
+            by_case[row["case"]].update({key: row[key] for key in ("tumour_dice", "lesions_ref", "lesions_detected",
+                                                                   "lesions_fp", "burden_error_pct")})
     figures = {case: Path("figures") / p.name for case, p in figure_paths.items()}
     write_html_report(list(by_case.values()), figures, path, title="livseg evaluate", notes=notes)
+
+
+def tumour_note(tumour: Mapping[str, Any]) -> str:
+    """One line of the tumour summary, for reports."""
+    def show(value: Any, fmt: str = ".3f") -> str:
+        return "n/a" if value is None else format(value, fmt)
+
+    return (f"tumour ({tumour['n_cases_with_tumour']} of {tumour['n_cases']} cases with tumour): Dice per case "
+            f"{show(tumour['dice_per_case']['mean'])}, global {show(tumour['dice_global'])}; lesions: recall "
+            f"{show(tumour['recall'])} ({tumour['lesions_ref']} reference), >= 10 mm {show(tumour['recall_10mm'])}, "
+            f"precision {show(tumour['precision'])}, false positives per case {show(tumour['fp_per_case'], '.2f')}; "
+            f"burden error {show(tumour['burden_abs_error_pct'], '.2f')} percentage points (mean absolute)")

@@ -67,6 +67,7 @@ def plot_curves(history: Sequence[Mapping[str, Any]], path: str | os.PathLike[st
 # the orientation letters on the edges. Pixel aspect ratios come from the voxel spacing.
 
 DISPLAY_WINDOW_HU = (-160.0, 240.0)  # abdominal soft-tissue window (W400, L40)
+TUMOUR_COLOUR = "cyan"  # tumour outlines; the liver's are red
 
 
 def _plane(array: np.ndarray, plane: str, index: int) -> np.ndarray:
@@ -125,9 +126,12 @@ def plot_preview(
 ) -> Path:
     """Axial, coronal and sagittal slices through the liver centre with the mask outlined.
 
+    The liver (every non-zero voxel: tumour counts as liver) is outlined in red; tumour (label 2
+    of a cascade's 0/1/2 map) in a second colour, cyan.
+
     Args:
         image: CT in HU, axes (x, y, z) as :func:`livseg.data.io.volume.load_volume` gives them.
-        mask: liver mask on the same grid (non-zero = liver).
+        mask: liver mask on the same grid (non-zero = liver; 2 = tumour).
         affine: the CT's voxel-to-RAS affine (used for orientation and aspect ratio).
         path: PNG to write (atomically).
         title: figure title, e.g. the case name.
@@ -139,20 +143,26 @@ def plot_preview(
     """
     ras_image, ras_affine = to_ras(image, affine)
     ras_mask = to_ras(np.asarray(mask) != 0, affine)[0]
+    ras_tumour = to_ras(np.asarray(mask) == 2, affine)[0]
     spacing = spacing_from_affine(ras_affine)
-    centre = _centroid(ras_mask)
+    # through the largest tumour's centre when there is tumour, else through the liver's
+    centre = _centroid(ras_tumour if ras_tumour.any() else ras_mask)
     planes = (("axial", 2), ("coronal", 1), ("sagittal", 0))
     fig, axes = plt.subplots(1, 3, figsize=(12, 4.4))
     for ax, (plane, axis) in zip(axes, planes):
         index = centre[axis]
         _show(ax, _plane(ras_image, plane, index), plane, spacing, window)
-        outline = _plane(ras_mask, plane, index)
-        if outline.any():
-            ax.contour(outline.astype(np.float32), levels=[0.5], colors="red", linewidths=0.8)
+        for outline_mask, colour in ((ras_mask, "red"), (ras_tumour, TUMOUR_COLOUR)):
+            outline = _plane(outline_mask, plane, index)
+            if outline.any():
+                ax.contour(outline.astype(np.float32), levels=[0.5], colors=colour, linewidths=0.8)
         _label_orientation(ax, plane)
         ax.set_title(f"{plane} {index + 1}/{ras_image.shape[axis]}", fontsize=9)
-    volume_ml = float(np.count_nonzero(ras_mask)) * float(np.prod(spacing)) / 1000.0
-    fig.suptitle(f"{title}  liver {volume_ml:.0f} mL".strip(), fontsize=11)
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    label = f"liver {float(np.count_nonzero(ras_mask)) * voxel_ml:.0f} mL"
+    if ras_tumour.any():
+        label += f", tumour {float(np.count_nonzero(ras_tumour)) * voxel_ml:.1f} mL (cyan)"
+    fig.suptitle(f"{title}  {label}".strip(), fontsize=11)
     fig.tight_layout()
     return save_figure(fig, path)
 
@@ -166,6 +176,7 @@ def plot_case_panels(
     *,
     title: str = "",
     window: Sequence[float] = DISPLAY_WINDOW_HU,
+    tumour: bool = False,
 ) -> Path:
     """The paper's Fig. 4 for one case: CT slice, ground truth, prediction, side by side.
 
@@ -174,23 +185,31 @@ def plot_case_panels(
 
     Args:
         image: CT in HU, axes (x, y, z).
-        reference: ground-truth liver mask on the same grid.
+        reference: ground-truth label map on the same grid (non-zero = liver).
         prediction: predicted mask on the same grid.
         affine: the grid's voxel-to-RAS affine.
         path: PNG to write (atomically).
         title: figure title (e.g. case id and Dice).
         window: display HU range.
+        tumour: show labels 0/1/2 (a cascade's prediction): tumour brighter than liver in both
+            label panels, on the slice with the most reference tumour (predicted if none).
 
     Returns:
         ``path``.
     """
     ras_image, ras_affine = to_ras(np.asarray(image), affine)
-    ras_ref, ras_pred = (to_ras(np.asarray(a) != 0, affine)[0] for a in (reference, prediction))
+    top = 2 if tumour else 1
+    ras_ref, ras_pred = (to_ras(np.minimum(np.asarray(a), top), affine)[0] for a in (reference, prediction))
     spacing = spacing_from_affine(ras_affine)
-    per_slice = ras_ref.sum(axis=(0, 1)) if ras_ref.any() else ras_pred.sum(axis=(0, 1))
+    shown = ras_ref if ras_ref.any() else ras_pred
+    if tumour and (ras_ref == 2).any() | (ras_pred == 2).any():
+        shown = ras_ref if (ras_ref == 2).any() else ras_pred
+        per_slice = (shown == 2).sum(axis=(0, 1))
+    else:
+        per_slice = (shown > 0).sum(axis=(0, 1))
     index = int(np.argmax(per_slice))
     fig, axes = plt.subplots(1, 3, figsize=(12, 4.4))
-    panels = ((ras_image, "CT", window), (ras_ref, "ground truth", (0, 1)), (ras_pred, "prediction", (0, 1)))
+    panels = ((ras_image, "CT", window), (ras_ref, "ground truth", (0, top)), (ras_pred, "prediction", (0, top)))
     for ax, (array, name, win) in zip(axes, panels):
         _show(ax, _plane(array, "axial", index).astype(np.float32), "axial", spacing, win)
         _label_orientation(ax, "axial")

@@ -1,7 +1,8 @@
 """``livseg predict``: segment many CTs with one model load and write each case's outputs.
 
 Per case, by output type: ``<case>_liver.nii.gz`` (``nifti``: uint8, exactly the input's shape
-and affine) and/or ``<case>_seg.dcm`` (``dicom-seg``: a DICOM SEG referencing the source series,
+and affine: 0/1 liver, or 0/1/2 background/liver/tumour for a cascade checkpoint, the LiTS
+convention) and/or ``<case>_seg.dcm`` (``dicom-seg``: a DICOM SEG referencing the source series,
 for DICOM input only); always ``<case>_stats.json`` (statistics, per-stage timings); optionally
 ``<case>_preview.png`` and ``<case>_liver_probability.nii.gz``; ``report.html`` for a batch. The
 segmentation itself is :func:`livseg.inference.segment.segment`.
@@ -26,6 +27,7 @@ from livseg.data.io.files import atomic_output, refuse_existing
 from livseg.data.io.nifti import is_nifti
 from livseg.data.io.volume import case_name, load_volume, save_mask, save_probability
 from livseg.errors import ConfigError, DatasetError, InputFileNotFoundError
+from livseg.inference.cascade import Cascade
 from livseg.inference.segment import load_model, segment
 
 log = logging.getLogger(__name__)
@@ -148,7 +150,9 @@ def predict(
         progress: show a tqdm bar over cases.
         output_type: ``nifti`` (default), ``dicom-seg`` (DICOM series input only) or ``both``.
         save_probabilities: also write the liver probability on the input grid (before
-            thresholding and post-processing) as a two-byte NIfTI (uint16, scale 1/65535).
+            thresholding and post-processing) as a two-byte NIfTI (uint16, scale 1/65535); for a
+            cascade, stage 2's liver-or-tumour and tumour probabilities (``<case>_liver_probability``,
+            ``<case>_tumour_probability``; 0 outside the liver's region).
 
     Returns:
         The statistics dict of every case, as written to its JSON.
@@ -170,6 +174,10 @@ def predict(
     report = Path(out_dir) / "report.html" if len(cases) > 1 else None
     refuse_existing([p for paths in planned for p in paths.values()] + ([report] if report else []), overwrite)
     model, config = load_model(checkpoint, device)
+    if save_probabilities and isinstance(model, Cascade):  # stage 2 has a tumour probability too
+        planned = [case_outputs(out_dir, name, preview=preview, output_type=output_type,
+                                probabilities=("liver", "tumour")) for name, _ in cases]
+        refuse_existing([p for paths in planned for p in paths.values()], overwrite)
     checkpoint_name = str(Path(checkpoint).resolve())
 
     results = []
@@ -179,8 +187,9 @@ def predict(
         log.debug("%s: liver %.1f mL in %.1f s", name, stats["liver_volume_ml"], stats["seconds"])
         results.append(stats)
     if report is not None:
-        columns = ("case", "liver_volume_ml", "mean_hu", "median_hu", "n_components_before_postprocess", "seconds")
-        rows = [{key: stats[key] for key in columns} for stats in results]
+        columns = ("case", "liver_volume_ml", "tumour_count", "tumour_volume_ml", "tumour_burden_percent", "mean_hu",
+                   "median_hu", "n_components_before_postprocess", "seconds")
+        rows = [{key: stats[key] for key in columns if key in stats} for stats in results]
         figures = {s["case"]: s["outputs"]["preview"] for s in results if "preview" in s["outputs"]}
         from livseg.evaluation.report import write_html_report  # matplotlib costs 0.6 s to import: only when drawing
 
@@ -207,7 +216,10 @@ def _predict_case(name: str, path: Path, outputs: dict[str, Path], loaded: tuple
         if "seg" in tmp:
             from livseg.data.io.dicom_seg import LITS_SEGMENTS, write_dicom_seg
 
-            write_dicom_seg(result.mask, volume, tmp["seg"], segments={1: LITS_SEGMENTS[1]}, overwrite=True)
+            # liver, and for a cascade the tumour too (LiTS labels 1 and 2)
+            numbers = (1, 2) if result.stage1_mask is not None else (1,)
+            write_dicom_seg(result.mask, volume, tmp["seg"], segments={k: LITS_SEGMENTS[k] for k in numbers},
+                            overwrite=True)
         for name, probability in result.input_probabilities.items():
             save_probability(probability, volume, tmp[f"probability_{name}"], overwrite=True)
         if "preview" in tmp:

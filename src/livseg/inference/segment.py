@@ -8,6 +8,8 @@ Pipeline of :func:`segment` (each stage timed):
                   interpolating probabilities rather than a thresholded mask gives a smooth
                   boundary at the original resolution instead of network-grid staircases
     postprocess   largest 3D connected component + hole filling (:mod:`livseg.inference.postprocess`)
+    stage2        cascade checkpoints only: liver and tumour on the liver's region at a fine
+                  spacing (:mod:`livseg.inference.cascade`); the mask becomes 0/1/2 (LiTS labels)
 
 CPU speed: the model is loaded once (:func:`load_model`), its batch norms are folded into the
 preceding convolutions (:func:`fold_batchnorm`), it runs under ``torch.inference_mode`` in the
@@ -37,6 +39,7 @@ from livseg.data.masks import as_bool, bounding_box
 from livseg.data.preprocessing import preprocess_image, to_input_grid
 from livseg.device import autocast, cpu_count, resolve_device
 from livseg.errors import ConfigError
+from livseg.inference.cascade import Cascade, segment_region, tumour_stats
 from livseg.inference.postprocess import clean_mask, count_components
 
 log = logging.getLogger(__name__)
@@ -49,15 +52,19 @@ class Segmentation:
     """Result of :func:`segment`.
 
     Attributes:
-        mask: uint8 0/1 liver mask with exactly the input volume's shape.
-        probabilities: float32 liver probabilities on the network grid (the checkpoint's
+        mask: uint8 mask with exactly the input volume's shape: 0/1 liver for a liver checkpoint,
+            0/1/2 (background, liver, tumour: LiTS) for a cascade.
+        probabilities: float32 liver probabilities on stage 1's network grid (the checkpoint's
             ``preprocess.target_shape``), before back-mapping.
         stats: liver volume (mL), HU inside the liver, bounding box (mm), component count
             before post-processing, input shape and spacing (see :func:`mask_stats`).
-        timings: seconds per stage: preprocess, network, back_mapping, postprocess.
+        timings: seconds per stage: preprocess, network, back_mapping, postprocess (and stage2).
         input_probabilities: with ``keep_probabilities=True``, float32 probability maps on the
-            input grid by structure (``"liver"``), before thresholding and post-processing;
-            otherwise empty.
+            input grid by structure (``"liver"``; for a cascade stage 2's ``"liver"``, i.e.
+            liver-or-tumour, and ``"tumour"``, 0 outside the liver's region), before thresholding
+            and post-processing; otherwise empty.
+        stage1_mask: for a cascade, stage 1's post-processed 0/1 liver mask on the input grid
+            (what a liver-only checkpoint would have returned); None otherwise.
     """
 
     mask: np.ndarray
@@ -65,6 +72,7 @@ class Segmentation:
     stats: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     input_probabilities: dict[str, np.ndarray] = field(default_factory=dict)
+    stage1_mask: np.ndarray | None = None
 
 
 # ------------------------------------------------------------------------------------ the model
@@ -134,7 +142,9 @@ def load_model(
 
     Returns:
         ``(model, config)``: the eval-mode model on ``device`` (channels-last 3D on CPU) and the
-        checkpoint's full RunConfig, whose ``preprocess`` part :func:`segment` uses.
+        checkpoint's full RunConfig, whose ``preprocess`` part :func:`segment` uses. For a cascade
+        checkpoint the model is a :class:`livseg.inference.cascade.Cascade` holding both stages and
+        the config is stage 1's.
 
     Raises:
         InputFileNotFoundError: no such file.
@@ -146,6 +156,8 @@ def load_model(
     target = resolve_device(device)
     checkpoint = load_checkpoint(checkpoint_path, map_location="cpu")
     model = build_model(checkpoint)
+    if checkpoint.cascade is not None:
+        model = Cascade(model, build_model(checkpoint.cascade), checkpoint.cascade.config)
     if fold:
         model = fold_batchnorm(model)
     if target.type == "cpu":
@@ -240,6 +252,15 @@ def segment(
         mask = mask.astype(np.uint8)
     timings["postprocess"] = time.perf_counter() - start
 
+    stage1_mask = None
+    if isinstance(model, Cascade):
+        start = time.perf_counter()
+        stage1_mask = mask
+        mask, stage2_probabilities = segment_region(volume, mask, model.tumour, model.tumour_config,
+                                                    threshold=threshold, postprocess=postprocess,
+                                                    device=_model_device(model), keep_probabilities=keep_probabilities)
+        timings["stage2"] = time.perf_counter() - start
+
     stats = mask_stats(mask, volume)
     stats.update(
         n_components_before_postprocess=n_before,
@@ -248,7 +269,11 @@ def segment(
         network_shape=[int(s) for s in config.preprocess.target_shape],
     )
     kept = {"liver": on_input_grid} if keep_probabilities else {}
-    return Segmentation(mask=mask, probabilities=probabilities, stats=stats, timings=timings, input_probabilities=kept)
+    if stage1_mask is not None:
+        stats.update(tumour_stats(mask, volume), stage1_liver_volume_ml=mask_stats(stage1_mask, volume)["liver_volume_ml"])
+        kept = stage2_probabilities
+    return Segmentation(mask=mask, probabilities=probabilities, stats=stats, timings=timings, input_probabilities=kept,
+                        stage1_mask=stage1_mask)
 
 
 def mask_stats(mask: np.ndarray, volume: Volume) -> dict[str, Any]:

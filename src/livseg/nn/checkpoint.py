@@ -4,7 +4,7 @@ Layout (a plain dict of tensors, numbers, strings, lists and dicts, so that it l
 ``torch.load(weights_only=True)`` and a downloaded checkpoint cannot run code)::
 
     format        "livseg-checkpoint"
-    version       1
+    version       2 (1: before cascades; version-1 files load unchanged)
     livseg        the livseg version that wrote it
     config        livseg.config.to_dict(RunConfig): preprocess, model, loss, train
     model         model state dict
@@ -15,6 +15,10 @@ Layout (a plain dict of tensors, numbers, strings, lists and dicts, so that it l
     optimizer     optimiser state dict (last.pt only: best.pt is for prediction)
     scaler        AMP grad-scaler state (last.pt only, float16 runs)
     rng           RNG states for exact resumption (last.pt only)
+    cascade       (optional) stage 2 of a cascade: a dict with its own ``config``, ``model``,
+                  ``epoch``, ``best_score``, ``best_epoch`` and ``history``. The file's top-level
+                  entries are then stage 1 (the liver on the whole CT), and prediction runs both
+                  (:func:`save_cascade` writes such a file from two runs' checkpoints).
 """
 
 from __future__ import annotations
@@ -31,16 +35,19 @@ import torch
 
 from livseg import __version__
 from livseg.config import ModelConfig, RunConfig, from_dict, to_dict, validate_config
-from livseg.data.io.files import atomic_output
+from livseg.data.io.files import atomic_output, refuse_existing
 from livseg.errors import CheckpointError, ConfigError, InputFileNotFoundError, one_line
 
 FORMAT = "livseg-checkpoint"
-VERSION = 1
+VERSION = 2
+CASCADE_KEY = "cascade"
+_STAGE_KEYS = ("epoch", "best_score", "best_epoch", "history")
 
 
 @dataclass
 class Checkpoint:
-    """A loaded checkpoint; ``extra`` holds every other key of the file (optimizer, rng, ...)."""
+    """A loaded checkpoint; ``extra`` holds every other key of the file (optimizer, rng, ...);
+    ``cascade`` is stage 2 when the file holds a cascade (its own config, weights and progress)."""
 
     config: RunConfig
     model_state: dict[str, torch.Tensor]
@@ -50,6 +57,7 @@ class Checkpoint:
     history: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     path: str = ""
+    cascade: Checkpoint | None = None  # stage 2, when the file holds a cascade
 
 
 def save_checkpoint(
@@ -125,24 +133,39 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.d
             f"{path}: checkpoint format version {payload.get('version')} is newer than this livseg "
             f"understands ({VERSION}); upgrade livseg"
         )
+    checkpoint = _stage(payload, path, where="")
+    checkpoint.extra = {k: v for k, v in payload.items() if k not in _KNOWN}
+    if CASCADE_KEY in payload:
+        stage2 = payload[CASCADE_KEY]
+        if not isinstance(stage2, dict):
+            raise CheckpointError(f"{path}: the cascade entry is not a dict; expected stage 2's config and weights")
+        checkpoint.cascade = _stage(stage2, path, where="cascade ")
+        _check_cascade(checkpoint.config, checkpoint.cascade.config, path)
+    return checkpoint
+
+
+_KNOWN = {"format", "version", "livseg", "config", "model", CASCADE_KEY, *_STAGE_KEYS}
+
+
+def _stage(payload: dict[str, Any], path: Path, *, where: str) -> Checkpoint:
+    """One stage (the file itself, or its cascade entry) as a Checkpoint without extras."""
     missing = [key for key in ("config", "model") if key not in payload]
     if missing:
-        raise CheckpointError(f"{path}: checkpoint lacks {missing}; expected a complete livseg checkpoint")
-    config = check_stored_config(payload["config"], where=str(path))
-    state = check_model_state(payload["model"], config.model, where=str(path))
-    progress = {key: _number(payload, key, kind, str(path)) for key, kind in _PROGRESS.items()}
+        raise CheckpointError(f"{path}: {where}checkpoint lacks {missing}; expected a complete livseg checkpoint")
+    name = f"{path} ({where.strip()})" if where else str(path)
+    config = check_stored_config(payload["config"], where=name)
+    state = check_model_state(payload["model"], config.model, where=name)
+    progress = {key: _number(payload, key, kind, name) for key, kind in _PROGRESS.items()}
     history = payload.get("history", [])
     if not isinstance(history, list):
-        raise CheckpointError(f"{path}: 'history' is a {type(history).__name__}; expected a list of epoch records")
+        raise CheckpointError(f"{name}: 'history' is a {type(history).__name__}; expected a list of epoch records")
     if "optimizer" in payload and not _all_finite(payload["optimizer"]):
-        raise CheckpointError(f"{path}: optimizer state holds NaN or infinite values; the run diverged or the file "
+        raise CheckpointError(f"{name}: optimizer state holds NaN or infinite values; the run diverged or the file "
                               "was changed: resume from an earlier checkpoint or start a new run")
-    known = {"format", "version", "livseg", "config", "model", *_PROGRESS, "history"}
     return Checkpoint(
         config=config,
         model_state=state,
         history=list(history),
-        extra={k: v for k, v in payload.items() if k not in known},
         path=str(path),
         **progress,
     )
@@ -243,6 +266,61 @@ def _all_finite(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return all(_all_finite(v) for v in value)
     return True
+
+def _check_cascade(stage1: RunConfig, stage2: RunConfig, path: str | os.PathLike[str]) -> None:
+    """Stage 1 must find the liver on the whole CT and stage 2 segment its region.
+
+    Raises:
+        CheckpointError: naming the stage that is the wrong kind.
+    """
+    if stage1.region.enabled or stage1.model.out_channels != 1:
+        raise CheckpointError(f"{path}: stage 1 of a cascade must be a liver network (region off, one output), "
+                              f"got region.enabled={stage1.region.enabled}, {stage1.model.out_channels} outputs")
+    if not stage2.region.enabled or stage2.model.out_channels != 2:
+        raise CheckpointError(f"{path}: stage 2 of a cascade must be a region network (`--preset tumour`), "
+                              f"got region.enabled={stage2.region.enabled}, {stage2.model.out_channels} outputs")
+
+
+def save_cascade(
+    path: str | os.PathLike[str],
+    liver: str | os.PathLike[str],
+    tumour: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Write one cascade checkpoint from a stage-1 and a stage-2 checkpoint (API of ``livseg cascade``).
+
+    The file is stage 1's checkpoint (config, weights, progress) with stage 2 under ``cascade``;
+    optimiser and RNG states are left out (prediction needs neither).
+
+    Args:
+        path: the cascade file to write (atomically).
+        liver: stage 1: a liver checkpoint (``best.pt`` of a ``paper``/``default``/``demo`` run).
+        tumour: stage 2: a region checkpoint (``best.pt`` of a ``tumour``/``demo-tumour`` run).
+        overwrite: replace an existing ``path``.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        OutputExistsError: ``path`` exists and ``overwrite`` is False.
+        InputFileNotFoundError, CheckpointError: a missing or unreadable checkpoint, or stages of
+            the wrong kind (each checkpoint is checked before anything is written).
+    """
+    refuse_existing([Path(path)], overwrite)
+    stage1, stage2 = load_checkpoint(liver), load_checkpoint(tumour)
+    for stage, name in ((stage1, "liver"), (stage2, "tumour")):
+        if stage.cascade is not None:
+            raise CheckpointError(f"{stage.path}: already a cascade; pass the {name} stage's own best.pt")
+    _check_cascade(stage1.config, stage2.config, f"{liver} + {tumour}")
+    for stage in (stage1, stage2):
+        build_model(stage)  # weights that fit their configs, before anything is written
+    return save_checkpoint(
+        path, config=stage1.config, model_state=stage1.model_state, epoch=stage1.epoch,
+        best_score=stage1.best_score, best_epoch=stage1.best_epoch, history=stage1.history,
+        **{CASCADE_KEY: {"config": to_dict(stage2.config), "model": stage2.model_state,
+                         **{k: getattr(stage2, k) for k in _STAGE_KEYS}}},
+    )
 
 
 def build_model(checkpoint: Checkpoint) -> torch.nn.Module:

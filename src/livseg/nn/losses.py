@@ -32,15 +32,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from livseg.config import LossConfig
+from livseg.config import LossConfig, RunConfig
 from livseg.errors import ConfigError
 
 __all__ = [
     "AdvancedComboLoss",
     "FOCAL_CLAMP",
+    "RegionLoss",
     "bce_loss",
     "dice_loss",
     "focal_tversky_loss",
+    "make_loss",
+    "region_targets",
     "tversky_index",
 ]
 
@@ -220,3 +223,65 @@ class AdvancedComboLoss(nn.Module):
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Weighted total loss (scalar); see :meth:`components` for the terms."""
         return self.components(logits, target)["total"]
+
+
+def region_targets(label: torch.Tensor) -> torch.Tensor:
+    """The nested targets of stage 2 from a 0/1/2 label map.
+
+    Args:
+        label: ``[N, 1, X, Y, Z]`` with 0 background, 1 liver, 2 tumour (any float or int dtype).
+
+    Returns:
+        ``[N, 2, X, Y, Z]`` float: channel 0 liver-or-tumour (label > 0, the LiTS liver), channel 1
+        tumour (label 2).
+    """
+    return torch.cat([label > 0.5, label > 1.5], dim=1).float()
+
+
+class RegionLoss(nn.Module):
+    """Stage 2's loss: :class:`AdvancedComboLoss` on each nested region, the tumour weighted.
+
+    ``loss = (combo(liver-or-tumour) + w * combo(tumour)) / (1 + w)`` with ``w =
+    RegionConfig.tumour_weight``; each term is the paper's loss on one sigmoid channel (Dice and
+    Tversky per sample over that channel only, so the large liver cannot drown the small tumour
+    term). A patch without tumour scores its tumour channel by the empty-foreground rule of this
+    module (0 when nothing is predicted, growing with every false-positive voxel).
+
+    Args:
+        config: the loss terms' weights and parameters.
+        tumour_weight: ``w`` above, >= 0.
+
+    Raises:
+        ConfigError: as :class:`AdvancedComboLoss`, or a negative ``tumour_weight``.
+    """
+
+    def __init__(self, config: LossConfig = LossConfig(), tumour_weight: float = 2.0) -> None:
+        super().__init__()
+        if tumour_weight < 0:
+            raise ConfigError(f"region.tumour_weight: expected >= 0, got {tumour_weight}")
+        self.combo = AdvancedComboLoss(config)
+        self.tumour_weight = float(tumour_weight)
+
+    def forward(self, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        """Weighted loss (scalar) of logits ``[N, 2, ...]`` against a 0/1/2 label map ``[N, 1, ...]``.
+
+        Raises:
+            ValueError: if the logits do not have two channels or the shapes disagree.
+        """
+        if logits.ndim < 2 or logits.shape[1] != 2 or label.shape[1:2] != (1,):
+            raise ValueError(
+                f"RegionLoss: expected logits [N, 2, ...] and a label map [N, 1, ...], got "
+                f"{tuple(logits.shape)} and {tuple(label.shape)}"
+            )
+        target = region_targets(label)
+        liver = self.combo(logits[:, :1], target[:, :1])
+        tumour = self.combo(logits[:, 1:], target[:, 1:])
+        return (liver + self.tumour_weight * tumour) / (1.0 + self.tumour_weight)
+
+
+def make_loss(config: RunConfig) -> nn.Module:
+    """The training loss of a run: :class:`RegionLoss` for stage 2 (``region.enabled``), else the
+    paper's :class:`AdvancedComboLoss`."""
+    if config.region.enabled:
+        return RegionLoss(config.loss, tumour_weight=config.region.tumour_weight)
+    return AdvancedComboLoss(config.loss)

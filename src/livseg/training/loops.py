@@ -17,9 +17,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
-from livseg.config import AugmentConfig, TrainConfig
+from livseg.config import AugmentConfig, RegionConfig, TrainConfig
 from livseg.data.augmentation import augment
 from livseg.evaluation.metrics import dice, voxel_accuracy
+from livseg.nn.sliding_window import sliding_window
 from livseg.training.distributed import DistInfo
 
 __all__ = ["AugmentedView", "make_train_loader", "make_val_loader", "train_one_epoch", "validate_epoch"]
@@ -82,6 +83,8 @@ def make_train_loader(
         pin_memory: page-locked host memory for faster copies to a GPU.
     """
     augment_config = config.augment if config.augment.enabled else None
+    if hasattr(dataset, "set_epoch"):  # stage 2's patches are drawn per epoch (livseg.data.patches)
+        dataset.set_epoch(epoch)
     view = AugmentedView(dataset, augment_config, seed=config.seed, epoch=epoch)
     sampler = DistributedSampler(
         view, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=config.seed, drop_last=False
@@ -177,6 +180,7 @@ def validate_epoch(
     device: torch.device,
     amp_dtype: torch.dtype | None,
     memory_format: torch.memory_format,
+    region: RegionConfig | None = None,
 ) -> dict[str, float]:
     """Per-case Dice, voxel accuracy and loss on the network grid, as sums over this rank's cases.
 
@@ -185,33 +189,56 @@ def validate_epoch(
     :func:`livseg.evaluation.metrics.voxel_accuracy` on the boolean masks, so the numbers are those the
     evaluation reports on the same grid; an empty prediction of an empty label scores Dice 1.
 
+    Stage 2 (``region`` given): each case is the whole liver region, run with the sliding window
+    as inference runs it (probabilities blended; the loss is taken on their logits). Dice and
+    accuracy are those of the liver-or-tumour channel against label > 0, and the tumour Dice
+    (tumour channel inside the predicted liver against label 2) is summed over the cases that
+    have tumour.
+
     Args:
         model: the unwrapped model (not the DDP wrapper: ranks validate different cases).
         loader: from :func:`make_val_loader` (batch size 1).
         loss_fn: the training loss, reported as validation loss.
         threshold: probability threshold.
         device, amp_dtype, memory_format: as for :func:`train_one_epoch`.
+        region: stage 2's settings (patch, overlap, blending), None for stage 1.
 
     Returns:
-        ``{"dice_sum", "accuracy_sum", "loss_sum", "count"}``.
+        ``{"dice_sum", "accuracy_sum", "loss_sum", "count", "tumour_dice_sum", "tumour_count"}``.
     """
     was_training = model.training
     model.eval()
-    sums = {"dice_sum": 0.0, "accuracy_sum": 0.0, "loss_sum": 0.0, "count": 0.0}
+    sums = {"dice_sum": 0.0, "accuracy_sum": 0.0, "loss_sum": 0.0, "count": 0.0, "tumour_dice_sum": 0.0,
+            "tumour_count": 0.0}
+
+    def probabilities(x: torch.Tensor) -> torch.Tensor:
+        with _autocast(device, amp_dtype):
+            logits = model(x.to(memory_format=memory_format))
+        return torch.sigmoid(logits.float())
+
     try:
         for batch in loader:
             image = _to_device(batch["image"], device, memory_format)
             label = _to_device(batch["label"], device, memory_format)
-            with _autocast(device, amp_dtype):
-                logits = model(image)
-            logits = logits.float()
+            if region is None:
+                with _autocast(device, amp_dtype):
+                    logits = model(image)
+                logits = logits.float()
+            else:
+                prob = sliding_window(image[0], probabilities, region.patch_shape, overlap=region.overlap,
+                                      blend=region.blend)[None]
+                logits = torch.logit(prob.clamp(1e-6, 1.0 - 1e-6))
             sums["loss_sum"] += float(loss_fn(logits, label))
-            pred = (torch.sigmoid(logits) >= threshold).cpu().numpy()
-            ref = (label >= 0.5).cpu().numpy()
-            for p, r in zip(pred, ref):
-                sums["dice_sum"] += dice(p, r)
-                sums["accuracy_sum"] += voxel_accuracy(p, r)
+            prob = (torch.sigmoid(logits) >= threshold).cpu().numpy()
+            ref = label.cpu().numpy()
+            for p, r in zip(prob, ref):
+                liver = p[0]
+                sums["dice_sum"] += dice(liver, r[0] >= 0.5)
+                sums["accuracy_sum"] += voxel_accuracy(liver, r[0] >= 0.5)
                 sums["count"] += 1
+                if p.shape[0] > 1 and np.any(r[0] > 1.5):
+                    sums["tumour_dice_sum"] += dice(p[1] & liver, r[0] > 1.5)
+                    sums["tumour_count"] += 1
     finally:
         model.train(was_training)
     return sums

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import torch
 
 from livseg.config import RunConfig, to_dict
-from livseg.data.cache import is_cache, load_manifest, preprocess_dataset
+from livseg.data.cache import is_cache, load_manifest, preprocess_dataset, region_key
 from livseg.data.datasets import SPLITS_FILE, load_split
 from livseg.data.io.files import atomic_output, read_json, write_json
 from livseg.errors import ConfigError, DatasetError, InputFileNotFoundError, OutputExistsError, one_line
@@ -24,6 +24,7 @@ from livseg.nn.checkpoint import save_checkpoint
 from livseg.training.distributed import DistInfo, barrier
 
 METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "val_dice", "val_accuracy", "seconds", "lr")
+STAGE2_COLUMNS = ("val_tumour_dice", "val_score")  # written after the others when a run has them
 RUN_FILES = ("config.json", SPLITS_FILE, "metrics.csv", "curves.png", "best.pt", "last.pt")
 # Rank 0 writes this into the run folder when the cache is ready; the other ranks poll for it.
 READY_MARKER = ".livseg-cache-ready.json"
@@ -50,8 +51,15 @@ def clear_run_folder(out: Path, config: RunConfig) -> None:
     for name in RUN_FILES:
         (out / name).unlink(missing_ok=True)
     cache = out / "cache"
-    if is_cache(cache) and load_manifest(cache)["preprocess"] != to_dict(config.preprocess):
+    if is_cache(cache) and _cache_key(load_manifest(cache)) != _cache_key(config):
         shutil.rmtree(cache)
+
+
+def _cache_key(source: RunConfig | dict[str, Any]) -> dict[str, Any]:
+    """What a cache must match: the preprocessing and, for stage 2, the region geometry."""
+    if isinstance(source, RunConfig):
+        return {**to_dict(source.preprocess), "region": region_key(source.region)}
+    return {**source["preprocess"], "region": source.get("region")}
 
 
 def _on_main_first(fn: Callable[[], Any], info: DistInfo, marker: Path) -> None:
@@ -102,9 +110,9 @@ def prepare_cache(data: Path, out: Path, config: RunConfig, *, progress: bool, i
             f"data not found: {str(data)!r}; expected a dataset folder, a CSV of image,label pairs, "
             "or a cache written by `livseg preprocess`"
         )
-    wanted = to_dict(config.preprocess)
+    wanted = _cache_key(config)
     if is_cache(data):
-        have = load_manifest(data)["preprocess"]
+        have = _cache_key(load_manifest(data))
         if have != wanted:
             diff = ", ".join(f"{k}: cache {have.get(k)} vs run {v}" for k, v in wanted.items() if have.get(k) != v)
             raise ConfigError(
@@ -117,6 +125,7 @@ def prepare_cache(data: Path, out: Path, config: RunConfig, *, progress: bool, i
         lambda: preprocess_dataset(
             data, cache, config=config.preprocess, val_fraction=config.train.val_fraction,
             seed=config.train.seed, progress=progress, test_fraction=config.train.test_fraction,
+            region=config.region,
         ),
         info,
         out / READY_MARKER,
@@ -191,10 +200,11 @@ def fits_in_memory(cache: Path, case_ids: list[str], info: DistInfo) -> bool:
 
 def write_metrics(path: Path, history: list[dict[str, float]]) -> None:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    columns = METRIC_COLUMNS + tuple(k for k in STAGE2_COLUMNS if history and k in history[0])
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in history:
-        writer.writerow({k: (int(row[k]) if k == "epoch" else f"{row[k]:.8g}") for k in METRIC_COLUMNS})
+        writer.writerow({k: (int(row[k]) if k == "epoch" else f"{row[k]:.8g}") for k in columns})
     with atomic_output(path, overwrite=True) as tmp:
         tmp.write_text(buffer.getvalue())
 

@@ -7,10 +7,12 @@
     RUN_DIR/splits.json    the train/validation case ids used, and the test ids held out
                            (``train.test_fraction``) for ``evaluate``
     RUN_DIR/metrics.csv    one row per epoch: epoch, train_loss, val_loss, val_dice,
-                           val_accuracy, seconds, lr (rewritten atomically every epoch)
+                           val_accuracy, seconds, lr, and for stage 2 val_tumour_dice and
+                           val_score (rewritten atomically every epoch)
     RUN_DIR/curves.png     training loss and validation Dice / accuracy per epoch (redrawn at
                            most every 30 s, and always after the last epoch)
-    RUN_DIR/best.pt        checkpoint with the best validation Dice (network grid)
+    RUN_DIR/best.pt        checkpoint with the best validation Dice (network grid); stage 2:
+                           the best mean of liver and tumour Dice (region grid)
     RUN_DIR/last.pt        checkpoint after the latest epoch, with everything needed to resume
     RUN_DIR/cache/         preprocessed arrays, only when DATA was a dataset folder or CSV
 
@@ -46,16 +48,17 @@ from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
-from livseg.config import RunConfig, TrainConfig, to_dict, validate_config
+from livseg.config import RegionConfig, RunConfig, TrainConfig, to_dict, validate_config
 from livseg.data.cache import CachedDataset
 from livseg.data.datasets import SPLITS_FILE, save_split
+from livseg.data.patches import RegionCases, RegionPatches
 from livseg.data.io.files import write_json
 from livseg.device import autocast_dtype, resolve_device
 from livseg.errors import ConfigError
 from livseg.nn.checkpoint import Checkpoint, load_checkpoint
-from livseg.nn.losses import AdvancedComboLoss
+from livseg.nn.losses import make_loss
 from livseg.nn.model import UNet3D
 from livseg.training.distributed import (
     DistInfo,
@@ -92,7 +95,8 @@ class TrainResult:
     """What :func:`train` returns (on every rank).
 
     Attributes:
-        best_score: best mean validation Dice (network grid), NaN if no epoch ran.
+        best_score: best mean validation Dice (network grid), NaN if no epoch ran; for stage 2
+            the best ``val_score`` (mean of liver and tumour Dice on the region grid).
         best_epoch: the epoch that reached it (1-based; 0 if none).
         history: one dict per finished epoch with the keys of ``metrics.csv``.
         paths: ``run_dir``, ``cache``, and one entry per file in the run folder.
@@ -175,7 +179,7 @@ def _train(
     """The steps of a run, on every rank: folder, data, network, starting point, epochs."""
     cache, split, checkpoint = _prepare_run_folder(data, out, config, info=info, resume=resume, overwrite=overwrite,
                                                    progress=progress)
-    train_set, val_set = _datasets(cache, split, info)
+    train_set, val_set = _datasets(cache, split, info, config)
     parts = _build(config, device, info, checkpoint)
     if info.is_main:
         log.info("training %s: %d train / %d val cases, %d epochs, device %s, %d process(es)",
@@ -237,13 +241,18 @@ def _prepare_run_folder(
     return cache, split, checkpoint
 
 
-def _datasets(cache: Path, split: dict[str, Any], info: DistInfo) -> tuple[CachedDataset, CachedDataset]:
-    """The training cases and this rank's share of the validation cases, in RAM when they fit."""
+def _datasets(cache: Path, split: dict[str, Any], info: DistInfo, config: RunConfig) -> tuple[Dataset, Dataset]:
+    """The training cases and this rank's share of the validation cases, in RAM when they fit;
+    for stage 2, patches of the training regions and the whole validation regions."""
     val_ids = split["val"][info.rank :: info.world_size]  # each rank scores its share
     in_memory = fits_in_memory(cache, split["train"] + val_ids, info)
     if not in_memory:
         log.info("cache larger than half the free memory: reading cases from disk (memory-mapped)")
-    return CachedDataset(cache, split["train"], in_memory=in_memory), CachedDataset(cache, val_ids, in_memory=in_memory)
+    train_set = CachedDataset(cache, split["train"], in_memory=in_memory)
+    val_set = CachedDataset(cache, val_ids, in_memory=in_memory)
+    if not config.region.enabled:
+        return train_set, val_set
+    return (RegionPatches(train_set, config.region, seed=config.train.seed), RegionCases(val_set, config.region))
 
 
 def _build(config: RunConfig, device: torch.device, info: DistInfo, checkpoint: Checkpoint | None) -> _Parts:
@@ -263,7 +272,7 @@ def _build(config: RunConfig, device: torch.device, info: DistInfo, checkpoint: 
         # channels-last 1x1x1 kernels (the head) have size-1 axes whose strides differ from
         # DDP's bucket views only nominally; torch warns on every step about it
         warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
-    return _Parts(model=model, net=net, optimizer=optimizer, scaler=scaler, loss_fn=AdvancedComboLoss(config.loss),
+    return _Parts(model=model, net=net, optimizer=optimizer, scaler=scaler, loss_fn=make_loss(config),
                   amp_dtype=dtype, memory_format=memory_format)
 
 
@@ -312,14 +321,15 @@ def _run_epochs(
     last_plot = -math.inf
     for epoch in range(state.start, final + 1):
         loader = make_train_loader(train_set, tc, epoch=epoch, info=info, pin_memory=pin)
-        record = _epoch(epoch, parts, loader, val_loader, tc, info=info, device=device,
+        record = _epoch(epoch, parts, loader, val_loader, tc, config.region, info=info, device=device,
                         progress=progress and info.is_main)
         state.history.append(record)
         if not math.isfinite(record["train_loss"]) and info.is_main:
             log.warning("epoch %d: training loss is %s; lower train.lr", epoch, record["train_loss"])
-        improved = math.isnan(state.best_score) or record["val_dice"] > state.best_score
+        score = record.get("val_score", record["val_dice"])  # stage 2: liver and tumour Dice together
+        improved = math.isnan(state.best_score) or score > state.best_score
         if improved:
-            state.best_score, state.best_epoch = record["val_dice"], epoch
+            state.best_score, state.best_epoch = score, epoch
         rng_states = all_gather_objects(capture_rng(), info)  # collective: every rank takes part
         # rank 0's clock decides, so every DDP rank leaves after the same epoch
         out_of_time = deadline is not None and bool(broadcast_object(time.monotonic() >= deadline, info))
@@ -333,16 +343,17 @@ def _run_epochs(
                        best_score=state.best_score, best_epoch=state.best_epoch, improved=improved,
                        rng_states=rng_states, info=info, plot=plot)
             last_plot = time.monotonic() if plot else last_plot
-            log.info("epoch %d/%d  train loss %.4f  val Dice %.4f  val accuracy %.4f  %.1f s",
-                     epoch, tc.epochs, record["train_loss"], record["val_dice"], record["val_accuracy"],
+            tumour = f"  val tumour Dice {record['val_tumour_dice']:.4f}" if "val_tumour_dice" in record else ""
+            log.info("epoch %d/%d  train loss %.4f  val Dice %.4f%s  val accuracy %.4f  %.1f s",
+                     epoch, tc.epochs, record["train_loss"], record["val_dice"], tumour, record["val_accuracy"],
                      record["seconds"])
         if stop:
             break
 
 
 def _epoch(
-    epoch: int, parts: _Parts, loader: DataLoader, val_loader: DataLoader, tc: TrainConfig, *, info: DistInfo,
-    device: torch.device, progress: bool,
+    epoch: int, parts: _Parts, loader: DataLoader, val_loader: DataLoader, tc: TrainConfig, region: RegionConfig,
+    *, info: DistInfo, device: torch.device, progress: bool,
 ) -> dict[str, float]:
     """One training epoch and one validation pass, summed over all ranks: a metrics.csv row."""
     started = time.perf_counter()
@@ -352,13 +363,20 @@ def _epoch(
     )
     broadcast_buffers(parts.model, info)  # validate, on every rank, the model rank 0 saves
     sums = validate_epoch(parts.model, val_loader, parts.loss_fn, threshold=tc.threshold, device=device,
-                          amp_dtype=parts.amp_dtype, memory_format=parts.memory_format)
-    loss_sum, count, dice_sum, acc_sum, val_loss_sum, n_val = all_reduce_sums(
-        [loss_sum, count, sums["dice_sum"], sums["accuracy_sum"], sums["loss_sum"], sums["count"]], info, device
+                          amp_dtype=parts.amp_dtype, memory_format=parts.memory_format,
+                          region=region if region.enabled else None)
+    loss_sum, count, dice_sum, acc_sum, val_loss_sum, n_val, tumour_sum, n_tumour = all_reduce_sums(
+        [loss_sum, count, sums["dice_sum"], sums["accuracy_sum"], sums["loss_sum"], sums["count"],
+         sums["tumour_dice_sum"], sums["tumour_count"]], info, device
     )
-    return {
+    record = {
         "epoch": epoch, "train_loss": loss_sum / count, "val_loss": val_loss_sum / n_val,
         "val_dice": dice_sum / n_val, "val_accuracy": acc_sum / n_val,
         "seconds": time.perf_counter() - started, "lr": parts.optimizer.param_groups[0]["lr"],
     }
+    if region.enabled:  # best.pt by the mean of liver and tumour Dice (liver alone if no case has tumour)
+        tumour = tumour_sum / n_tumour if n_tumour else math.nan
+        record.update(val_tumour_dice=tumour, val_score=record["val_dice"] if n_tumour == 0 else
+                      (record["val_dice"] + tumour) / 2)
+    return record
 
