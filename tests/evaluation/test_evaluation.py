@@ -15,7 +15,6 @@ from livseg.cli import main
 from livseg.config import PreprocessConfig
 from livseg.errors import CheckpointError, DatasetError, OutputExistsError
 from livseg.evaluation.evaluate import (
-    GRIDS,
     METRICS,
     evaluate,
     network_grid_spacing,
@@ -103,12 +102,14 @@ def test_evaluate_end_to_end(trained_run: dict[str, Path], tmp_path: Path, capsy
     assert rc == 0, capsys.readouterr().err
     with open(out / "metrics.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 6 and {r["grid"] for r in rows} == set(GRIDS)
+    liver_grids = {"network_grid", "original_grid"}  # stage1_original_grid: cascades only
+    assert len(rows) == 6 and {r["grid"] for r in rows} == liver_grids
     assert {r["case"] for r in rows} == {"lits-0", "lits-1", "lits-2"}
     net = [r for r in rows if r["grid"] == "network_grid"]
     assert all(int(r["n_ref"]) + int(r["n_pred"]) <= 2 * 16 * 16 * 8 for r in net)  # scored on the network grid
     summary = json.loads((out / "summary.json").read_text())
-    for grid in GRIDS:
+    assert "stage1_original_grid" not in summary and "tumour" not in summary
+    for grid in liver_grids:
         assert set(summary[grid]["metrics"]) == set(METRICS)
         assert summary[grid]["metrics"]["dice"]["n"] == 3
         assert 0.0 <= summary[grid]["global_dice"] <= 1.0
