@@ -20,6 +20,7 @@ from livseg.data.patches import RegionCases, RegionPatches
 from livseg.errors import CheckpointError, ConfigError
 from livseg.nn.checkpoint import load_checkpoint, save_cascade
 from livseg.nn.losses import RegionLoss
+from livseg.nn.model import UNet3D
 from livseg.training.loops import make_val_loader, validate_epoch
 from livseg.training.train import train
 
@@ -145,7 +146,7 @@ def test_version_1_checkpoints_still_load(tmp_path: Path) -> None:
     config = to_dict(TINY)
     del config["region"]  # written before stage 2 existed
     payload = {"format": "livseg-checkpoint", "version": 1, "livseg": "0.1.0", "config": config,
-               "model": {}, "epoch": 3, "best_score": 0.5, "best_epoch": 2, "history": []}
+               "model": UNet3D(TINY.model).state_dict(), "epoch": 3, "best_score": 0.5, "best_epoch": 2, "history": []}
     torch.save(payload, tmp_path / "old.pt")
     old = load_checkpoint(tmp_path / "old.pt")
     assert old.config == TINY and old.cascade is None and math.isclose(old.best_score, 0.5)
