@@ -168,7 +168,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         description="Segment NIfTI files, DICOM series folders or folders of NIfTI files. Per case "
         "writes <case>_liver.nii.gz (the input's grid) and/or <case>_seg.dcm (DICOM SEG, --output-type), "
         "<case>_stats.json, with --preview <case>_preview.png and with --save-probabilities "
-        "<case>_liver_probability.nii.gz; report.html for more than one case.",
+        "<case>_liver_probability.nii.gz; report.html for more than one case. Reading and writing overlap "
+        "the network; under `torchrun --nproc_per_node=N -m livseg predict ...` the cases are shared among "
+        "the ranks (one GPU each) and rank 0 writes one report.",
     )
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
                    help="NIfTI file, DICOM series folder, or folder of NIfTI files")
@@ -189,6 +191,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_predict(args: argparse.Namespace) -> int:
+    import os
+
     from livseg.inference.predict import predict
 
     results = predict(
@@ -204,6 +208,8 @@ def _run_predict(args: argparse.Namespace) -> int:
         output_type=args.output_type,
         save_probabilities=args.save_probabilities,
     )
+    if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 reports every rank's cases
+        return 0
     for stats in results:
         written = ", ".join(str(args.out / stats["outputs"][key]) for key in ("mask", "seg") if key in stats["outputs"])
         tumour = (f", {stats['tumour_count']} tumour(s) {stats['tumour_volume_ml']:.1f} mL "

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -25,10 +26,13 @@ from livseg import __version__
 from livseg.config import RunConfig
 from livseg.data.io.files import atomic_output, refuse_existing
 from livseg.data.io.nifti import is_nifti
-from livseg.data.io.volume import case_name, load_volume, save_mask, save_probability
-from livseg.errors import ConfigError, DatasetError, InputFileNotFoundError
+from livseg.data.io.volume import Volume, case_name, load_volume, save_mask, save_probability
+from livseg.device import cpu_count, resolve_device
+from livseg.distributed import all_gather_objects, cleanup, env_world, setup
+from livseg.errors import ConfigError, DatasetError, InputFileNotFoundError, LivsegError
 from livseg.inference.cascade import Cascade
-from livseg.inference.segment import load_model, segment
+from livseg.inference.pipeline import run_pipeline
+from livseg.inference.segment import Segmentation, load_model, segment
 
 log = logging.getLogger(__name__)
 
@@ -135,10 +139,18 @@ def predict(
     Per case ``<case>_liver.nii.gz`` (uint8, the input's shape and affine) and/or
     ``<case>_seg.dcm`` (DICOM SEG) by ``output_type``, ``<case>_stats.json``, with ``preview``
     ``<case>_preview.png`` and with ``save_probabilities`` ``<case>_liver_probability.nii.gz``;
-    ``report.html`` when there is more than one case. Every output of a case is written to a temporary file first and all are renamed
-    into place together, so a failure leaves no partial case. Existing outputs are checked for
-    every case before the model is loaded, and again before each case is written. Processing
-    stops at the first bad input; cases finished before it keep their complete outputs.
+    ``report.html`` when there is more than one case.
+
+    The next CT is read while the network runs and the previous case is written meanwhile
+    (:mod:`livseg.inference.pipeline`), so a batch is bound by the network. Under ``torchrun
+    --nproc_per_node=N -m livseg predict ...`` the cases are dealt out among the ranks (one GPU
+    each, or the CPU cores shared out), every rank writes its own cases, and rank 0 writes one
+    report of all of them.
+
+    Every output of a case is written to a temporary file first and all are renamed into place
+    together, so a failure leaves no partial case. Existing outputs are checked for every case
+    before the model is loaded, and again before each case is written. Processing stops at the
+    first bad input; cases finished before it keep their complete outputs.
 
     Args:
         inputs: NIfTI files, DICOM series folders, or folders of NIfTI files.
@@ -147,7 +159,7 @@ def predict(
         threshold, postprocess, device: as for :func:`segment` / :func:`load_model`.
         preview: also draw the three-plane preview PNG.
         overwrite: replace existing outputs instead of refusing.
-        progress: show a tqdm bar over cases.
+        progress: show a tqdm bar over cases (rank 0's cases under torchrun).
         output_type: ``nifti`` (default), ``dicom-seg`` (DICOM series input only) or ``both``.
         save_probabilities: also write the liver probability on the input grid (before
             thresholding and post-processing) as a two-byte NIfTI (uint16, scale 1/65535); for a
@@ -155,17 +167,16 @@ def predict(
             ``<case>_tumour_probability``; 0 outside the liver's region).
 
     Returns:
-        The statistics dict of every case, as written to its JSON.
+        The statistics dict of every case (all ranks' cases, in input order), as written to its JSON.
 
     Raises:
         InputFileNotFoundError, DatasetError: bad input list.
         ConfigError: ``dicom-seg``/``both`` for an input that is not a DICOM series.
         OutputExistsError: an output exists and ``overwrite`` is False.
         CheckpointError, ConfigError: bad checkpoint or device.
-        LivsegError subclasses from :func:`livseg.data.io.volume.load_volume` for an unreadable CT.
+        LivsegError subclasses from :func:`livseg.data.io.volume.load_volume` for an unreadable
+        CT (under torchrun: the first error of any rank, raised on every rank).
     """
-    from tqdm.auto import tqdm
-
     cases = expand_inputs(inputs)
     check_output_type(cases, output_type)
     probabilities = ("liver",) if save_probabilities else ()
@@ -173,69 +184,117 @@ def predict(
                for name, _ in cases]
     report = Path(out_dir) / "report.html" if len(cases) > 1 else None
     refuse_existing([p for paths in planned for p in paths.values()] + ([report] if report else []), overwrite)
-    model, config = load_model(checkpoint, device)
-    if save_probabilities and isinstance(model, Cascade):  # stage 2 has a tumour probability too
-        planned = [case_outputs(out_dir, name, preview=preview, output_type=output_type,
-                                probabilities=("liver", "tumour")) for name, _ in cases]
-        refuse_existing([p for paths in planned for p in paths.values()], overwrite)
-    checkpoint_name = str(Path(checkpoint).resolve())
 
-    results = []
-    for (name, path), outputs in zip(tqdm(cases, desc="predict", unit="case", disable=not progress), planned):
-        stats = _predict_case(name, path, outputs, (model, config), checkpoint_name,
-                              threshold=threshold, postprocess=postprocess, overwrite=overwrite)
-        log.debug("%s: liver %.1f mL in %.1f s", name, stats["liver_volume_ml"], stats["seconds"])
-        results.append(stats)
-    if report is not None:
+    target = resolve_device(device, env_world().local_rank)
+    info = setup(target)
+    try:
+        mine = [(index, *cases[index]) for index in range(info.rank, len(cases), info.world_size)]
+        results: list[tuple[int, dict[str, Any]]] = []
+        error: LivsegError | None = None
+        try:
+            threads = max(1, cpu_count() // info.local_world_size) if target.type == "cpu" else 0
+            loaded = load_model(checkpoint, target, num_threads=threads)
+            if save_probabilities and isinstance(loaded[0], Cascade):  # stage 2 has a tumour probability too
+                refuse_existing([case_outputs(out_dir, name, probabilities=("tumour",))["probability_tumour"]
+                                 for name, _ in cases], overwrite)
+            runner = _CaseRunner(
+                loaded=loaded,
+                checkpoint_name=str(Path(checkpoint).resolve()),
+                out_dir=Path(out_dir), output_type=output_type, preview=preview, probabilities=probabilities,
+                threshold=threshold, postprocess=postprocess, overwrite=overwrite,
+            )
+            results = _run_cases(mine, runner, progress=progress and info.is_main)
+        except LivsegError as exc:  # every rank must reach the gather below, or the others wait forever
+            error = exc
+        gathered = all_gather_objects((results, error), info)
+    finally:
+        cleanup(info)
+    errors = [rank_error for _, rank_error in gathered if rank_error is not None]
+    if errors:
+        raise error if error is not None else errors[0]
+    combined = [stats for _, stats in sorted((pair for rank_results, _ in gathered for pair in rank_results),
+                                             key=lambda pair: pair[0])]
+    if report is not None and info.is_main:
         columns = ("case", "liver_volume_ml", "tumour_count", "tumour_volume_ml", "tumour_burden_percent", "mean_hu",
                    "median_hu", "n_components_before_postprocess", "seconds")
-        rows = [{key: stats[key] for key in columns if key in stats} for stats in results]
-        figures = {s["case"]: s["outputs"]["preview"] for s in results if "preview" in s["outputs"]}
+        rows = [{key: stats[key] for key in columns if key in stats} for stats in combined]
+        figures = {s["case"]: s["outputs"]["preview"] for s in combined if "preview" in s["outputs"]}
         from livseg.evaluation.report import write_html_report  # matplotlib costs 0.6 s to import: only when drawing
 
         write_html_report(rows, figures, report, title="livseg predict")
-    return results
+    return combined
 
 
-def _predict_case(name: str, path: Path, outputs: dict[str, Path], loaded: tuple[nn.Module, RunConfig],
-                  checkpoint_name: str, *, threshold: float, postprocess: bool, overwrite: bool) -> dict[str, Any]:
-    """Load, segment and write one case; returns its statistics."""
-    start = time.perf_counter()
-    volume = load_volume(path)
-    timings = {"load": time.perf_counter() - start}
-    keep = any(key.startswith("probability_") for key in outputs)
-    result = segment(volume, loaded, threshold=threshold, postprocess=postprocess, keep_probabilities=keep)
-    timings.update(result.timings)
-    refuse_existing(list(outputs.values()), overwrite)  # something may have appeared meanwhile
+def _run_cases(cases: list[tuple[int, str, Path]], runner: _CaseRunner, *, progress: bool) -> list[tuple[int, dict[str, Any]]]:
+    """This rank's cases through load (thread) -> segment (here) -> write (thread)."""
+    from tqdm.auto import tqdm
 
-    write_start = time.perf_counter()
-    with contextlib.ExitStack() as stack:
-        tmp = {key: stack.enter_context(atomic_output(p, overwrite=overwrite)) for key, p in outputs.items()}
-        if "mask" in tmp:
-            save_mask(result.mask, volume, tmp["mask"], overwrite=True)
-        if "seg" in tmp:
-            from livseg.data.io.dicom_seg import LITS_SEGMENTS, write_dicom_seg
+    with tqdm(total=len(cases), desc="predict", unit="case", disable=not progress) as bar:
+        return run_pipeline(cases, runner.load, runner.compute, runner.write, on_written=lambda _: bar.update())
 
-            # liver, and for a cascade the tumour too (LiTS labels 1 and 2)
-            numbers = (1, 2) if result.stage1_mask is not None else (1,)
-            write_dicom_seg(result.mask, volume, tmp["seg"], segments={k: LITS_SEGMENTS[k] for k in numbers},
-                            overwrite=True)
-        for name, probability in result.input_probabilities.items():
-            save_probability(probability, volume, tmp[f"probability_{name}"], overwrite=True)
-        if "preview" in tmp:
-            from livseg.evaluation.report import plot_preview
 
-            plot_preview(volume.array, result.mask, volume.affine, tmp["preview"], title=name)
-        timings["write"] = time.perf_counter() - write_start  # the JSON itself is not counted
-        stats = {
-            "case": name,
-            "input": str(path),
-            "checkpoint": checkpoint_name,
-            **result.stats,
-            "seconds": time.perf_counter() - start,
-            "timings_s": timings,
-            "outputs": {key: p.name for key, p in outputs.items()},
-            "livseg_version": __version__,
-        }
-        tmp["stats"].write_text(json.dumps(stats, indent=2) + "\n")
-    return stats
+@dataclass(frozen=True)
+class _CaseRunner:
+    """The three stages of one case, with everything they share."""
+
+    loaded: tuple[nn.Module, RunConfig]
+    checkpoint_name: str
+    out_dir: Path
+    output_type: str
+    preview: bool
+    probabilities: tuple[str, ...]
+    threshold: float
+    postprocess: bool
+    overwrite: bool
+
+    def load(self, case: tuple[int, str, Path]) -> tuple[Volume, float]:
+        """Read the CT (loader thread); returns it and the seconds it took."""
+        start = time.perf_counter()
+        volume = load_volume(case[2])
+        return volume, time.perf_counter() - start
+
+    def compute(self, case: tuple[int, str, Path], loaded: tuple[Volume, float]) -> Segmentation:
+        """Segment it (the calling thread: the network)."""
+        return segment(loaded[0], self.loaded, threshold=self.threshold, postprocess=self.postprocess,
+                       keep_probabilities=bool(self.probabilities))
+
+    def write(self, case: tuple[int, str, Path], loaded: tuple[Volume, float], result: Segmentation) -> tuple[int, dict[str, Any]]:
+        """Write every output of the case atomically (writer thread); returns (index, statistics)."""
+        index, name, path = case
+        volume, load_seconds = loaded
+        outputs = case_outputs(self.out_dir, name, preview=self.preview, output_type=self.output_type,
+                               probabilities=tuple(result.input_probabilities))
+        refuse_existing(list(outputs.values()), self.overwrite)  # something may have appeared meanwhile
+        timings = {"load": load_seconds, **result.timings}
+        start = time.perf_counter()
+        with contextlib.ExitStack() as stack:
+            tmp = {key: stack.enter_context(atomic_output(p, overwrite=self.overwrite)) for key, p in outputs.items()}
+            if "mask" in tmp:
+                save_mask(result.mask, volume, tmp["mask"], overwrite=True)
+            if "seg" in tmp:
+                from livseg.data.io.dicom_seg import LITS_SEGMENTS, write_dicom_seg
+
+                # liver, and for a cascade the tumour too (LiTS labels 1 and 2)
+                numbers = (1, 2) if result.stage1_mask is not None else (1,)
+                write_dicom_seg(result.mask, volume, tmp["seg"], segments={k: LITS_SEGMENTS[k] for k in numbers},
+                                overwrite=True)
+            for structure, probability in result.input_probabilities.items():
+                save_probability(probability, volume, tmp[f"probability_{structure}"], overwrite=True)
+            if "preview" in tmp:
+                from livseg.evaluation.report import plot_preview
+
+                plot_preview(volume.array, result.mask, volume.affine, tmp["preview"], title=name)
+            timings["write"] = time.perf_counter() - start  # the JSON itself is not counted
+            stats = {
+                "case": name,
+                "input": str(path),
+                "checkpoint": self.checkpoint_name,
+                **result.stats,
+                "seconds": sum(timings.values()),  # this case's own stages; in a batch they overlap others
+                "timings_s": timings,
+                "outputs": {key: p.name for key, p in outputs.items()},
+                "livseg_version": __version__,
+            }
+            tmp["stats"].write_text(json.dumps(stats, indent=2) + "\n")
+        log.debug("%s: liver %.1f mL in %.1f s", name, stats["liver_volume_ml"], stats["seconds"])
+        return index, stats

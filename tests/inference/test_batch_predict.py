@@ -1,0 +1,75 @@
+"""Batch `livseg predict`: a failing case in the overlapped pipeline, and cases shared among torchrun
+ranks (two CPU processes over gloo) with one combined report."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from helpers import write_case
+
+from livseg.cli import main
+
+
+def three_cases(folder: Path, bad: int | None = None) -> list[Path]:
+    """volume-0..2 (the labels beside them are not inputs); ``bad`` is truncated half-way."""
+    for n in range(3):
+        write_case(folder, n, shape=(30, 22, 13))
+    images = [folder / f"volume-{n}.nii.gz" for n in range(3)]
+    if bad is not None:
+        data = images[bad].read_bytes()
+        images[bad].write_bytes(data[: len(data) // 2])
+    return images
+
+
+def test_a_bad_case_stops_the_batch_with_no_partial_outputs(checkpoint: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    images = three_cases(tmp_path / "in", bad=1)
+    out = tmp_path / "out"
+    rc = main(["predict", *map(str, images), "--checkpoint", str(checkpoint), "-o", str(out), "--save-probabilities"])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "volume-1.nii.gz" in err, err
+    # the case before it is complete, the bad one and the one after it have nothing, no temporary files
+    assert sorted(p.name for p in out.iterdir()) == [
+        "volume-0_liver.nii.gz", "volume-0_liver_probability.nii.gz", "volume-0_stats.json"]
+
+
+@pytest.mark.slow
+def test_torchrun_shares_cases_among_two_cpu_ranks(checkpoint: Path, tmp_path: Path) -> None:
+    images = three_cases(tmp_path / "in")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "-m", "livseg", "predict", *map(str, images), "--checkpoint", str(checkpoint), "-o", str(out),
+               "--device", "cpu", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    names = ["volume-0", "volume-1", "volume-2"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"{n}_liver.nii.gz" for n in names] + [f"{n}_stats.json" for n in names] + ["report.html"])
+    assert [line.split(":")[0] for line in done.stdout.splitlines()] == names  # rank 0 reports all, once
+    report = (out / "report.html").read_text()
+    assert all(name in report for name in names)
+    # each case segmented once, as a single process segments it
+    single = tmp_path / "single"
+    assert main(["predict", str(images[1]), "--checkpoint", str(checkpoint), "-o", str(single), "--device", "cpu"]) == 0
+    np.testing.assert_array_equal(np.asarray(nib.load(str(out / "volume-1_liver.nii.gz")).dataobj),
+                                  np.asarray(nib.load(str(single / "volume-1_liver.nii.gz")).dataobj))
+
+    # a bad case on rank 1 (cases are dealt 0, 2 -> rank 0 and 1 -> rank 1): every rank stops with the error
+    bad_out = tmp_path / "bad"
+    images = three_cases(tmp_path / "bad_in", bad=1)
+    command[command.index(str(out))] = str(bad_out)
+    command[command.index("predict") + 1 : command.index("predict") + 4] = map(str, images)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
+    assert done.returncode != 0
+    assert done.stderr.count("livseg predict: error:") == 2 and "volume-1.nii.gz" in done.stderr
+    assert "Traceback" not in done.stderr.split("livseg predict: error:")[0]
+    # rank 0's own cases are complete; nothing of the bad case, no report, no temporary files
+    assert sorted(p.name for p in bad_out.iterdir()) == [
+        "volume-0_liver.nii.gz", "volume-0_stats.json", "volume-2_liver.nii.gz", "volume-2_stats.json"]
