@@ -205,3 +205,122 @@ def test_test_split_bad_input():
 def test_split_files_without_a_test_part_still_load(tmp_path):
     (tmp_path / "old.json").write_text('{"seed": 0, "val_fraction": 0.5, "train": ["a"], "val": ["b"]}')
     assert load_split(tmp_path / "old.json")["test"] == []
+
+
+# ---------------------------------------------------------------------------------- nnU-Net raw
+
+
+def nnunet_dataset(root, write_nifti_file, *, labels=None, channels=("CT",), n=2, name="Dataset003_Liver"):  # noqa: ANN001, ANN201
+    """An nnU-Net v2 raw dataset: imagesTr/<case>_0000.nii.gz, labelsTr/<case>.nii.gz, dataset.json."""
+    import json
+
+    from conftest import synthetic_case
+
+    folder = root / name
+    affine = np.diag([-0.8, -0.8, 2.5, 1.0])
+    for k in range(n):
+        ct, label_map = synthetic_case(seed=k)
+        for c in range(len(channels)):
+            write_nifti_file(folder / "imagesTr" / f"liver_{k:03d}_{c:04d}.nii.gz", ct, affine)
+        write_nifti_file(folder / "labelsTr" / f"liver_{k:03d}.nii.gz", label_map, affine)
+    write_nifti_file(folder / "imagesTs" / "liver_900_0000.nii.gz", synthetic_case(seed=9)[0], affine)
+    (folder / "dataset.json").write_text(json.dumps({
+        "channel_names": {str(c): name for c, name in enumerate(channels)},
+        "labels": labels or {"background": 0, "liver": 1, "tumor": 2},
+        "numTraining": n, "file_ending": ".nii.gz",
+    }))
+    return folder
+
+
+def test_discover_nnunet_raw(tmp_path, write_nifti_file):
+    folder = nnunet_dataset(tmp_path, write_nifti_file)
+    cases = discover_cases(folder)
+    assert cases == [
+        Case("liver_000", folder / "imagesTr" / "liver_000_0000.nii.gz", folder / "labelsTr" / "liver_000.nii.gz"),
+        Case("liver_001", folder / "imagesTr" / "liver_001_0000.nii.gz", folder / "labelsTr" / "liver_001.nii.gz"),
+    ]
+    assert discover_cases(tmp_path) == cases  # the nnUNet_raw folder holding it
+    validate_cases(cases)
+
+
+@pytest.mark.parametrize(
+    "labels, expected",
+    [
+        ({"background": 0, "liver": 1, "tumor": 2}, {"liver": (1,), "tumour": (2,)}),
+        ({"background": 0, "spleen": 1, "liver": 2, "liver_lesion": 3}, {"liver": (2,), "tumour": (3,)}),
+        ({"background": 0, "liver": [1, 2], "tumour": 2}, {"liver": (1, 2), "tumour": (2,)}),  # region-based
+        ({"0": "background", "1": "liver", "2": "cancer"}, {"liver": (1,), "tumour": (2,)}),  # MSD's direction
+        ({"background": 0, "kidney": 1}, {}),
+    ],
+)
+def test_dataset_json_labels(labels, expected, tmp_path, write_nifti_file):
+    from livseg.data.nnunet import dataset_labels
+
+    assert dataset_labels(nnunet_dataset(tmp_path, write_nifti_file, labels=labels)) == expected
+
+
+def test_nnunet_labels_pick_liver_and_tumour_for_preprocessing(tmp_path, write_nifti_file):
+    from livseg.data.cache import preprocess_dataset
+
+    labels = {"background": 0, "liver": 2, "tumour": 1}  # swapped values: dataset.json decides
+    folder = nnunet_dataset(tmp_path, write_nifti_file, labels=labels)
+    manifest = preprocess_dataset(folder, tmp_path / "cache", config=SMALL, progress=False)
+    assert manifest["preprocess"]["liver_labels"] == [1, 2]
+    multi = {"background": 0, "spleen": 1, "liver": 2, "tumour": 3}
+    folder = nnunet_dataset(tmp_path / "b", write_nifti_file, labels=multi)
+    manifest = preprocess_dataset(folder, tmp_path / "cache-b", config=SMALL, progress=False)
+    assert manifest["preprocess"]["liver_labels"] == [2, 3]
+    # synthetic_case's label 1 is "spleen" here: only the label-2 tumour voxel counts as liver
+    assert manifest["cases"]["liver_000"]["liver_ml"] == pytest.approx(0.8 * 0.8 * 2.5 / 1000)
+
+
+def test_nnunet_multichannel_is_refused(tmp_path, write_nifti_file):
+    folder = nnunet_dataset(tmp_path, write_nifti_file, channels=("CT", "PET"))
+    with pytest.raises(DatasetError, match=r"multi-channel nnU-Net dataset \(channels: CT, PET\); livseg reads one CT"):
+        discover_cases(folder)
+
+
+def test_cli_preprocess_nnunet_raw(tmp_path, write_nifti_file, capsys):
+    from livseg.cli import main
+    from livseg.data.cache import load_manifest
+
+    folder = nnunet_dataset(tmp_path, write_nifti_file, n=3)
+    out = tmp_path / "cache"
+    assert main(["preprocess", str(folder), "-o", str(out), "--set", "preprocess.target_shape=16,16,8",
+                 "--no-progress"]) == 0
+    assert sorted(load_manifest(out)["cases"]) == ["liver_000", "liver_001", "liver_002"]
+
+
+# ----------------------------------------------------------------------- images of a folder (predict)
+
+
+def test_find_images_in_dataset_layouts(tmp_path, tiny_dataset, write_nifti_file):
+    from livseg.data.image_folders import find_images
+
+    lits = tiny_dataset(n_cases=2, compress=True)
+    found = find_images(lits, skip_suffixes=("_liver.nii.gz",))
+    assert [name for name, _ in found.images] == ["volume-0", "volume-1"]
+    assert sorted(p.name for p in found.skipped["label files"]) == ["segmentation-0.nii.gz", "segmentation-1.nii.gz"]
+    nnunet = nnunet_dataset(tmp_path, write_nifti_file)
+    found = find_images(nnunet)
+    assert [(name, path.parent.name) for name, path in found.images] == [
+        ("liver_000", "imagesTr"), ("liver_001", "imagesTr"), ("liver_900", "imagesTs")]
+    assert len(found.skipped["label files"]) == 2
+    assert [name for name, _ in find_images(nnunet / "imagesTs").images] == ["liver_900"]
+    (tmp_path / "dicom").mkdir()
+    assert find_images(tmp_path / "dicom") is None  # not a NIfTI folder: the caller reads DICOM
+
+
+def test_find_images_skips_livseg_outputs_and_label_names(tmp_path, write_nifti_file):
+    from livseg.data.image_folders import find_images
+
+    ct = np.zeros((8, 8, 8), np.int16)
+    for name in ("ct.nii.gz", "ct_liver.nii.gz", "ct_liver_probability.nii.gz", "ct_seg.nii.gz", "mask.nii.gz",
+                 "patient_labels.nii"):
+        write_nifti_file(tmp_path / "mixed" / name, ct)
+    found = find_images(tmp_path / "mixed", skip_suffixes=("_liver.nii.gz", "_probability.nii.gz"))
+    assert [name for name, _ in found.images] == ["ct"]
+    assert sorted(p.name for p in found.skipped["livseg outputs"]) == ["ct_liver.nii.gz", "ct_liver_probability.nii.gz"]
+    assert sorted(p.name for p in found.skipped["label files"]) == ["ct_seg.nii.gz", "mask.nii.gz", "patient_labels.nii"]
+    with pytest.raises(DatasetError, match=r"labelsTr: no images to predict; skipped 2 label files"):
+        find_images(nnunet_dataset(tmp_path, write_nifti_file) / "labelsTr")

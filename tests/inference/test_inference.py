@@ -103,14 +103,44 @@ def test_segment_synthetic(checkpoint: Path, tmp_path: Path) -> None:
         segment(volume, loaded, threshold=1.5)
 
 
-def test_expand_inputs(tmp_path: Path) -> None:
+def test_expand_inputs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     for n in range(2):
         write_case(tmp_path / "folder", n)
     (tmp_path / "dicom").mkdir()
-    cases = expand_inputs([tmp_path / "folder", tmp_path / "dicom"])
-    assert [name for name, _ in cases] == ["segmentation-0", "segmentation-1", "volume-0", "volume-1", "dicom"]
+    with caplog.at_level("INFO", logger="livseg"):
+        cases = expand_inputs([tmp_path / "folder", tmp_path / "dicom"])
+    # a LiTS folder: the CTs only, never its label maps
+    assert [name for name, _ in cases] == ["volume-0", "volume-1", "dicom"]
+    skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(skipped) == 1 and "2 label files (segmentation-0.nii.gz, segmentation-1.nii.gz)" in skipped[0]
     with pytest.raises(DatasetError, match="same case name|both give case name"):
         expand_inputs([tmp_path / "folder" / "volume-0.nii.gz", tmp_path / "folder"])
+    # a file named explicitly is predicted whatever its name
+    assert expand_inputs([tmp_path / "folder" / "segmentation-0.nii.gz"])[0][0] == "segmentation-0"
+
+
+def test_every_nifti_predict_writes_is_recognised_as_an_output() -> None:
+    from livseg.inference.predict import OUTPUT_NIFTI_SUFFIXES, case_outputs
+
+    paths = case_outputs("out", "case", preview=True, output_type="both", probabilities=("liver", "tumour"))
+    niftis = [p.name for p in paths.values() if p.name.endswith((".nii", ".nii.gz"))]
+    assert len(niftis) == 3 and all(name.endswith(OUTPUT_NIFTI_SUFFIXES) for name in niftis)
+
+
+def test_predict_into_its_own_input_folder_twice(checkpoint: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="livseg")
+    folder = tmp_path / "lits"
+    for n in range(2):
+        write_case(folder, n)
+    args = ["predict", str(folder), "--checkpoint", str(checkpoint), "-o", str(folder), "--save-probabilities"]
+    assert main(args) == 0
+    first = sorted(p.name for p in folder.iterdir())
+    assert main([*args, "--overwrite"]) == 0  # no volume-0_liver_liver.nii.gz, no segmentation-0_liver.nii.gz
+    assert sorted(p.name for p in folder.iterdir()) == first
+    assert "volume-0_liver.nii.gz" in first and not any(name.startswith("segmentation-0_") for name in first)
+    line = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()][-1]
+    assert "2 image(s) to predict; skipped 4 livseg outputs (volume-0_liver.nii.gz" in line
+    assert "and 2 label files (segmentation-0.nii.gz, segmentation-1.nii.gz)" in line
 
 
 # ------------------------------------------------------------------------------ predict, real CT

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -44,7 +45,8 @@ from livseg.data.datasets import (
     validate_cases,
 )
 from livseg.data.io.files import atomic_output, read_json, write_json
-from livseg.data.io.volume import allowed_label_values, load_labels, load_volume
+from livseg.data.io.volume import LITS_LIVER_LABELS, allowed_label_values, load_labels, load_volume
+from livseg.data.nnunet import dataset_labels
 from livseg.data.preprocessing import binarize, preprocess_image, preprocess_labels
 from livseg.errors import ConfigError, DatasetError, InputFileNotFoundError, LivsegError, one_line
 
@@ -75,7 +77,8 @@ def preprocess_dataset(
     Args:
         data: dataset folder, CSV file, or a list of :class:`Case`.
         out_dir: cache folder; new, empty, or a cache made with the same ``config``.
-        config: preprocessing (HU window, target shape).
+        config: preprocessing (HU window, target shape, liver labels: with the default 1,2 the
+            labels a dataset.json names are used instead, see :func:`resolve_liver_labels`).
         val_fraction: validation share of the split written to ``splits.json``.
         seed: seed of that split.
         progress: show a tqdm progress bar.
@@ -95,6 +98,8 @@ def preprocess_dataset(
     check_val_fraction(val_fraction)  # before hours of work, not after
     check_test_fraction(test_fraction, val_fraction)
     out = Path(out_dir)
+    if isinstance(data, (str, os.PathLike)):
+        config = resolve_liver_labels(data, config)
     cases = list(data) if not isinstance(data, (str, os.PathLike)) else discover_cases(data)
     if not cases:
         raise DatasetError("no cases to preprocess")
@@ -126,6 +131,33 @@ def region_key(region: RegionConfig | None) -> dict[str, Any] | None:
     if region is None or not region.enabled:
         return None
     return {"spacing_mm": [float(s) for s in region.spacing_mm], "context_mm": region.margin_mm + region.jitter_mm}
+
+
+def resolve_liver_labels(data: str | os.PathLike[str], config: PreprocessConfig) -> PreprocessConfig:
+    """The liver labels a dataset or cache defines, when ``config`` keeps the LiTS default 1,2.
+
+    A cache was made for one set of liver labels (its label arrays are already binary), and an
+    nnU-Net or MSD ``dataset.json`` names its liver and tumour values
+    (:func:`livseg.data.nnunet.dataset_labels`); with the default both take over, so
+    ``livseg preprocess Dataset003_Liver`` and then ``livseg train cache`` need no flag. An
+    explicit other choice is kept (a dataset.json that disagrees is logged).
+    """
+    data = Path(data)
+    if is_cache(data):
+        found = tuple(load_manifest(data)["preprocess"]["liver_labels"])
+        source = f"the cache {data}"
+    else:
+        named = dataset_labels(data)
+        found = tuple(sorted(set(named.get("liver", ()) + named.get("tumour", ()))))
+        source = f"{data}'s dataset.json ({', '.join(f'{k} {list(v)}' for k, v in named.items())})"
+    if not found or found == tuple(config.liver_labels):
+        return config
+    if tuple(config.liver_labels) != LITS_LIVER_LABELS:
+        log.warning("liver labels %s differ from %s; using %s as asked", list(config.liver_labels), source,
+                    list(config.liver_labels))
+        return config
+    log.info("liver labels %s, from %s", list(found), source)
+    return replace(config, liver_labels=found)
 
 
 def _open_cache(out: Path, wanted: dict[str, Any], region: dict[str, Any] | None) -> dict[str, Any]:

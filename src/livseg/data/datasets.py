@@ -5,6 +5,8 @@ Recognised inputs:
            comes as "Training Batch 1", "Training Batch 2"); case id ``lits-N``.
     MSD    Task03_Liver: ``imagesTr/liver_N.nii.gz`` + ``labelsTr/liver_N.nii.gz``; case id
            ``msd-N``. macOS ``._`` resource files are skipped.
+    nnU-Net raw  ``DatasetXXX_Name/imagesTr/<case>_0000.nii.gz`` + ``labelsTr/<case>.nii.gz`` +
+           ``dataset.json`` (one channel; see :mod:`livseg.data.nnunet`); case id ``<case>``.
     CSV    columns ``image,label[,case_id]``; relative paths are relative to the CSV's folder;
            case id from ``case_id`` or the image file name.
 
@@ -29,6 +31,7 @@ import numpy as np
 
 from livseg.data.io.files import read_json, write_json
 from livseg.data.io.nifti import is_nifti
+from livseg.data.nnunet import dataset_root, is_nnunet_raw, nnunet_cases
 from livseg.data.io.volume import (
     LITS_LIVER_LABELS,
     allowed_label_values,
@@ -45,6 +48,7 @@ SPLITS_FILE = "splits.json"  # a split's file name, in a cache and in a run fold
 LAYOUTS = (
     "LiTS (volume-N.nii[.gz] with segmentation-N.nii[.gz], in any subfolders), "
     "MSD Task03_Liver (imagesTr/liver_N.nii.gz with labelsTr/liver_N.nii.gz), "
+    "nnU-Net raw (DatasetXXX_Name/imagesTr/CASE_0000.nii.gz with labelsTr/CASE.nii.gz and dataset.json), "
     "or a CSV file with columns image,label[,case_id]"
 )
 _LITS_IMAGE = re.compile(r"^volume-(\d+)\.nii(\.gz)?$", re.IGNORECASE)
@@ -70,7 +74,7 @@ def natural_key(text: str) -> list[Any]:
 
 
 def discover_cases(path: str | os.PathLike[str]) -> list[Case]:
-    """Find the CT/label pairs of a LiTS folder, an MSD folder or a CSV file.
+    """Find the CT/label pairs of a LiTS, MSD or nnU-Net raw folder, or of a CSV file.
 
     Images without a label are returned with ``label=None`` (:func:`validate_cases` reports
     them); a label without its image, or two files for one case, cannot be a case and fails here.
@@ -94,11 +98,13 @@ def discover_cases(path: str | os.PathLike[str]) -> list[Case]:
             raise DatasetError(f"{path}: expected a dataset folder or a .csv file; recognised layouts: {LAYOUTS}")
         cases = _cases_from_csv(path, problems)
     else:
-        # MSD: the folder itself or the Task03_Liver folder inside it
-        msd = [d for d in (path, *sorted(p for p in path.iterdir() if p.is_dir())) if (d / "imagesTr").is_dir()]
-        if msd:
-            images = _numbered(sorted((msd[0] / "imagesTr").glob("*")), _MSD_FILE, problems)
-            labels = _numbered(sorted((msd[0] / "labelsTr").glob("*")), _MSD_FILE, problems)
+        # MSD or nnU-Net raw: the folder itself or the Task03_Liver / Dataset003_Liver folder inside it
+        root = dataset_root(path)
+        if root is not None and is_nnunet_raw(root):
+            cases = [Case(*found) for found in nnunet_cases(root, problems)]
+        elif root is not None:
+            images = _numbered(sorted((root / "imagesTr").glob("*")), _MSD_FILE, problems)
+            labels = _numbered(sorted((root / "labelsTr").glob("*")), _MSD_FILE, problems)
             cases = _pair(images, labels, "msd", problems)
         else:
             files = sorted(path.rglob("*"))  # LiTS ships in several "Training Batch" folders

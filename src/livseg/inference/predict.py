@@ -25,7 +25,7 @@ from torch import nn
 from livseg import __version__
 from livseg.config import RunConfig
 from livseg.data.io.files import atomic_output, refuse_existing
-from livseg.data.io.nifti import is_nifti
+from livseg.data.image_folders import find_images
 from livseg.data.io.volume import Volume, case_name, load_volume, save_mask, save_probability
 from livseg.device import cpu_count, resolve_device
 from livseg.distributed import all_gather_objects, cleanup, env_world, setup
@@ -36,16 +36,21 @@ from livseg.inference.segment import Segmentation, load_model, segment
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OUTPUT_TYPES", "case_outputs", "check_output_type", "expand_inputs", "predict"]
+__all__ = ["OUTPUT_NIFTI_SUFFIXES", "OUTPUT_TYPES", "case_outputs", "check_output_type", "expand_inputs", "predict"]
 
 OUTPUT_TYPES = ("nifti", "dicom-seg", "both")  # mask as NIfTI, as DICOM SEG, or both
+# endings of every NIfTI that case_outputs names: a folder given to predict skips them (its own
+# earlier outputs when -o is the input folder); a test keeps this in step with case_outputs
+OUTPUT_NIFTI_SUFFIXES = ("_liver.nii.gz", "_probability.nii.gz")
 
 
 def expand_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[tuple[str, Path]]:
     """Turn command-line inputs into ``(case name, path)`` pairs.
 
-    A file is one case. A folder that directly holds .nii/.nii.gz files gives one case per
-    file; any other folder is one DICOM series, named after the folder.
+    A file is one case. A folder of NIfTI files, or a LiTS, MSD or nnU-Net dataset folder, gives
+    one case per image: label maps and livseg's own outputs are skipped, and one log line says
+    which (:func:`livseg.data.image_folders.find_images`). Any other folder is one DICOM series,
+    named after the folder.
 
     Raises:
         InputFileNotFoundError: an input does not exist.
@@ -57,11 +62,13 @@ def expand_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[tuple[str, P
         path = Path(raw)
         if not path.exists():
             raise InputFileNotFoundError(f"input not found: {str(path)!r}")
-        niftis = sorted(p for p in path.iterdir() if p.is_file() and is_nifti(p)) if path.is_dir() else []
-        if niftis:
-            cases.extend((case_name(p), p) for p in niftis)
-        else:
+        found = find_images(path, skip_suffixes=OUTPUT_NIFTI_SUFFIXES) if path.is_dir() else None
+        if found is None:
             cases.append((case_name(path), path))
+            continue
+        cases.extend(found.images)
+        if found.skipped:
+            log.info("%s: %d image(s) to predict; %s", path, len(found.images), found.summary())
     if not cases:
         raise DatasetError("no inputs given; expected NIfTI files, DICOM series folders or folders of NIfTI files")
     seen: dict[str, Path] = {}

@@ -42,7 +42,7 @@ import math
 import os
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
 from livseg.config import RegionConfig, RunConfig, TrainConfig, to_dict, validate_config
-from livseg.data.cache import CachedDataset
+from livseg.data.cache import CachedDataset, resolve_liver_labels
 from livseg.data.datasets import SPLITS_FILE, save_split
 from livseg.data.patches import RegionCases, RegionPatches
 from livseg.data.io.files import write_json
@@ -155,6 +155,8 @@ def train(
         DatasetError: unusable data or split.
     """
     validate_config(config)
+    # a cache or a dataset.json may define the liver labels; the run records what it trains on
+    config = replace(config, preprocess=resolve_liver_labels(data, config.preprocess))
     if stop_after_epoch is not None and stop_after_epoch < 1:
         raise ConfigError(f"stop_after_epoch: expected an epoch >= 1, got {stop_after_epoch}")
     if max_seconds is not None and not (math.isfinite(max_seconds) and max_seconds > 0):
