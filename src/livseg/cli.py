@@ -174,7 +174,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
                    help="NIfTI file, DICOM series folder, or folder of NIfTI files")
-    p.add_argument("--checkpoint", type=Path, required=True, help="livseg checkpoint (best.pt)")
+    p.add_argument("--checkpoint", default=None, metavar="PT",
+                   help="livseg checkpoint (best.pt), or builtin:NAME (default: the built-in model, see `livseg models`)")
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
     p.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
@@ -229,7 +230,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         "there is one (train --test-fraction), else the validation split. Every output names the split.",
     )
     p.add_argument("data", type=Path, help="livseg cache folder, or dataset folder / CSV")
-    p.add_argument("--checkpoint", type=Path, required=True, help="livseg checkpoint (best.pt)")
+    p.add_argument("--checkpoint", default=None, metavar="PT",
+                   help="livseg checkpoint (best.pt), or builtin:NAME (default: the built-in model; use --split all)")
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
     p.add_argument("--split", default="auto", choices=("auto", "test", "val", "all"),
                    help="cases to score (default auto: test when the split has one, else val)")
@@ -290,6 +292,31 @@ def _run_cascade(args: argparse.Namespace) -> int:
 
     path = save_cascade(args.out, args.liver, args.tumour, overwrite=args.overwrite)
     print(f"wrote cascade {path} (stage 1 {args.liver}, stage 2 {args.tumour})")
+    return 0
+
+
+def _add_models(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "models",
+        help="list the built-in models and print their model cards",
+        description="Print the model card of every liver model shipped with livseg (architecture, input "
+        "grid, training data and licences, measured accuracy, intended use and limits). `predict` and "
+        "`evaluate` use the default one when no --checkpoint is given.",
+    )
+    p.add_argument("name", nargs="?", default=None, help="one model's card only (default: all)")
+    p.set_defaults(func=_run_models)
+
+
+def _run_models(args: argparse.Namespace) -> int:
+    from livseg.weights import DEFAULT_MODEL, list_models, model_card
+
+    names = [args.name] if args.name else list_models()
+    if not names:
+        print("no built-in models in this installation")
+    for name in names:
+        card = model_card(name)  # ConfigError for an unknown name: one line, exit 2
+        default = " (default)" if name.removeprefix("builtin:") == DEFAULT_MODEL else ""
+        print(f"== builtin:{name.removeprefix('builtin:')}{default} ==\n{card.rstrip()}\n")
     return 0
 
 
@@ -373,6 +400,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [  # in pipeline 
     _add_cascade,
     _add_evaluate,
     _add_predict,
+    _add_models,
 ]
 
 

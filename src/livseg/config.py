@@ -41,6 +41,11 @@ class PreprocessConfig:
     # label values that count as liver (LiTS: 1 liver, 2 tumour inside it). With the default, label
     # maps must hold only 0, 1, 2; any other choice (TotalSegmentator: 5) takes other values as background
     liver_labels: tuple[int, ...] = (1, 2)
+    # () (paper): resample every CT to target_shape, whatever its spacing and field of view.
+    # (x, y, z) mm: resample to this voxel size instead (RAS axes, needs reorient), anti-aliased;
+    # the network then sees the whole scan at one scale and target_shape is the training patch
+    spacing: tuple[float, ...] = ()
+    crop_body: bool = False  # paper: no; True: crop x and y to the body (air and table cut off) first
 
 
 @dataclass(frozen=True)
@@ -321,6 +326,10 @@ def validate_config(config: RunConfig) -> None:
     pre, model, loss, train = config.preprocess, config.model, config.loss, config.train
     if pre.hu_max <= pre.hu_min:
         raise ConfigError(f"preprocess: hu_max ({pre.hu_max}) must exceed hu_min ({pre.hu_min})")
+    if pre.spacing and (len(pre.spacing) != 3 or min(pre.spacing) <= 0):
+        raise ConfigError(f"preprocess.spacing: expected () or three positive sizes in mm, got {pre.spacing}")
+    if pre.spacing and not pre.reorient:
+        raise ConfigError("preprocess.spacing is given in RAS axis order: it needs preprocess.reorient=true")
     if len(pre.target_shape) != 3 or min(pre.target_shape) < 1:
         raise ConfigError(f"preprocess.target_shape: expected three positive sizes, got {pre.target_shape}")
     voxels = pre.target_shape[0] * pre.target_shape[1] * pre.target_shape[2]

@@ -49,7 +49,7 @@ import logging
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -58,6 +58,9 @@ from livseg.data.masks import as_bool
 from livseg.errors import ConfigError, DatasetError
 from livseg.evaluation.metrics import case_metrics
 from livseg.evaluation.tumours import TUMOUR_METRICS, score_tumours, summarize_tumours
+
+if TYPE_CHECKING:  # preprocessing imports torch: only where a CT is evaluated
+    from livseg.data.preprocessing import GridMap
 
 log = logging.getLogger(__name__)
 
@@ -114,24 +117,32 @@ def score_network_grid(
     config: PreprocessConfig,
     *,
     threshold: float = 0.5,
+    grid: GridMap | None = None,
 ) -> dict[str, float]:
     """The paper's measurement: ``probabilities >= threshold`` on the network grid versus the
-    label map resampled there by nearest neighbour (label > 0), no post-processing.
+    label map resampled there (:func:`livseg.data.preprocessing.preprocess_labels`: nearest
+    neighbour on the paper's grid, label > 0), no post-processing.
 
     Args:
-        probabilities: network output on ``config.target_shape``.
+        probabilities: network output on the network grid.
         labels: label map on the CT's own grid (0/1/2).
         affine: the CT's affine (its spacing, converted with :func:`network_grid_spacing`, and
             its orientation, when ``config.reorient``).
         config: the checkpoint's preprocessing config.
         threshold: probability threshold (paper: 0.5).
+        grid: the CT's network grid (``Segmentation.grid``); needed for a body crop or a
+            fixed-spacing grid.
     """
     from livseg.data.io.volume import spacing_from_affine
     from livseg.data.preprocessing import network_view, preprocess_labels
 
     oriented, oriented_affine = network_view(labels, affine, config)
-    ref = preprocess_labels(oriented, replace(config, reorient=False))
-    grid_spacing = network_grid_spacing(oriented.shape, spacing_from_affine(oriented_affine), config.target_shape)
+    ref = preprocess_labels(oriented, replace(config, reorient=False), grid=grid)
+    spacing = spacing_from_affine(oriented_affine)
+    if grid is not None:
+        grid_spacing = grid.spacing(spacing)
+    else:
+        grid_spacing = network_grid_spacing(oriented.shape, spacing, config.target_shape)
     return score_case(probabilities >= threshold, ref, grid_spacing)
 
 
@@ -175,14 +186,15 @@ def summarize(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def select_cases(
-    data: str | os.PathLike[str], split: str, checkpoint: str | os.PathLike[str]
+    data: str | os.PathLike[str], split: str, checkpoint: str | os.PathLike[str] | None
 ) -> tuple[list[Any], str, str]:
     """The cases to evaluate, the split they are, and where the split came from.
 
     Args:
         data: a livseg cache folder or a dataset folder/CSV.
         split: ``"auto"``, ``"test"``, ``"val"`` or ``"all"`` (see the module docstring).
-        checkpoint: the checkpoint; its folder is searched for ``splits.json``.
+        checkpoint: the checkpoint; its folder is searched for ``splits.json`` (not for a
+            built-in model: None or ``"builtin:<name>"``).
 
     Returns:
         ``([Case, ...], split scored ("test", "val" or "all"), split source)``.
@@ -209,7 +221,9 @@ def select_cases(
         cases = discover_cases(data)
     if split == "all":
         return cases, "all", "all"
-    candidates = [Path(checkpoint).parent / SPLITS_FILE]
+    from livseg.weights import is_builtin
+
+    candidates = [] if is_builtin(checkpoint) else [Path(checkpoint).parent / SPLITS_FILE]  # type: ignore[arg-type]
     if is_cache(data):
         candidates.append(data / SPLITS_FILE)
     found = next((path for path in candidates if path.is_file()), None)
@@ -240,7 +254,7 @@ def select_cases(
 
 
 def evaluate(
-    checkpoint: str | os.PathLike[str],
+    checkpoint: str | os.PathLike[str] | None,
     data: str | os.PathLike[str],
     *,
     split: str = "auto",
@@ -259,7 +273,7 @@ def evaluate(
     original grid) and ``report.html``.
 
     Args:
-        checkpoint: livseg checkpoint.
+        checkpoint: livseg checkpoint; None or ``"builtin:<name>"`` for a built-in model.
         data: a livseg cache (manifest.json + splits.json) or a dataset folder/CSV.
         split: ``"auto"`` (test when the split has test cases, else val), ``"test"``, ``"val"`` or
             ``"all"``; see the module docstring for where the split comes from.
@@ -282,6 +296,7 @@ def evaluate(
     from tqdm.auto import tqdm
 
     from livseg.inference.cascade import Cascade
+    from livseg.inference.predict import model_name
     from livseg.inference.segment import load_model, segment
     from livseg.data.io.files import atomic_output, refuse_existing, write_json
     from livseg.data.io.volume import allowed_label_values, load_labels, load_volume
@@ -307,7 +322,8 @@ def evaluate(
         result = segment(volume, (model, config), threshold=threshold, postprocess=postprocess)
         scores = {
             "network_grid": score_network_grid(
-                result.probabilities, labels, volume.affine, config.preprocess, threshold=threshold
+                result.probabilities, labels, volume.affine, config.preprocess, threshold=threshold,
+                grid=result.grid,
             ),
             "original_grid": score_case(result.mask, liver, volume.spacing),
         }
@@ -326,14 +342,14 @@ def evaluate(
                              tumour=cascade)
 
     summary = {
-        "checkpoint": str(Path(checkpoint).resolve()),
+        "checkpoint": model_name(checkpoint),
         "data": str(data),
         "split": split,
         "split_source": split_source,
         "n_cases": len(cases),
         "threshold": float(threshold),
         "postprocess": bool(postprocess),
-        "network_shape": [int(s) for s in config.preprocess.target_shape],
+        "network_shape": [int(s) for s in config.preprocess.target_shape],  # the training patch with preprocess.spacing
         "statistics": SUMMARY_NOTE,
         **summarize(rows),
     }

@@ -36,12 +36,23 @@ from livseg.inference.segment import Segmentation, load_model, segment
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OUTPUT_NIFTI_SUFFIXES", "OUTPUT_TYPES", "case_outputs", "check_output_type", "expand_inputs", "predict"]
+__all__ = ["OUTPUT_NIFTI_SUFFIXES", "OUTPUT_TYPES", "case_outputs", "check_output_type", "expand_inputs", "model_name",
+           "predict"]
 
 OUTPUT_TYPES = ("nifti", "dicom-seg", "both")  # mask as NIfTI, as DICOM SEG, or both
 # endings of every NIfTI that case_outputs names: a folder given to predict skips them (its own
 # earlier outputs when -o is the input folder); a test keeps this in step with case_outputs
 OUTPUT_NIFTI_SUFFIXES = ("_liver.nii.gz", "_probability.nii.gz")
+
+
+def model_name(checkpoint: str | os.PathLike[str] | None) -> str:
+    """How outputs name the model used: ``builtin:<name>`` or the checkpoint's absolute path."""
+    from livseg.weights import BUILTIN_PREFIX, DEFAULT_MODEL, is_builtin
+
+    if is_builtin(checkpoint):
+        name = str(checkpoint or DEFAULT_MODEL)
+        return name if name.startswith(BUILTIN_PREFIX) else BUILTIN_PREFIX + name
+    return str(Path(checkpoint).resolve())  # type: ignore[arg-type]
 
 
 def expand_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[tuple[str, Path]]:
@@ -130,7 +141,7 @@ def check_output_type(cases: Sequence[tuple[str, Path]], output_type: str) -> No
 def predict(
     inputs: Sequence[str | os.PathLike[str]],
     *,
-    checkpoint: str | os.PathLike[str],
+    checkpoint: str | os.PathLike[str] | None = None,
     out_dir: str | os.PathLike[str],
     threshold: float = 0.5,
     postprocess: bool = True,
@@ -161,7 +172,8 @@ def predict(
 
     Args:
         inputs: NIfTI files, DICOM series folders, or folders of NIfTI files.
-        checkpoint: livseg checkpoint; its preprocessing config is used.
+        checkpoint: livseg checkpoint (its preprocessing config is used); None or
+            ``"builtin:<name>"`` for a model shipped with livseg (None: the default).
         out_dir: output folder (created when the first file is written).
         threshold, postprocess, device: as for :func:`segment` / :func:`load_model`.
         preview: also draw the three-plane preview PNG.
@@ -206,7 +218,7 @@ def predict(
                                  for name, _ in cases], overwrite)
             runner = _CaseRunner(
                 loaded=loaded,
-                checkpoint_name=str(Path(checkpoint).resolve()),
+                checkpoint_name=model_name(checkpoint),  # builtin:<name> for a shipped model
                 out_dir=Path(out_dir), output_type=output_type, preview=preview, probabilities=probabilities,
                 threshold=threshold, postprocess=postprocess, overwrite=overwrite,
             )

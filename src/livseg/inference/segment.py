@@ -36,7 +36,7 @@ from torch import nn
 from livseg.config import RunConfig
 from livseg.data.io.volume import Volume
 from livseg.data.masks import as_bool, bounding_box
-from livseg.data.preprocessing import preprocess_image, to_input_grid
+from livseg.data.preprocessing import GridMap, network_input, to_input_grid
 from livseg.device import autocast, cpu_count, resolve_device
 from livseg.errors import ConfigError
 from livseg.inference.cascade import Cascade, segment_region, tumour_stats
@@ -55,7 +55,8 @@ class Segmentation:
         mask: uint8 mask with exactly the input volume's shape: 0/1 liver for a liver checkpoint,
             0/1/2 (background, liver, tumour: LiTS) for a cascade.
         probabilities: float32 liver probabilities on stage 1's network grid (the checkpoint's
-            ``preprocess.target_shape``), before back-mapping.
+            ``preprocess.target_shape``, or the CT's extent at ``preprocess.spacing``), before
+            back-mapping.
         stats: liver volume (mL), HU inside the liver, bounding box (mm), component count
             before post-processing, input shape and spacing (see :func:`mask_stats`).
         timings: seconds per stage: preprocess, network, back_mapping, postprocess (and stage2).
@@ -65,6 +66,7 @@ class Segmentation:
             and post-processing; otherwise empty.
         stage1_mask: for a cascade, stage 1's post-processed 0/1 liver mask on the input grid
             (what a liver-only checkpoint would have returned); None otherwise.
+        grid: where stage 1's network grid lies in the CT (:class:`livseg.data.preprocessing.GridMap`).
     """
 
     mask: np.ndarray
@@ -73,6 +75,7 @@ class Segmentation:
     timings: dict[str, float] = field(default_factory=dict)
     input_probabilities: dict[str, np.ndarray] = field(default_factory=dict)
     stage1_mask: np.ndarray | None = None
+    grid: GridMap | None = None
 
 
 # ------------------------------------------------------------------------------------ the model
@@ -125,7 +128,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 
 
 def load_model(
-    checkpoint_path: str | os.PathLike[str],
+    checkpoint_path: str | os.PathLike[str] | None = None,
     device: str | torch.device = "auto",
     *,
     fold: bool = True,
@@ -134,7 +137,8 @@ def load_model(
     """Load a checkpoint once into a ready-to-run inference model.
 
     Args:
-        checkpoint_path: a livseg ``best.pt``/``last.pt``.
+        checkpoint_path: a livseg ``best.pt``/``last.pt``; None or ``"builtin:<name>"`` for a
+            model shipped with livseg (``livseg models``; None: the default, liver-v1).
         device: ``"auto"``, ``"cpu"`` or ``"cuda[:N]"``.
         fold: fold batch norms into the convolutions (same output to ~1e-6, faster).
         num_threads: CPU threads for torch (process-wide); 0 = every core this process may
@@ -149,12 +153,17 @@ def load_model(
     Raises:
         InputFileNotFoundError: no such file.
         CheckpointError: truncated, foreign, or inconsistent checkpoint.
-        ConfigError: unavailable device.
+        ConfigError: unavailable device, or no built-in model of that name.
     """
     from livseg.nn.checkpoint import build_model, load_checkpoint
+    from livseg.weights import DEFAULT_MODEL, builtin_path, is_builtin
 
     target = resolve_device(device)
-    checkpoint = load_checkpoint(checkpoint_path, map_location="cpu")
+    if is_builtin(checkpoint_path):
+        with builtin_path(str(checkpoint_path or DEFAULT_MODEL)) as path:
+            checkpoint = load_checkpoint(path, map_location="cpu")
+    else:
+        checkpoint = load_checkpoint(checkpoint_path, map_location="cpu")  # type: ignore[arg-type]
     model = build_model(checkpoint)
     if checkpoint.cascade is not None:
         model = Cascade(model, build_model(checkpoint.cascade), checkpoint.cascade.config)
@@ -176,13 +185,22 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 def _forward(model: nn.Module, image: np.ndarray, device: torch.device) -> np.ndarray:
-    """One forward pass of a preprocessed image ``[X, Y, Z]`` -> probabilities ``[X, Y, Z]``."""
+    """One forward pass of a preprocessed image ``[X, Y, Z]`` -> probabilities ``[X, Y, Z]``.
+
+    A fixed-spacing grid has the CT's own extent: it is padded at the far end of each axis to the
+    U-Net's divisor with 0 (the window's bottom, i.e. air or fat) and the padding cut off again.
+    """
+    divisor = int(getattr(model, "divisor", 1))
+    shape = image.shape
+    pad = [(-n) % divisor for n in shape]
+    if any(pad):
+        image = np.pad(image, [(0, p) for p in pad])
     x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None].to(device)
     if device.type == "cpu":
         x = x.to(memory_format=torch.channels_last_3d)
     with torch.inference_mode(), autocast(device):
         logits = model(x)
-        prob = torch.sigmoid(logits.float())[0, 0]
+        prob = torch.sigmoid(logits.float())[0, 0, : shape[0], : shape[1], : shape[2]]
     return prob.contiguous().cpu().numpy()
 
 
@@ -191,7 +209,7 @@ def _forward(model: nn.Module, image: np.ndarray, device: torch.device) -> np.nd
 
 def segment(
     volume: Volume,
-    model_or_checkpoint: str | os.PathLike[str] | tuple[nn.Module, RunConfig],
+    model_or_checkpoint: str | os.PathLike[str] | tuple[nn.Module, RunConfig] | None = None,
     *,
     threshold: float = 0.5,
     postprocess: bool = True,
@@ -203,7 +221,8 @@ def segment(
     Args:
         volume: the CT, as :func:`livseg.data.io.volume.load_volume` returns it.
         model_or_checkpoint: a checkpoint path (loaded for this call only; use
-            :func:`load_model` once for many volumes) or the ``(model, config)`` pair it returns.
+            :func:`load_model` once for many volumes) or the ``(model, config)`` pair it returns;
+            None or ``"builtin:<name>"``: a model shipped with livseg (None: the default).
         threshold: probability at or above which a voxel is liver, applied on the input grid.
         postprocess: keep the largest connected component and fill holes (LiTS rule).
         device: used only when a path is given; a loaded model runs where its weights are.
@@ -220,7 +239,7 @@ def segment(
     """
     if not 0.0 < float(threshold) < 1.0:
         raise ConfigError(f"threshold must lie strictly between 0 and 1, got {threshold}")
-    if isinstance(model_or_checkpoint, (str, os.PathLike)):
+    if model_or_checkpoint is None or isinstance(model_or_checkpoint, (str, os.PathLike)):
         model, config = load_model(model_or_checkpoint, device)
     elif isinstance(model_or_checkpoint, tuple) and len(model_or_checkpoint) == 2:
         model, config = model_or_checkpoint
@@ -232,7 +251,7 @@ def segment(
     timings: dict[str, float] = {}
 
     start = time.perf_counter()
-    image = preprocess_image(volume, config.preprocess)
+    image, grid = network_input(volume, config.preprocess)
     timings["preprocess"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -240,7 +259,7 @@ def segment(
     timings["network"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    on_input_grid = to_input_grid(probabilities, volume, config.preprocess)
+    on_input_grid = to_input_grid(probabilities, volume, config.preprocess, grid)
     mask = on_input_grid >= threshold
     timings["back_mapping"] = time.perf_counter() - start
 
@@ -266,14 +285,14 @@ def segment(
         n_components_before_postprocess=n_before,
         threshold=float(threshold),
         postprocess=bool(postprocess),
-        network_shape=[int(s) for s in config.preprocess.target_shape],
+        network_shape=[int(s) for s in probabilities.shape],
     )
     kept = {"liver": on_input_grid} if keep_probabilities else {}
     if stage1_mask is not None:
         stats.update(tumour_stats(mask, volume), stage1_liver_volume_ml=mask_stats(stage1_mask, volume)["liver_volume_ml"])
         kept = stage2_probabilities
     return Segmentation(mask=mask, probabilities=probabilities, stats=stats, timings=timings, input_probabilities=kept,
-                        stage1_mask=stage1_mask)
+                        stage1_mask=stage1_mask, grid=grid)
 
 
 def mask_stats(mask: np.ndarray, volume: Volume) -> dict[str, Any]:
