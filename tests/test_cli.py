@@ -62,3 +62,59 @@ def test_bad_checkpoints_exit_2_with_one_line(tmp_path: Path, checkpoint: Path) 
         assert result.returncode == 2
         assert len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+# ------------------------------------------------------------------------------ output locations
+
+
+def output_commands(root: Path, checkpoint: Path, out: Path) -> dict[str, list[str]]:
+    """Every command with an output folder, pointed at ``out``; inputs are small but valid."""
+    from helpers import write_case
+
+    for n in range(2):
+        write_case(root / "data", n)
+    return {
+        "predict": ["predict", str(root / "data" / "volume-0.nii.gz"), "--checkpoint", str(checkpoint), "-o", str(out)],
+        "train": ["train", str(root / "data"), "-o", str(out), "--epochs", "1", "--set", "preprocess.target_shape=16,16,8",
+                  "--set", "model.channels=4,8", "--no-progress"],
+        "evaluate": ["evaluate", "--checkpoint", str(checkpoint), str(root / "data"), "--split", "all", "-o", str(out)],
+        "phantom": ["phantom", "-o", str(out), "--n", "1", "--shape", "32", "32", "16"],
+        "preprocess": ["preprocess", str(root / "data"), "-o", str(out), "--no-progress"],
+        "demo": ["demo", "-o", str(out), "--minutes", "0.5", "--no-progress"],
+    }
+
+
+def test_output_that_is_a_file_exits_2_before_any_work(checkpoint: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    from livseg.cli import main
+
+    out = tmp_path / "taken.txt"
+    out.write_text("a file, not a folder\n")
+    for command, argv in output_commands(tmp_path, checkpoint, out).items():
+        capsys.readouterr()
+        assert main(argv) == 2, command
+        err = capsys.readouterr().err.strip()
+        assert err == f"livseg {command}: error: {out} is a file, not a folder; give -o a new or existing folder", err
+        assert out.read_text() == "a file, not a folder\n"
+    nested = tmp_path / "taken.txt" / "sub"
+    assert main(["phantom", "-o", str(nested), "--n", "1"]) == 2
+    assert f"{out} is a file" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_unwritable_output_folder_exits_2_before_any_work(checkpoint: Path, tmp_path: Path) -> None:
+    import shutil
+
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) not installed: cannot drop root's permission override to test this")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)  # root ignores this unless the capability that overrides it is dropped
+    drop = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--"]
+    for command, argv in output_commands(tmp_path, checkpoint, locked / "out").items():
+        result = subprocess.run([*drop, sys.executable, "-m", "livseg", *argv], capture_output=True, text=True,
+                                timeout=120)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1, (command, result.stderr)
+        assert lines[0] == f"livseg {command}: error: cannot create {locked / 'out'}: {locked} is not writable " \
+                           "(permission denied); choose a folder you can write to", lines[0]
+        assert not (locked / "out").exists()

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from livseg.config import RunConfig, apply_overrides, get_preset, to_dict
+from livseg.data.io.files import prepare_output_dir
 from livseg.errors import ConfigError, OutputExistsError
 
 log = logging.getLogger(__name__)
@@ -206,7 +207,7 @@ def run_demo(
     started = time.monotonic()
     _check_args(minutes, n_train, n_test, phantom_shape)
     config = apply_overrides(get_preset("demo"), [*overrides, f"train.seed={int(seed)}"])
-    out = Path(out_dir)
+    out = prepare_output_dir(out_dir)
     _prepare_out(out, overwrite)
     seconds: dict[str, float] = {}
 

@@ -53,6 +53,10 @@ class OutputExistsError(LivsegError, FileExistsError):
     """An output file exists and overwriting was not asked for."""
 
 
+class OutputPathError(LivsegError, OSError):
+    """An output folder is a file, or lies where nothing can be written."""
+
+
 class ConfigError(LivsegError, ValueError):
     """A configuration value or override is invalid."""
 

@@ -229,3 +229,68 @@ def test_label_checks(tmp_path: Path) -> None:
     fractional = np.full((4, 4, 4), 0.5, np.float32)
     with pytest.raises(LabelValueError, match="non-integer values"):
         load_labels(_nifti(tmp_path / "frac.nii.gz", fractional), like=ct)
+
+
+# ------------------------------------------------------------------------ temporary files, output folders
+
+
+def test_one_atomic_layer_per_file(tmp_path: Path) -> None:
+    from livseg.data.io.files import atomic_output
+
+    ct = Volume(array=np.zeros((4, 4, 4), np.float32), affine=np.eye(4))
+    with atomic_output(tmp_path / "case_liver.nii.gz") as tmp:
+        save_mask(np.ones((4, 4, 4), np.uint8), like=ct, path=tmp, overwrite=True)  # as predict does
+        assert [p.name for p in tmp_path.iterdir()] == [tmp.name]  # no temporary inside the temporary
+        with atomic_output(tmp, overwrite=True) as inner:
+            assert inner == tmp
+    assert [p.name for p in tmp_path.iterdir()] == ["case_liver.nii.gz"]
+    assert load_labels(tmp_path / "case_liver.nii.gz").sum() == 64
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_stale_temporary_files_are_removed_by_a_later_run(tmp_path: Path) -> None:
+    import socket
+
+    from livseg.data.io.files import prepare_output_dir, temp_name
+
+    host = socket.gethostname()
+    stale = tmp_path / temp_name("last.pt", pid=_dead_pid(), host=host, token="abcd1234")
+    alive = tmp_path / temp_name("best.pt", pid=os.getpid(), host=host, token="efgh5678")  # being written now
+    elsewhere = tmp_path / temp_name("a_liver.nii.gz", pid=_dead_pid(), host="another-machine", token="ijkl9012")
+    old = tmp_path / temp_name("b_liver.nii.gz", pid=_dead_pid(), host="another-machine", token="mnop3456")
+    foreign = tmp_path / ".notes.tmp"  # not ours
+    for path in (stale, alive, elsewhere, old, foreign):
+        path.write_bytes(b"x" * 10)
+    os.utime(old, (0, 0))  # a day and more: stale wherever it came from
+    assert prepare_output_dir(tmp_path) == tmp_path
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (alive, elsewhere, foreign))
+
+
+def test_temporary_left_by_a_killed_writer_is_removed(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = ("import time, sys\nfrom livseg.data.io.files import atomic_output\n"
+              "with atomic_output(sys.argv[1]) as tmp:\n    tmp.write_bytes(b'half')\n    print('ready', flush=True)\n"
+              "    time.sleep(60)\n")
+    process = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "last.pt")], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "ready"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    left = list(tmp_path.iterdir())
+    assert len(left) == 1 and left[0].name.startswith(".last.pt.") and not (tmp_path / "last.pt").exists()
+    from livseg.data.io.files import prepare_output_dir
+
+    start = time.monotonic()
+    prepare_output_dir(tmp_path)
+    assert list(tmp_path.iterdir()) == [] and time.monotonic() - start < 5

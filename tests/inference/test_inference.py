@@ -222,3 +222,22 @@ def test_outputs_are_refused_before_the_model_loads(checkpoint: Path, tmp_path: 
 
     with pytest.raises(OutputExistsError):
         predict([tmp_path / "in" / "volume-0.nii.gz"], checkpoint=tmp_path / "absent.pt", out_dir=tmp_path / "out")
+
+
+def test_predict_removes_temporaries_of_a_killed_run(checkpoint: Path, tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    from livseg.data.io.files import temp_name
+
+    write_case(tmp_path / "in", 0)
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = "".join(c if c.isalnum() or c == "-" else "-" for c in socket.gethostname())[:40]
+    left = out / temp_name("volume-0_liver.nii.gz", pid=dead.pid, host=host, token="k1ll3d00")
+    left.write_bytes(b"half a mask")
+    assert main(["predict", str(tmp_path / "in" / "volume-0.nii.gz"), "--checkpoint", str(checkpoint), "-o", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["volume-0_liver.nii.gz", "volume-0_stats.json"]

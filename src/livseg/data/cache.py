@@ -44,7 +44,7 @@ from livseg.data.datasets import (
     save_split,
     validate_cases,
 )
-from livseg.data.io.files import atomic_output, read_json, write_json
+from livseg.data.io.files import atomic_output, prepare_output_dir, read_json, write_json
 from livseg.data.io.volume import LITS_LIVER_LABELS, allowed_label_values, load_labels, load_volume
 from livseg.data.nnunet import dataset_labels
 from livseg.data.preprocessing import binarize, preprocess_image, preprocess_labels
@@ -97,7 +97,7 @@ def preprocess_dataset(
     """
     check_val_fraction(val_fraction)  # before hours of work, not after
     check_test_fraction(test_fraction, val_fraction)
-    out = Path(out_dir)
+    out = prepare_output_dir(out_dir)
     if isinstance(data, (str, os.PathLike)):
         config = resolve_liver_labels(data, config)
     cases = list(data) if not isinstance(data, (str, os.PathLike)) else discover_cases(data)

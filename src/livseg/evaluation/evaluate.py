@@ -298,12 +298,14 @@ def evaluate(
     from livseg.inference.cascade import Cascade
     from livseg.inference.predict import model_name
     from livseg.inference.segment import load_model, segment
-    from livseg.data.io.files import atomic_output, refuse_existing, write_json
+    from livseg.data.io.files import atomic_output, prepare_output_dir, refuse_existing, write_json
     from livseg.data.io.volume import allowed_label_values, load_labels, load_volume
     from livseg.data.preprocessing import binarize
     from livseg.evaluation.report import plot_case_panels, write_html_report
 
-    out = Path(out_dir)
+    out = prepare_output_dir(out_dir)  # before the model loads: a bad -o fails in a second, not after the run
+    if not 0.0 < float(threshold) < 1.0:
+        raise ConfigError(f"threshold must lie strictly between 0 and 1, got {threshold}")
     model, config = load_model(checkpoint, device)
     cascade = isinstance(model, Cascade)
     cases, split, split_source = select_cases(data, split, checkpoint)

@@ -24,7 +24,7 @@ from torch import nn
 
 from livseg import __version__
 from livseg.config import RunConfig
-from livseg.data.io.files import atomic_output, refuse_existing
+from livseg.data.io.files import atomic_output, prepare_output_dir, refuse_existing
 from livseg.data.image_folders import find_images
 from livseg.data.io.volume import Volume, case_name, load_volume, save_mask, save_probability
 from livseg.device import cpu_count, resolve_device
@@ -196,6 +196,7 @@ def predict(
         LivsegError subclasses from :func:`livseg.data.io.volume.load_volume` for an unreadable
         CT (under torchrun: the first error of any rank, raised on every rank).
     """
+    prepare_output_dir(out_dir)
     cases = expand_inputs(inputs)
     check_output_type(cases, output_type)
     probabilities = ("liver",) if save_probabilities else ()

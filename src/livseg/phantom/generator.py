@@ -32,6 +32,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
+from livseg.data.io.files import prepare_output_dir
 from livseg.data.io.nifti import is_nifti, save_nifti
 from livseg.errors import ConfigError, CorruptFileError, DatasetError, InputFileNotFoundError, OutputExistsError
 from livseg.phantom.anatomy import Body, Diaphragm, Ellipsoid, Grid, lift_for_liver
@@ -194,7 +195,7 @@ def write_phantoms(
     """
     if int(n) < 1:
         raise ConfigError(f"n={n}: expected at least one phantom")
-    out = Path(out_dir)
+    out = prepare_output_dir(out_dir)
     shapes = find_liver_shapes(liver_shapes_dir) if liver_shapes_dir is not None else []
     pairs = [(out / f"volume-{k}.nii.gz", out / f"segmentation-{k}.nii.gz") for k in range(int(n))]
     existing = [str(p) for pair in pairs for p in pair if p.exists()]

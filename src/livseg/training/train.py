@@ -54,7 +54,7 @@ from livseg.config import RegionConfig, RunConfig, TrainConfig, to_dict, validat
 from livseg.data.cache import CachedDataset, resolve_liver_labels
 from livseg.data.datasets import SPLITS_FILE, save_split
 from livseg.data.patches import RegionCases, RegionPatches
-from livseg.data.io.files import write_json
+from livseg.data.io.files import prepare_output_dir, write_json
 from livseg.device import autocast_dtype, resolve_device
 from livseg.errors import ConfigError
 from livseg.nn.checkpoint import Checkpoint, load_checkpoint
@@ -155,6 +155,7 @@ def train(
         DatasetError: unusable data or split.
     """
     validate_config(config)
+    prepare_output_dir(out_dir)
     # a cache or a dataset.json may define the liver labels; the run records what it trains on
     config = replace(config, preprocess=resolve_liver_labels(data, config.preprocess))
     if stop_after_epoch is not None and stop_after_epoch < 1:
