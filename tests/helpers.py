@@ -70,3 +70,38 @@ def write_tumour_case(folder: Path, n: int, shape: tuple[int, int, int] = (40, 3
     folder.mkdir(parents=True, exist_ok=True)
     nib.save(nib.Nifti1Image(ct, affine), str(folder / f"volume-{n}.nii.gz"))
     nib.save(nib.Nifti1Image(labels, affine), str(folder / f"segmentation-{n}.nii.gz"))
+
+
+def write_dicom_series(
+    folder: Path,
+    positions: list[tuple[float, float, float]],
+    *,
+    orientation: tuple[float, ...] = (1, 0, 0, 0, 1, 0),
+    uid: str = "1.2.826.0.1.3680043.2.1125.1",
+    description: str = "",
+    patient_id: str = "",
+    shape: tuple[int, int] = (16, 16),
+) -> Path:
+    """A synthetic CT series, one 0.8 mm-pixel slice per ImagePositionPatient in ``positions``
+    (slice k holds 10 * k HU), written with SimpleITK; ``orientations`` (per slice) may differ."""
+    import SimpleITK as sitk
+
+    folder.mkdir(parents=True, exist_ok=True)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k, position in enumerate(positions):
+        image = sitk.GetImageFromArray(np.full(shape[::-1], 10 * k, np.int16))
+        image.SetSpacing((0.8, 0.8))
+        slice_orientation = orientation[6 * k : 6 * k + 6] if len(orientation) > 6 else orientation
+        tags = {
+            "0008|0016": "1.2.840.10008.5.1.4.1.1.2", "0008|0018": f"{uid}.{k + 1}", "0008|0060": "CT",
+            "0020|000d": f"{uid}.0", "0020|000e": uid, "0020|0013": str(k + 1), "0028|0030": "0.8\\0.8",
+            "0020|0032": "\\".join(f"{v:.4f}" for v in position),
+            "0020|0037": "\\".join(f"{v:g}" for v in slice_orientation),
+            "0008|103e": description, "0010|0020": patient_id,
+        }
+        for key, value in tags.items():
+            image.SetMetaData(key, value)
+        writer.SetFileName(str(folder / f"slice{k:03d}.dcm"))
+        writer.Execute(image)
+    return folder

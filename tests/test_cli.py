@@ -118,3 +118,35 @@ def test_unwritable_output_folder_exits_2_before_any_work(checkpoint: Path, tmp_
         assert lines[0] == f"livseg {command}: error: cannot create {locked / 'out'}: {locked} is not writable " \
                            "(permission denied); choose a folder you can write to", lines[0]
         assert not (locked / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "{data}", "-o", "{out}", "--set", "train.lr=NaN"], "train.lr: expected a finite number, got nan"),
+        (["train", "{data}", "-o", "{out}", "--threads", "100000"], "train.num_threads: expected 0 (all cores) to 1024"),
+        (["train", "{data}", "-o", "{out}", "--max-minutes", "nan"], "max_seconds: expected a positive number"),
+        (["preprocess", "{data}", "-o", "{out}", "--set", "preprocess.hu_min=NaN"], "preprocess.hu_min: expected a finite"),
+        (["preprocess", "{data}", "-o", "{out}", "--val-fraction", "nan"], "val_fraction: expected 0 < f < 1, got nan"),
+        (["predict", "{data}", "--checkpoint", "{checkpoint}", "-o", "{out}", "--threshold", "nan"],
+         "threshold must lie strictly between 0 and 1, got nan"),
+        (["evaluate", "--checkpoint", "{checkpoint}", "{data}", "-o", "{out}", "--threshold", "inf"],
+         "threshold must lie strictly between 0 and 1, got inf"),
+        (["demo", "-o", "{out}", "--minutes", "nan"], "minutes=nan: expected a positive number of minutes"),
+    ],
+    ids=lambda value: value[0] if isinstance(value, list) else None,
+)
+def test_non_finite_settings_exit_2_and_write_nothing(argv, message, checkpoint: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    from helpers import write_case
+
+    from livseg.cli import main
+
+    for n in range(2):
+        write_case(tmp_path / "data", n)
+    out = tmp_path / "out"
+    values = {"data": str(tmp_path / "data"), "out": str(out), "checkpoint": str(checkpoint)}
+    capsys.readouterr()
+    assert main([arg.format(**values) for arg in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not out.exists()

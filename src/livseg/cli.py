@@ -185,6 +185,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                    help="mask as NIfTI (default), as a DICOM SEG referencing the source series (DICOM input only), or both")
     p.add_argument("--save-probabilities", action="store_true",
                    help="also write the liver probability on the input grid (<case>_liver_probability.nii.gz)")
+    p.add_argument("--series-id", default=None, metavar="UID",
+                   help="SeriesInstanceUID to read from DICOM folders holding several series (default: the largest; "
+                   "the log lists them)")
     p.add_argument("--preview", action="store_true", help="also write a three-plane PNG per case")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -208,6 +211,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         progress=not args.no_progress and sys.stderr.isatty(),  # no bar residue in logs or on error
         output_type=args.output_type,
         save_probabilities=args.save_probabilities,
+        series_id=args.series_id,
     )
     if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 reports every rank's cases
         return 0

@@ -33,6 +33,15 @@ class EmptyDicomFolderError(LivsegError, ValueError):
     """A folder was given as a DICOM series but holds no readable DICOM series."""
 
 
+class GeometryError(LivsegError, ValueError):
+    """An image without a usable voxel grid: a zero voxel spacing, or DICOM slices that are not
+    one evenly spaced, untilted stack (a missing or duplicate slice, two series mixed, gantry tilt)."""
+
+
+class VoxelTypeError(LivsegError, ValueError):
+    """An image whose voxels are not real numbers (complex values)."""
+
+
 class GridMismatchError(LivsegError, ValueError):
     """A mask does not lie on the same voxel grid (shape and affine) as its CT."""
 

@@ -15,6 +15,7 @@ from livseg.data.io.nifti import save_nifti
 from livseg.data.io.volume import Volume, load_labels, load_volume, save_mask
 from livseg.errors import (
     CorruptFileError,
+    GeometryError,
     DimensionError,
     EmptyDicomFolderError,
     GridMismatchError,
@@ -294,3 +295,122 @@ def test_temporary_left_by_a_killed_writer_is_removed(tmp_path: Path) -> None:
     start = time.monotonic()
     prepare_output_dir(tmp_path)
     assert list(tmp_path.iterdir()) == [] and time.monotonic() - start < 5
+
+
+# ------------------------------------------------------------------------------------ DICOM geometry
+
+
+def test_ircadb_with_a_missing_slice_names_the_gap(shared_data: Path, tmp_path: Path) -> None:
+    source = shared_data / "real/ircadb-01-patient1/PATIENT_DICOM"
+    names = sorted(p.name for p in source.iterdir())
+    order = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(source))  # slice order, by position
+    removed = Path(order[64]).name
+    (tmp_path / "PATIENT_DICOM").mkdir()
+    for name in names:
+        if name != removed:
+            os.symlink(source / name, tmp_path / "PATIENT_DICOM" / name)
+    with pytest.raises(GeometryError, match=r"PATIENT_DICOM: slice gap of 3\.20 mm between slices at 100\.80 "
+                                                 r"and 104\.00 mm along the slice normal, where the series steps "
+                                                 r"1\.60 mm \(1 uneven step\): a missing slice"):
+        load_volume(tmp_path / "PATIENT_DICOM")
+
+
+@pytest.mark.parametrize(
+    "positions, orientation, message",
+    [
+        ([(0, 0, z) for z in (0, 2, 4, 6, 7.5, 10, 12, 14)], (1, 0, 0, 0, 1, 0),
+         r"slice gap of 1\.50 mm between slices at 6\.00 and 7\.50 mm .* series steps 2\.00 mm \(2 uneven steps\)"),
+        ([(0, 0, z) for z in (0, 2, 4, 4, 6, 8, 10, 12)], (1, 0, 0, 0, 1, 0),
+         r"two slices at 4\.00 mm along the slice normal: a duplicate slice or two series mixed"),
+        # 15 degrees of gantry tilt: each slice moves 2 mm along z and 0.54 mm along y
+        ([(0, 0.5359 * k, 2.0 * k) for k in range(8)], (1, 0, 0, 0, 1, 0),
+         r"gantry tilt: the slices are stacked at 15\.0 degrees to their normal .* 3\.75 mm off at the last slice"),
+        ([(0, 0, 2.0 * k) for k in range(8)], (1, 0, 0, 0, 1, 0) * 7 + (1, 0, 0, 0, 0.9848, 0.1736),
+         r"slices have 2 different orientations \(ImageOrientationPatient\)"),
+    ],
+    ids=["uneven", "duplicate", "tilt", "mixed orientation"],
+)
+def test_dicom_geometry_problems_are_refused(positions, orientation, message, tmp_path: Path) -> None:  # noqa: ANN001
+    from helpers import write_dicom_series
+
+    folder = write_dicom_series(tmp_path / "series", positions, orientation=orientation)
+    with pytest.raises(GeometryError, match=message):
+        load_volume(folder)
+
+
+def test_even_dicom_series_reads_and_itk_warning_state_is_restored(tmp_path: Path) -> None:
+    from helpers import write_dicom_series
+
+    folder = write_dicom_series(tmp_path / "series", [(0, 0, 2.0 * k) for k in range(8)])
+    for state in (True, False):
+        sitk.ProcessObject.SetGlobalWarningDisplay(state)
+        volume = load_volume(folder)
+        assert sitk.ProcessObject.GetGlobalWarningDisplay() is state
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        with pytest.raises(EmptyDicomFolderError):
+            load_volume(tmp_path / "empty")
+        assert sitk.ProcessObject.GetGlobalWarningDisplay() is state
+    sitk.ProcessObject.SetGlobalWarningDisplay(True)
+    assert volume.shape == (16, 16, 8) and volume.spacing == pytest.approx((0.8, 0.8, 2.0))
+    np.testing.assert_array_equal(volume.array[0, 0, :], [10 * k for k in range(8)])
+
+
+def test_cli_missing_slice_exits_2_with_one_line(checkpoint: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from helpers import write_dicom_series
+
+    folder = write_dicom_series(tmp_path / "series", [(0, 0, z) for z in (0, 2, 4, 8, 10, 12, 14, 16)])
+    result = subprocess.run([sys.executable, "-m", "livseg", "predict", str(folder), "--checkpoint", str(checkpoint),
+                             "-o", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"livseg predict: error: {folder}: slice gap of 4.00 mm between slices at 4.00 and 8.00 mm along the slice "
+        "normal, where the series steps 2.00 mm (1 uneven step): a missing slice or a mixed series; livseg needs "
+        "evenly spaced slices"]
+
+
+def test_itk_error_text_is_kept_whole(tmp_path: Path) -> None:
+    header = tmp_path / "ct.mha"  # a MetaImage header whose data file is missing: ITK's reason comes last
+    header.write_text("ObjectType = Image\nNDims = 3\nDimSize = 4 4 4\nElementType = MET_SHORT\n"
+                      "ElementDataFile = missing.raw\n")
+    with pytest.raises(CorruptFileError) as info:
+        load_volume(header)
+    message = str(info.value)
+    assert len(message) > 250 and message.endswith("Reason: No such file or directory)"), message
+
+
+def test_complex_ct_is_refused(tmp_path: Path) -> None:
+    from livseg.errors import VoxelTypeError
+
+    array = (np.ones((8, 8, 8)) + 1j).astype(np.complex64)
+    with pytest.raises(VoxelTypeError, match=r"complex.nii.gz: voxels are complex64; expected real HU values"):
+        load_volume(_nifti(tmp_path / "complex.nii.gz", array))
+    sitk.WriteImage(sitk.GetImageFromArray(array), str(tmp_path / "complex.mha"))  # MetaImage stores 2 channels
+    with pytest.raises(DimensionError, match=r"complex.mha: image has 2 components per voxel; expected one"):
+        load_volume(tmp_path / "complex.mha")
+
+
+def test_zero_voxel_spacing_is_refused(tmp_path: Path) -> None:
+    from livseg.errors import GeometryError
+
+    image = nib.Nifti1Image(np.zeros((8, 8, 8), np.int16), None)
+    image.header.set_zooms((0.8, 0.0, 2.5))  # no sform: the grid comes from pixdim, which nibabel "fixes" to 1 mm
+    nib.save(image, str(tmp_path / "zero.nii.gz"))
+    with pytest.raises(GeometryError, match=r"zero.nii.gz: voxel spacing is 0 along array axis 1 \(header pixdim\)"):
+        load_volume(tmp_path / "zero.nii.gz")
+    flat = np.diag([0.8, 0.8, 2.5, 1.0])
+    flat[:3, 2] = 0.0  # an affine column of zeros: no geometry at all
+    header = nib.Nifti1Header()
+    image = nib.Nifti1Image(np.zeros((8, 8, 8), np.int16), None, header)
+    image.set_sform(flat, code=1)
+    nib.save(image, str(tmp_path / "flat.nii.gz"))
+    with pytest.raises(GeometryError, match=r"flat.nii.gz: voxel spacing is 0 along array axis 2"):
+        load_volume(tmp_path / "flat.nii.gz")
+
+
+def test_five_d_image_is_named_as_such(tmp_path: Path) -> None:
+    path = _nifti(tmp_path / "vector.nii.gz", np.zeros((6, 6, 6, 1, 3), np.float32))  # one frame of 3-vectors
+    with pytest.raises(DimensionError, match=r"shape \(6, 6, 6, 1, 3\) \(a 5D image\); expected a 3D volume"):
+        load_volume(path)

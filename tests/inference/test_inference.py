@@ -154,7 +154,8 @@ def test_predict_real_ct(checkpoint: Path, shared_data: Path, tmp_path: Path, ca
     rc = main(["predict", str(dicom), str(nifti), "--checkpoint", str(checkpoint), "-o", str(out),
                "--preview", "--device", "cpu"])
     assert rc == 0, capsys.readouterr().err
-    for case, source in (("PATIENT_DICOM", dicom), ("example_ct", nifti)):
+    # PATIENT_DICOM is a generic folder name: the case is named after the patient's folder
+    for case, source in (("ircadb-01-patient1", dicom), ("example_ct", nifti)):
         volume = load_volume(source)
         written = nib.load(str(out / f"{case}_liver.nii.gz"))
         mask = np.asarray(written.dataobj)
@@ -164,6 +165,7 @@ def test_predict_real_ct(checkpoint: Path, shared_data: Path, tmp_path: Path, ca
         assert stats["liver_volume_ml"] == pytest.approx(np.count_nonzero(mask) * volume.voxel_volume_ml)
         assert stats["input_shape"] == list(volume.shape)
         assert stats["checkpoint"] == str(checkpoint.resolve())
+        assert stats["case_name_from"] == ("parent folder" if source == dicom else "file name")
         assert set(stats["timings_s"]) == {"load", "preprocess", "network", "back_mapping", "postprocess", "write"}
         image = matplotlib.image.imread(out / f"{case}_preview.png")
         assert image.ndim == 3 and image.shape[0] > 100
@@ -241,3 +243,75 @@ def test_predict_removes_temporaries_of_a_killed_run(checkpoint: Path, tmp_path:
     left.write_bytes(b"half a mask")
     assert main(["predict", str(tmp_path / "in" / "volume-0.nii.gz"), "--checkpoint", str(checkpoint), "-o", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["volume-0_liver.nii.gz", "volume-0_stats.json"]
+
+
+# ------------------------------------------------------------------------------ DICOM series and names
+
+
+def two_series(folder: Path) -> tuple[str, str]:
+    from helpers import write_dicom_series
+
+    big, small = "1.2.826.0.1.3680043.2.1125.71", "1.2.826.0.1.3680043.2.1125.72"
+    write_dicom_series(folder / "a", [(0, 0, 2.0 * k) for k in range(10)], uid=big, description="venous phase")
+    write_dicom_series(folder / "b", [(0, 0, 2.5 * k) for k in range(8)], uid=small, description="arterial phase",
+                       shape=(12, 12))
+    return big, small
+
+
+def test_predict_series_id_chooses_and_the_series_are_listed(checkpoint: Path, tmp_path: Path, caplog, capsys) -> None:  # noqa: ANN001
+    caplog.set_level("INFO", logger="livseg")
+    big, small = two_series(tmp_path / "patient-9")
+    out = tmp_path / "out"
+    assert main(["predict", str(tmp_path / "patient-9"), "--checkpoint", str(checkpoint), "-o", str(out)]) == 0
+    assert json.loads((out / "patient-9_stats.json").read_text())["input_shape"] == [16, 16, 10]  # the largest
+    listing = f"{big} (10 slices, 'venous phase'), {small} (8 slices, 'arterial phase')"
+    assert f"holds 2 DICOM series: {listing}; reading {big}, the largest. Choose with --series-id" in caplog.text
+    assert main(["predict", str(tmp_path / "patient-9"), "--checkpoint", str(checkpoint), "-o", str(out), "--overwrite",
+                 "--series-id", small]) == 0
+    stats = json.loads((out / "patient-9_stats.json").read_text())
+    assert stats["input_shape"] == [12, 12, 8] and stats["series_id"] == small
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "patient-9"), "--checkpoint", str(checkpoint), "-o", str(out), "--overwrite",
+                 "--series-id", "1.2.3"]) == 2
+    assert f"no DICOM series '1.2.3'; it holds {listing}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "layout, name, source",
+    [
+        ("patient-007/DICOM", "patient-007", "parent folder"),
+        ("patient-007/CT/series", "patient-007", "parent folder"),
+        ("DICOM", "P123", "PatientID"),
+        ("scan-2020", "scan-2020", "folder name"),
+    ],
+)
+def test_generic_dicom_folder_names(layout: str, name: str, source: str, tmp_path: Path) -> None:
+    from helpers import write_dicom_series
+
+    from livseg.data.io.volume import case_name_and_source
+
+    root = tmp_path / "root"  # "root" itself counts: it is not generic
+    if layout == "DICOM":
+        root = tmp_path / "data" / "0001"  # generic parents all the way: the header names the case
+    folder = write_dicom_series(root / layout, [(0, 0, 2.0 * k) for k in range(3)], patient_id="P123",
+                                description="CT abdomen")
+    assert case_name_and_source(folder) == (name, source)
+    assert expand_inputs([folder])[0][0] == name
+
+
+def test_generic_names_fall_back_to_series_description(tmp_path: Path) -> None:
+    from helpers import write_dicom_series
+
+    from livseg.data.io.volume import case_name_and_source
+
+    folder = write_dicom_series(tmp_path / "data" / "input" / "dicom", [(0, 0, 2.0 * k) for k in range(3)],
+                                description="CT Body 3.0 / venous")
+    assert case_name_and_source(folder) == ("CT_Body_3.0_venous", "SeriesDescription")
+
+
+def test_images_under_8_voxels_per_axis_are_refused(checkpoint: Path) -> None:
+    from livseg.errors import DimensionError
+
+    volume = Volume(array=np.zeros((32, 32, 7), np.float32), affine=np.diag([0.8, 0.8, 5.0, 1.0]), source="thin.nii")
+    with pytest.raises(DimensionError, match=r"thin.nii: image has shape \(32, 32, 7\); at least 8 voxels per axis"):
+        segment(volume, load_model(checkpoint, "cpu"))

@@ -34,13 +34,13 @@ def test_dicom_seg_round_trip_on_ircadb(checkpoint: Path, shared_data: Path, tmp
                "--output-type", "both", "--save-probabilities", "--threshold", repr(threshold)])
     assert rc == 0, capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == [
-        "PATIENT_DICOM_liver.nii.gz", "PATIENT_DICOM_liver_probability.nii.gz", "PATIENT_DICOM_seg.dcm",
-        "PATIENT_DICOM_stats.json"]
-    mask_file = nib.load(str(out / "PATIENT_DICOM_liver.nii.gz"))
+        "ircadb-01-patient1_liver.nii.gz", "ircadb-01-patient1_liver_probability.nii.gz", "ircadb-01-patient1_seg.dcm",
+        "ircadb-01-patient1_stats.json"]
+    mask_file = nib.load(str(out / "ircadb-01-patient1_liver.nii.gz"))
     mask = np.asarray(mask_file.dataobj)
     assert 0.001 < mask.mean() < 0.5, mask.mean()  # a real test needs a non-trivial mask
 
-    seg_path = out / "PATIENT_DICOM_seg.dcm"
+    seg_path = out / "ircadb-01-patient1_seg.dcm"
     np.testing.assert_array_equal(load_labels(seg_path, like=volume), mask)  # voxel for voxel, same grid
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -55,15 +55,15 @@ def test_dicom_seg_round_trip_on_ircadb(checkpoint: Path, shared_data: Path, tmp
     # one frame per source slice that holds liver
     assert ds.NumberOfFrames == int(np.count_nonzero(mask.any(axis=(0, 1))))
 
-    probability = nib.load(str(out / "PATIENT_DICOM_liver_probability.nii.gz"))
+    probability = nib.load(str(out / "ircadb-01-patient1_liver_probability.nii.gz"))
     assert probability.get_data_dtype() == np.uint16 and probability.shape == volume.shape
     np.testing.assert_allclose(probability.affine, volume.affine, atol=1e-4)
     values = probability.get_fdata(dtype=np.float32)
     assert 0.0 <= values.min() and values.max() <= 1.0
-    stats = json.loads((out / "PATIENT_DICOM_stats.json").read_text())
-    assert stats["outputs"] == {"mask": "PATIENT_DICOM_liver.nii.gz", "seg": "PATIENT_DICOM_seg.dcm",
-                                "stats": "PATIENT_DICOM_stats.json",
-                                "probability_liver": "PATIENT_DICOM_liver_probability.nii.gz"}
+    stats = json.loads((out / "ircadb-01-patient1_stats.json").read_text())
+    assert stats["outputs"] == {"mask": "ircadb-01-patient1_liver.nii.gz", "seg": "ircadb-01-patient1_seg.dcm",
+                                "stats": "ircadb-01-patient1_stats.json",
+                                "probability_liver": "ircadb-01-patient1_liver_probability.nii.gz"}
 
 
 def test_probabilities_are_the_map_the_raw_mask_thresholds(checkpoint: Path, tmp_path: Path) -> None:

@@ -372,3 +372,21 @@ def test_train_with_liver_labels_on_multi_organ_masks(shared_data: Path, tmp_pat
     image = nib.load(str(ts / "example_seg.nii.gz"))
     expected = np.count_nonzero(np.asarray(image.dataobj) == 5) * np.prod(image.header.get_zooms()[:3]) / 1000
     assert len(rows) == 1 and float(rows[0]["volume_ref_ml"]) == pytest.approx(expected, rel=1e-4)
+
+
+def test_all_background_validation_cases_are_left_out_of_the_mean_dice() -> None:
+    # nnU-Net's rule: a case without reference foreground has no Dice (an empty prediction would
+    # score 1.0 and lift the mean that chooses best.pt); it still counts for accuracy and loss
+    class Empty(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.full_like(x, -10.0)
+
+    label = torch.zeros(1, 8, 8, 8)
+    label[0, 2:6, 2:6, 2:6] = 1
+    cases = [{"image": torch.zeros(1, 8, 8, 8), "label": label, "case_id": "liver"},
+             {"image": torch.zeros(1, 8, 8, 8), "label": torch.zeros(1, 8, 8, 8), "case_id": "background"}]
+    sums = validate_epoch(Empty(), make_val_loader(cases, TINY.train, pin_memory=False), AdvancedComboLoss(TINY.loss),
+                          threshold=0.5, device=torch.device("cpu"), amp_dtype=None,
+                          memory_format=torch.contiguous_format)
+    assert sums["count"] == 2 and sums["dice_count"] == 1 and sums["dice_sum"] == 0.0  # not (0 + 1) / 2
+    assert sums["accuracy_sum"] == pytest.approx((1 - 64 / 512) + 1.0)

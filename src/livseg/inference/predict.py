@@ -26,7 +26,7 @@ from livseg import __version__
 from livseg.config import RunConfig
 from livseg.data.io.files import atomic_output, prepare_output_dir, refuse_existing
 from livseg.data.image_folders import find_images
-from livseg.data.io.volume import Volume, case_name, load_volume, save_mask, save_probability
+from livseg.data.io.volume import Volume, case_name_and_source, load_volume, save_mask, save_probability
 from livseg.device import cpu_count, resolve_device
 from livseg.distributed import all_gather_objects, cleanup, env_world, setup
 from livseg.errors import ConfigError, DatasetError, InputFileNotFoundError, LivsegError
@@ -61,7 +61,8 @@ def expand_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[tuple[str, P
     A file is one case. A folder of NIfTI files, or a LiTS, MSD or nnU-Net dataset folder, gives
     one case per image: label maps and livseg's own outputs are skipped, and one log line says
     which (:func:`livseg.data.image_folders.find_images`). Any other folder is one DICOM series,
-    named after the folder.
+    named after the folder, or, for a generic name (``DICOM``, ``PATIENT_DICOM``, ...), after its
+    parent folder or header (:func:`livseg.data.io.volume.case_name_and_source`).
 
     Raises:
         InputFileNotFoundError: an input does not exist.
@@ -75,7 +76,7 @@ def expand_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[tuple[str, P
             raise InputFileNotFoundError(f"input not found: {str(path)!r}")
         found = find_images(path, skip_suffixes=OUTPUT_NIFTI_SUFFIXES) if path.is_dir() else None
         if found is None:
-            cases.append((case_name(path), path))
+            cases.append((case_name_and_source(path)[0], path))
             continue
         cases.extend(found.images)
         if found.skipped:
@@ -151,6 +152,7 @@ def predict(
     progress: bool = True,
     output_type: str = "nifti",
     save_probabilities: bool = False,
+    series_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """Segment many CTs with one model load; write a mask, statistics and a preview per case.
 
@@ -184,6 +186,8 @@ def predict(
             thresholding and post-processing) as a two-byte NIfTI (uint16, scale 1/65535); for a
             cascade, stage 2's liver-or-tumour and tumour probabilities (``<case>_liver_probability``,
             ``<case>_tumour_probability``; 0 outside the liver's region).
+        series_id: the DICOM SeriesInstanceUID to read from folders that hold several series
+            (else the largest is read, and a log line lists them all).
 
     Returns:
         The statistics dict of every case (all ranks' cases, in input order), as written to its JSON.
@@ -197,6 +201,8 @@ def predict(
         CT (under torchrun: the first error of any rank, raised on every rank).
     """
     prepare_output_dir(out_dir)
+    if not 0.0 < float(threshold) < 1.0:  # NaN too; before an hour of inference, not after
+        raise ConfigError(f"threshold must lie strictly between 0 and 1, got {threshold}")
     cases = expand_inputs(inputs)
     check_output_type(cases, output_type)
     probabilities = ("liver",) if save_probabilities else ()
@@ -221,7 +227,7 @@ def predict(
                 loaded=loaded,
                 checkpoint_name=model_name(checkpoint),  # builtin:<name> for a shipped model
                 out_dir=Path(out_dir), output_type=output_type, preview=preview, probabilities=probabilities,
-                threshold=threshold, postprocess=postprocess, overwrite=overwrite,
+                threshold=threshold, postprocess=postprocess, overwrite=overwrite, series_id=series_id,
             )
             results = _run_cases(mine, runner, progress=progress and info.is_main)
         except LivsegError as exc:  # every rank must reach the gather below, or the others wait forever
@@ -266,11 +272,12 @@ class _CaseRunner:
     threshold: float
     postprocess: bool
     overwrite: bool
+    series_id: str | None = None
 
     def load(self, case: tuple[int, str, Path]) -> tuple[Volume, float]:
         """Read the CT (loader thread); returns it and the seconds it took."""
         start = time.perf_counter()
-        volume = load_volume(case[2])
+        volume = load_volume(case[2], series_id=self.series_id if case[2].is_dir() else None)
         return volume, time.perf_counter() - start
 
     def compute(self, case: tuple[int, str, Path], loaded: tuple[Volume, float]) -> Segmentation:
@@ -297,7 +304,7 @@ class _CaseRunner:
                 # liver, and for a cascade the tumour too (LiTS labels 1 and 2)
                 numbers = (1, 2) if result.stage1_mask is not None else (1,)
                 write_dicom_seg(result.mask, volume, tmp["seg"], segments={k: LITS_SEGMENTS[k] for k in numbers},
-                                overwrite=True)
+                                series_id=self.series_id, overwrite=True)
             for structure, probability in result.input_probabilities.items():
                 save_probability(probability, volume, tmp[f"probability_{structure}"], overwrite=True)
             if "preview" in tmp:
@@ -307,7 +314,9 @@ class _CaseRunner:
             timings["write"] = time.perf_counter() - start  # the JSON itself is not counted
             stats = {
                 "case": name,
+                "case_name_from": case_name_and_source(path)[1],  # a generic DICOM folder name is replaced
                 "input": str(path),
+                **({"series_id": self.series_id} if path.is_dir() and self.series_id else {}),
                 "checkpoint": self.checkpoint_name,
                 **result.stats,
                 "seconds": sum(timings.values()),  # this case's own stages; in a batch they overlap others

@@ -38,11 +38,13 @@ from livseg.data.io.volume import Volume
 from livseg.data.masks import as_bool, bounding_box
 from livseg.data.preprocessing import GridMap, network_input, to_input_grid
 from livseg.device import autocast, cpu_count, resolve_device
-from livseg.errors import ConfigError
+from livseg.errors import ConfigError, DimensionError
 from livseg.inference.cascade import Cascade, segment_region, tumour_stats
 from livseg.inference.postprocess import clean_mask, count_components
 
 log = logging.getLogger(__name__)
+
+MIN_VOXELS_PER_AXIS = 8  # fewer cannot hold a liver; such inputs are refused, not "segmented"
 
 __all__ = ["Segmentation", "fold_batchnorm", "load_model", "mask_stats", "segment"]
 
@@ -233,12 +235,18 @@ def segment(
         The mask on the input grid, the network-grid probabilities, statistics and timings.
 
     Raises:
+        DimensionError: fewer than 8 voxels along an axis.
         ConfigError: threshold outside (0, 1), unavailable device, or a bare module without
             its RunConfig.
         CheckpointError, InputFileNotFoundError: for a bad checkpoint path.
     """
     if not 0.0 < float(threshold) < 1.0:
         raise ConfigError(f"threshold must lie strictly between 0 and 1, got {threshold}")
+    if min(volume.shape) < MIN_VOXELS_PER_AXIS:
+        raise DimensionError(
+            f"{volume.source or 'volume'}: image has shape {volume.shape}; at least {MIN_VOXELS_PER_AXIS} voxels per "
+            "axis are needed to segment a liver (a slab or a thumbnail is not an abdominal CT)"
+        )
     if model_or_checkpoint is None or isinstance(model_or_checkpoint, (str, os.PathLike)):
         model, config = load_model(model_or_checkpoint, device)
     elif isinstance(model_or_checkpoint, tuple) and len(model_or_checkpoint) == 2:

@@ -187,7 +187,10 @@ def validate_epoch(
     A voxel is liver when its probability is ``>= threshold`` (the convention of
     :mod:`livseg.inference.segment`). Dice and accuracy come from :func:`livseg.evaluation.metrics.dice` and
     :func:`livseg.evaluation.metrics.voxel_accuracy` on the boolean masks, so the numbers are those the
-    evaluation reports on the same grid; an empty prediction of an empty label scores Dice 1.
+    evaluation reports on the same grid. A case without reference liver has no Dice (an empty
+    prediction would score 1 and lift the mean that chooses best.pt): it is left out of
+    ``dice_sum``/``dice_count``, as nnU-Net leaves such cases out of its mean, and still counts
+    for accuracy and loss.
 
     Stage 2 (``region`` given): each case is the whole liver region, run with the sliding window
     as inference runs it (probabilities blended; the loss is taken on their logits). Dice and
@@ -204,12 +207,13 @@ def validate_epoch(
         region: stage 2's settings (patch, overlap, blending), None for stage 1.
 
     Returns:
-        ``{"dice_sum", "accuracy_sum", "loss_sum", "count", "tumour_dice_sum", "tumour_count"}``.
+        ``{"dice_sum", "dice_count", "accuracy_sum", "loss_sum", "count", "tumour_dice_sum",
+        "tumour_count"}``.
     """
     was_training = model.training
     model.eval()
-    sums = {"dice_sum": 0.0, "accuracy_sum": 0.0, "loss_sum": 0.0, "count": 0.0, "tumour_dice_sum": 0.0,
-            "tumour_count": 0.0}
+    sums = {"dice_sum": 0.0, "dice_count": 0.0, "accuracy_sum": 0.0, "loss_sum": 0.0, "count": 0.0,
+            "tumour_dice_sum": 0.0, "tumour_count": 0.0}
 
     def probabilities(x: torch.Tensor) -> torch.Tensor:
         with _autocast(device, amp_dtype):
@@ -233,7 +237,9 @@ def validate_epoch(
             ref = label.cpu().numpy()
             for p, r in zip(prob, ref):
                 liver = p[0]
-                sums["dice_sum"] += dice(liver, r[0] >= 0.5)
+                if np.any(r[0] >= 0.5):  # no reference liver: no Dice (nnU-Net leaves such cases out too)
+                    sums["dice_sum"] += dice(liver, r[0] >= 0.5)
+                    sums["dice_count"] += 1
                 sums["accuracy_sum"] += voxel_accuracy(liver, r[0] >= 0.5)
                 sums["count"] += 1
                 if p.shape[0] > 1 and np.any(r[0] > 1.5):

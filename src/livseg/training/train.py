@@ -368,13 +368,13 @@ def _epoch(
     sums = validate_epoch(parts.model, val_loader, parts.loss_fn, threshold=tc.threshold, device=device,
                           amp_dtype=parts.amp_dtype, memory_format=parts.memory_format,
                           region=region if region.enabled else None)
-    loss_sum, count, dice_sum, acc_sum, val_loss_sum, n_val, tumour_sum, n_tumour = all_reduce_sums(
-        [loss_sum, count, sums["dice_sum"], sums["accuracy_sum"], sums["loss_sum"], sums["count"],
+    loss_sum, count, dice_sum, n_dice, acc_sum, val_loss_sum, n_val, tumour_sum, n_tumour = all_reduce_sums(
+        [loss_sum, count, sums["dice_sum"], sums["dice_count"], sums["accuracy_sum"], sums["loss_sum"], sums["count"],
          sums["tumour_dice_sum"], sums["tumour_count"]], info, device
     )
-    record = {
+    record = {  # val_dice: over the cases with reference liver (NaN when none has any)
         "epoch": epoch, "train_loss": loss_sum / count, "val_loss": val_loss_sum / n_val,
-        "val_dice": dice_sum / n_val, "val_accuracy": acc_sum / n_val,
+        "val_dice": dice_sum / n_dice if n_dice else math.nan, "val_accuracy": acc_sum / n_val,
         "seconds": time.perf_counter() - started, "lr": parts.optimizer.param_groups[0]["lr"],
     }
     if region.enabled:  # best.pt by the mean of liver and tumour Dice (liver alone if no case has tumour)

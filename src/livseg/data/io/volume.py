@@ -15,22 +15,32 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from livseg.data.io.dicom import SITK_SUFFIXES, read_dicom_series, read_sitk_file
+from livseg.data.io.dicom import (
+    PATIENT_ID,
+    SERIES_DESCRIPTION,
+    SITK_SUFFIXES,
+    first_header,
+    read_dicom_series,
+    read_sitk_file,
+)
 from livseg.data.io.dicom_seg import is_dicom_seg, read_dicom_seg
 from livseg.data.io.nifti import NIFTI_SUFFIXES, is_nifti, read_nifti, save_nifti
 from livseg.errors import (
     CorruptFileError,
     DimensionError,
+    GeometryError,
     GridMismatchError,
     InputFileNotFoundError,
     LabelValueError,
     NonFiniteError,
+    VoxelTypeError,
 )
 
 log = logging.getLogger(__name__)
@@ -80,6 +90,40 @@ class Volume:
 def spacing_from_affine(affine: np.ndarray) -> tuple[float, float, float]:
     """Voxel size in mm per array axis from a 4x4 affine."""
     return tuple(float(v) for v in np.linalg.norm(np.asarray(affine)[:3, :3], axis=0))  # type: ignore[return-value]
+
+
+# Folder names that say nothing about the case: a DICOM folder so named is named after its parent
+# (up to two levels up) or its header instead (ircadb-01-patient1/PATIENT_DICOM -> ircadb-01-patient1)
+GENERIC_FOLDER = re.compile(
+    r"^(\w*dicom\w*|dcm|series\w*|se\d*|s\d+|ct|cts|images?|img|data|input|scans?|study|studies|slices|files|\d+)$",
+    re.IGNORECASE,
+)
+_PLACEHOLDER_IDS = {"anonymous", "anon", "unknown", "none", "n_a", "na", "0"}
+
+
+def case_name_and_source(path: str | os.PathLike[str]) -> tuple[str, str]:
+    """The case name of an input and where it came from.
+
+    A file or a DICOM folder with a telling name is named after it (``"file name"``, ``"folder
+    name"``). A DICOM folder with a generic name (``DICOM``, ``PATIENT_DICOM``, ``series``, ``1``,
+    ... see :data:`GENERIC_FOLDER`) is named after the nearest non-generic parent folder, at most
+    two levels up (``"parent folder"``), else its PatientID, else its SeriesDescription (made a
+    safe file name), else the folder name after all.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return case_name(path), "file name"
+    if not GENERIC_FOLDER.match(path.name):
+        return path.name, "folder name"
+    for parent in list(path.absolute().parents)[:2]:
+        if parent.name and not GENERIC_FOLDER.match(parent.name):
+            return parent.name, "parent folder"
+    tags = first_header(path, PATIENT_ID, SERIES_DESCRIPTION)
+    for key, source in ((PATIENT_ID, "PatientID"), (SERIES_DESCRIPTION, "SeriesDescription")):
+        value = re.sub(r"[^A-Za-z0-9._-]+", "_", tags[key]).strip("._")
+        if value and value.lower() not in _PLACEHOLDER_IDS:
+            return value, source
+    return path.name, "folder name"
 
 
 def case_name(path: str | os.PathLike[str]) -> str:
@@ -235,7 +279,13 @@ def _read_image(path: Path, *, series_id: str | None, dtype: type | None) -> tup
         raise CorruptFileError(f"{path}: is a DICOM SEG (a segmentation); expected a CT image")
     else:
         array, affine = read_sitk_file(path)
+    if np.iscomplexobj(array):
+        raise VoxelTypeError(f"{path}: voxels are {array.dtype}; expected real HU values")
     array = _squeeze_to_3d(array, path)
+    spacing = spacing_from_affine(affine)
+    if min(spacing) < 1e-6:
+        raise GeometryError(f"{path}: voxel spacing is 0 along array axis {int(np.argmin(spacing))} (affine "
+                            f"{np.round(np.asarray(affine)[:3, :3], 4).tolist()}); expected positive voxel sizes")
     if dtype is not None:
         array = np.ascontiguousarray(array, dtype=dtype)
     return array, np.asarray(affine, dtype=np.float64), str(path)
@@ -246,7 +296,7 @@ def _squeeze_to_3d(array: np.ndarray, path: Path) -> np.ndarray:
     while array.ndim > 3 and array.shape[-1] == 1:
         array = array[..., 0]
     if array.ndim != 3 or min(array.shape) < 2:
-        kind = "a 2D image" if array.ndim < 3 or min(array.shape) < 2 else f"a {array.ndim}D image"
+        kind = f"a {array.ndim}D image" if array.ndim > 3 else "a 2D image"
         raise DimensionError(
             f"{path}: image has shape {tuple(array.shape)} ({kind}); expected a 3D volume (x, y, z)"
         )
