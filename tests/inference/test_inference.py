@@ -106,11 +106,11 @@ def test_segment_synthetic(checkpoint: Path, tmp_path: Path) -> None:
 def test_expand_inputs(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     for n in range(2):
         write_case(tmp_path / "folder", n)
-    (tmp_path / "dicom").mkdir()
+    (tmp_path / "scan-a").mkdir()
     with caplog.at_level("INFO", logger="livseg"):
-        cases = expand_inputs([tmp_path / "folder", tmp_path / "dicom"])
-    # a LiTS folder: the CTs only, never its label maps
-    assert [name for name, _ in cases] == ["volume-0", "volume-1", "dicom"]
+        cases = expand_inputs([tmp_path / "folder", tmp_path / "scan-a"])
+    # a LiTS folder: the CTs only, never its label maps; any other folder is a DICOM series
+    assert [name for name, _ in cases] == ["volume-0", "volume-1", "scan-a"]
     skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
     assert len(skipped) == 1 and "2 label files (segmentation-0.nii.gz, segmentation-1.nii.gz)" in skipped[0]
     with pytest.raises(DatasetError, match="same case name|both give case name"):
