@@ -1,13 +1,17 @@
-"""Augmentation: reproducible for a seed, image and label moved together, labels stay binary."""
+"""Augmentation: reproducible for a seed, image and label moved together, labels stay binary, and
+the torch implementation equal (to float precision) to the scipy one it replaced."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
+import torch
 from scipy import ndimage
 
 from livseg.config import AugmentConfig
-from livseg.data.augmentation import augment
+from livseg.data.augmentation import augment, augment_batch, draw_params
 
 SHAPE = (24, 20, 12)
 SPATIAL_ONLY = AugmentConfig(
@@ -126,3 +130,91 @@ def test_channel_axis_is_supported() -> None:
 def test_mismatched_shapes_are_refused() -> None:
     with pytest.raises(ValueError, match="spatial shape"):
         augment(np.zeros((8, 8, 8)), np.zeros((8, 8, 4)), OFF, np.random.default_rng(0))
+
+
+# ----------------------------------------------------------------- torch on the training device
+
+
+def fixed(angle_deg: float = 0.0, scale: float = 1.0, *, affine: bool = True, flip=(False, False, False),
+          gain: float = 1.0, shift: float = 0.0, noise_std: float = 0.0) -> dict[str, torch.Tensor]:
+    """Hand-set parameters of one sample, batched as the DataLoader collates them."""
+    return {
+        "flip": torch.tensor([flip]), "affine": torch.tensor([affine]),
+        "angle": torch.tensor([math.radians(angle_deg)], dtype=torch.float64),
+        "scale": torch.tensor([scale], dtype=torch.float64), "gain": torch.tensor([gain], dtype=torch.float64),
+        "shift": torch.tensor([shift], dtype=torch.float64),
+        "noise_std": torch.tensor([noise_std], dtype=torch.float64), "noise_seed": torch.tensor([7]),
+    }
+
+
+def smooth_volume(shape=SHAPE) -> np.ndarray:
+    """A smooth off-centre blob in [0, 1] (linear interpolation of it is nearly exact)."""
+    grid = np.meshgrid(*(np.arange(s, dtype=np.float64) for s in shape), indexing="ij")
+    centre = (np.array(shape) - 1) / 2 + (3.0, -2.0, 1.0)
+    return np.exp(-sum(((g - c) / 5.0) ** 2 for g, c in zip(grid, centre))).astype(np.float32)
+
+
+def batch(array: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(array))[None, None]
+
+
+def test_identity_params_give_the_identity() -> None:
+    image = batch(np.random.default_rng(0).random(SHAPE, dtype=np.float32))
+    label = batch((np.random.default_rng(1).random(SHAPE) > 0.5).astype(np.float32))
+    out_image, out_label = augment_batch(image, label, fixed(0.0, 1.0))  # grid_sample on the identity grid
+    torch.testing.assert_close(out_image, image, atol=1e-5, rtol=0)
+    assert torch.equal(out_label, label)
+    out_image, out_label = augment_batch(image, label, fixed(affine=False))
+    assert torch.equal(out_image, image) and torch.equal(out_label, label)
+
+
+@pytest.mark.parametrize("angle", [-10.0, 4.0, 15.0])
+def test_a_known_rotation_matches_scipy_rotate(angle: float) -> None:
+    image = smooth_volume()
+    label = (image > 0.3).astype(np.float32)
+    out_image, out_label = augment_batch(batch(image), batch(label), fixed(angle))
+    # the output-to-input matrix R(angle) is scipy's rotation by -angle in the (x, y) plane
+    expected = ndimage.rotate(image, -angle, axes=(0, 1), reshape=False, order=1, mode="nearest")
+    np.testing.assert_allclose(out_image[0, 0].numpy(), expected, atol=1e-5)
+    expected_label = ndimage.rotate(label, -angle, axes=(0, 1), reshape=False, order=0, mode="nearest")
+    assert set(np.unique(out_label.numpy())) <= {0.0, 1.0}
+    assert np.mean(out_label[0, 0].numpy() == expected_label) > 0.995  # ties at half voxels may round apart
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_rotation_and_scaling_match_the_scipy_implementation_they_replace(seed: int) -> None:
+    image = smooth_volume()
+    rng = np.random.default_rng(seed)
+    angle, scale = rng.uniform(-15, 15), rng.uniform(0.85, 1.15)
+    out_image, _ = augment_batch(batch(image), batch(image > 0.3), fixed(angle, scale))
+    # the former scipy path: ndimage.affine_transform with the output-to-input matrix R / scale
+    a = math.radians(angle)
+    matrix = np.array([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1]]) / scale
+    centre = (np.array(SHAPE) - 1) / 2
+    expected = ndimage.affine_transform(image, matrix, offset=centre - matrix @ centre, order=1, mode="nearest",
+                                        prefilter=False)
+    np.testing.assert_allclose(out_image[0, 0].numpy(), expected, atol=1e-5)
+
+
+def test_batch_samples_get_their_own_transforms_and_noise() -> None:
+    image = batch(smooth_volume()).repeat(2, 1, 1, 1, 1)
+    label = (image > 0.3).float()
+    params = {k: torch.cat([a, b]) for (k, a), b in zip(fixed(10.0, noise_std=0.02).items(),
+                                                        fixed(affine=False, flip=(True, False, False)).values())}
+    out_image, out_label = augment_batch(image, label, params)
+    single, _ = augment_batch(image[:1], label[:1], fixed(10.0, noise_std=0.02))
+    assert torch.equal(out_image[:1], single)  # noise from the sample's own seed, not a shared stream
+    assert torch.equal(out_label[1], torch.flip(label[1], [1]))
+
+
+def test_drawn_parameters_have_the_configured_distribution() -> None:
+    config = AugmentConfig(enabled=True, flip_prob=0.5, rotate_deg=10.0, scale_range=0.1, prob=0.8)
+    rng = np.random.default_rng(0)
+    draws = [draw_params(config, rng) for _ in range(2000)]
+    flips = torch.stack([d["flip"] for d in draws]).float()
+    assert flips.mean(0).sub(0.5).abs().max() < 0.04
+    assert abs(torch.stack([d["affine"] for d in draws]).float().mean() - 0.8) < 0.03
+    angles = torch.stack([d["angle"] for d in draws])
+    assert angles.abs().max() <= math.radians(10.0) and angles.mean().abs() < 0.01
+    scales = torch.stack([d["scale"] for d in draws])
+    assert 0.9 <= scales.min() and scales.max() <= 1.1

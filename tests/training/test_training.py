@@ -23,13 +23,15 @@ from torch import nn
 
 from livseg.cli import main
 from livseg.config import AugmentConfig, PreprocessConfig, RunConfig, to_dict
+from livseg.data.augmentation import augment_batch
 from livseg.data.cache import CachedDataset, load_manifest, preprocess_dataset
 from livseg.data.datasets import load_split
 from livseg.errors import ConfigError, InputFileNotFoundError, OutputExistsError
 from livseg.evaluation.metrics import dice, voxel_accuracy
 from livseg.nn.checkpoint import build_model, load_checkpoint
 from livseg.nn.losses import AdvancedComboLoss
-from livseg.training.loops import AugmentedView, make_val_loader, validate_epoch
+from livseg.training.distributed import DistInfo
+from livseg.training.loops import AugmentedView, make_train_loader, make_val_loader, train_one_epoch, validate_epoch
 from livseg.training.run_folder import RUN_FILES
 from livseg.training.runstate import capture_rng, restore_rng
 from livseg.training.train import train
@@ -216,10 +218,40 @@ def test_augmented_view_depends_only_on_seed_epoch_and_index(cache: Path) -> Non
     a = AugmentedView(base, config, seed=0, epoch=2)[1]
     b = AugmentedView(base, config, seed=0, epoch=2)[1]
     c = AugmentedView(base, config, seed=0, epoch=3)[1]
-    assert torch.equal(a["image"], b["image"]) and torch.equal(a["label"], b["label"])
-    assert not torch.equal(a["image"], c["image"])
-    assert a["image"].shape == (1, 16, 16, 8) and a["case_id"] == base.case_ids[1]
-    assert torch.equal(AugmentedView(base, None, seed=0, epoch=1)[1]["image"], base[1]["image"])
+    assert all(torch.equal(a["augment"][k], b["augment"][k]) for k in a["augment"])
+    assert not torch.equal(a["augment"]["angle"], c["augment"]["angle"])
+    # the loader serves the cached pair and the drawn parameters; the training device applies them
+    assert torch.equal(a["image"], base[1]["image"]) and a["case_id"] == base.case_ids[1]
+    image, label = augment_batch(a["image"][None], a["label"][None], {k: v[None] for k, v in a["augment"].items()})
+    assert image.shape == (1, 1, 16, 16, 8) and not torch.equal(image[0], a["image"])
+    assert set(label.unique().tolist()) <= {0.0, 1.0}
+    assert "augment" not in AugmentedView(base, None, seed=0, epoch=1)[1]
+
+
+def test_training_batches_are_augmented_on_the_training_device(cache: Path) -> None:
+    base = CachedDataset(cache, load_split(cache / "splits.json")["train"])
+    tc = dataclasses.replace(TINY.train, augment=AugmentConfig(enabled=True, prob=1.0, noise_std=0.0))
+    seen: list[torch.Tensor] = []
+
+    class Probe(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = nn.Parameter(torch.zeros(()))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(x.detach().clone())
+            return x + self.weight
+
+    loader = make_train_loader(base, tc, epoch=1, info=DistInfo(), pin_memory=False)
+    expected = []
+    for batch in make_train_loader(base, tc, epoch=1, info=DistInfo(), pin_memory=False):
+        expected.append(augment_batch(batch["image"], batch["label"], batch["augment"])[0])
+    probe = Probe()
+    train_one_epoch(probe, loader, AdvancedComboLoss(TINY.loss), torch.optim.SGD(probe.parameters(), lr=0.0),
+                    torch.amp.GradScaler("cuda", enabled=False), device=torch.device("cpu"), amp_dtype=None,
+                    memory_format=torch.contiguous_format, progress=False, desc="")
+    assert len(seen) == len(expected) == len(base)
+    assert all(torch.equal(a, b) for a, b in zip(seen, expected))
 
 
 class FixedLogits(nn.Module):

@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from livseg.config import AugmentConfig, RegionConfig, TrainConfig
-from livseg.data.augmentation import augment
+from livseg.data.augmentation import augment_batch, draw_params
 from livseg.evaluation.metrics import dice, voxel_accuracy
 from livseg.nn.sliding_window import sliding_window
 from livseg.training.distributed import DistInfo
@@ -27,11 +27,14 @@ __all__ = ["AugmentedView", "make_train_loader", "make_val_loader", "train_one_e
 
 
 class AugmentedView(Dataset):
-    """A dataset of cached cases, augmented with one generator per (seed, epoch, index).
+    """Cached cases with each sample's augmentation drawn from one generator per (seed, epoch, index).
 
-    Seeding each sample from its coordinates rather than from a shared stream makes the
-    augmentation independent of the number of DataLoader workers and of their scheduling, and
-    a resumed run needs no generator state to reproduce the next epoch.
+    Items gain an ``"augment"`` entry (:func:`livseg.data.augmentation.draw_params`: a few
+    numbers); :func:`train_one_epoch` applies them to the batch on the training device, so the
+    resampling runs on the GPU there instead of in CPU workers. Seeding each sample from its
+    coordinates rather than from a shared stream makes the augmentation independent of the
+    number of DataLoader workers and of their scheduling, and a resumed run needs no generator
+    state to reproduce the next epoch.
 
     Args:
         base: a :class:`livseg.data.cache.CachedDataset` (items ``{"image", "label", "case_id"}``).
@@ -51,8 +54,7 @@ class AugmentedView(Dataset):
         if self.config is None:
             return item
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        image, label = augment(item["image"].numpy(), item["label"].numpy(), self.config, rng)
-        return {"image": torch.from_numpy(image), "label": torch.from_numpy(label), "case_id": item["case_id"]}
+        return {**item, "augment": draw_params(self.config, rng)}
 
 
 def _seed_worker(worker_id: int) -> None:
@@ -117,6 +119,17 @@ def _to_device(tensor: torch.Tensor, device: torch.device, memory_format: torch.
     return tensor.to(device, non_blocking=True).to(memory_format=memory_format)
 
 
+def _training_batch(
+    batch: dict[str, Any], device: torch.device, memory_format: torch.memory_format
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Image and label on ``device``, augmented there when the loader drew augmentations."""
+    image = batch["image"].to(device, non_blocking=True)
+    label = batch["label"].to(device, non_blocking=True)
+    if "augment" in batch:
+        image, label = augment_batch(image, label, batch["augment"])
+    return image.to(memory_format=memory_format), label.to(memory_format=memory_format)
+
+
 def train_one_epoch(
     net: nn.Module,
     loader: DataLoader,
@@ -134,7 +147,7 @@ def train_one_epoch(
 
     Args:
         net: the model, possibly wrapped in DistributedDataParallel; put in train mode here.
-        loader: from :func:`make_train_loader`.
+        loader: from :func:`make_train_loader`; its drawn augmentations are applied on ``device``.
         loss_fn: ``loss_fn(logits, target) -> scalar``.
         optimizer: stepped once per batch.
         scaler: float16 loss scaler (a disabled one for float32 / bfloat16).
@@ -152,8 +165,7 @@ def train_one_epoch(
     count = 0
     bar = tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress, dynamic_ncols=True)
     for batch in bar:
-        image = _to_device(batch["image"], device, memory_format)
-        label = _to_device(batch["label"], device, memory_format)
+        image, label = _training_batch(batch, device, memory_format)
         optimizer.zero_grad(set_to_none=True)
         with _autocast(device, amp_dtype):
             logits = net(image)
