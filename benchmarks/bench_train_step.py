@@ -16,8 +16,9 @@ through livseg's own ``train_one_epoch``) of:
 ``loop, scipy aug`` (presets with augmentation) the former pipeline: ``scipy.ndimage`` per
                     sample in the loader (workers: ``--workers``), the batch moved afterwards;
 
-and the augmentation alone per batch, both ways. Paths alternate within each repeat, so the
-ratios come from one run on a noisy machine. Peak memory is the CUDA allocator's maximum per
+and the augmentation alone per batch, both ways. Paths alternate step by step, so the
+ratios come from one run on a noisy machine; the process CPU time per step is shown too (with
+``--threads 1`` it measures the work done, which other jobs on a shared machine barely change). Peak memory is the CUDA allocator's maximum per
 path (on CPU it is not separable per path and is not shown). Mixed precision follows
 ``livseg.device``'s rule (bf16 from compute capability 8.0, fp16 + GradScaler before).
 Writes benchmarks/results/bench_train_step.csv.
@@ -49,6 +50,7 @@ from livseg.training.distributed import DistInfo
 from livseg.training.loops import make_train_loader, train_one_epoch
 
 RESULTS = Path(__file__).resolve().parent / "results"
+N_CASES = 8  # in-memory training cases; loaders cycle through them epoch after epoch
 
 
 class Cases(Dataset):
@@ -129,7 +131,7 @@ def _sync(device: torch.device) -> None:
 
 
 class Trainer:
-    """One preset's network, optimiser and loss on the device; ``epoch(loader)`` times one pass."""
+    """One preset's network, optimiser and loss on the device; ``step(batch)`` is one training step."""
 
     def __init__(self, config: RunConfig, device: torch.device) -> None:
         torch.manual_seed(0)
@@ -141,48 +143,60 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
         self.loss_fn = AdvancedComboLoss(config.loss)
 
-    def epoch(self, loader: Any) -> tuple[float, int, float]:
-        """(seconds, steps, peak MB on CUDA else NaN) of one pass over ``loader``."""
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        _sync(self.device)
-        started = time.perf_counter()
-        _, count = train_one_epoch(self.model, loader, self.loss_fn, self.optimizer, self.scaler, device=self.device,
-                                   amp_dtype=self.dtype, memory_format=self.memory_format, progress=False, desc="")
-        _sync(self.device)
-        seconds = time.perf_counter() - started
-        peak = torch.cuda.max_memory_allocated() / 2**20 if self.device.type == "cuda" else math.nan
-        return seconds, count, peak
+    def step(self, batch: dict[str, Any]) -> None:
+        """What training does with one batch: livseg's train_one_epoch over a one-batch loader."""
+        train_one_epoch(self.model, [batch], self.loss_fn, self.optimizer, self.scaler, device=self.device,
+                        amp_dtype=self.dtype, memory_format=self.memory_format, progress=False, desc="")
 
 
-def augmentation_alone(base: Dataset, config: RunConfig, device: torch.device, batches: int) -> dict[str, float]:
-    """Median seconds per batch of the augmentation alone: scipy on the CPU vs torch on ``device``."""
+class Batches:
+    """Endless batches of one path: a fresh loader per epoch, as training builds them."""
+
+    def __init__(self, make: Any) -> None:
+        self.make, self.epoch, self.iterator = make, 0, iter(())
+
+    def next(self) -> dict[str, Any]:
+        try:
+            return next(self.iterator)
+        except StopIteration:
+            self.epoch += 1
+            self.iterator = iter(self.make(self.epoch))
+            return next(self.iterator)
+
+
+def augmentation_alone(base: Dataset, config: RunConfig, device: torch.device,
+                       batches: int) -> dict[str, tuple[float, float]]:
+    """Median (wall, process CPU) seconds per batch of the augmentation alone: scipy on the CPU vs
+    torch on ``device``."""
     tc = config.train
     scipy_view = ScipyView(base, tc.augment, tc.seed, 1)
-    old, new = [], []
+    old, new, old_cpu, new_cpu = [], [], [], []
     for k in range(batches):
         indices = [(k * tc.batch_size + j) % len(base) for j in range(tc.batch_size)]  # type: ignore[arg-type]
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         for i in indices:
             scipy_view[i]
         old.append(time.perf_counter() - started)
+        old_cpu.append(time.process_time() - cpu_started)
         image = torch.cat([base[i]["image"][None] for i in indices]).to(device)
         label = torch.cat([base[i]["label"][None] for i in indices]).to(device)
         params = {key: torch.stack([draw_params(tc.augment, np.random.default_rng([tc.seed, 1, i]))[key]
                                     for i in indices]) for key in draw_params(tc.augment, np.random.default_rng(0))}
         _sync(device)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         augment_batch(image, label, params)
         _sync(device)
         new.append(time.perf_counter() - started)
-    return {"scipy": statistics.median(old), "torch": statistics.median(new)}
+        new_cpu.append(time.process_time() - cpu_started)
+    return {"scipy": (statistics.median(old), statistics.median(old_cpu)),
+            "torch": (statistics.median(new), statistics.median(new_cpu))}
 
 
-def bench_preset(name: str, device: torch.device, steps: int, repeats: int, workers: int) -> list[dict[str, Any]]:
+def bench_preset(name: str, device: torch.device, steps: int, workers: int) -> list[dict[str, Any]]:
     config = get_preset(name)
     tc = dataclasses.replace(config.train, num_workers=workers)
     config = dataclasses.replace(config, train=tc)
-    base = Cases(steps * tc.batch_size, config.preprocess.target_shape)
+    base = Cases(N_CASES, config.preprocess.target_shape)
     trainer = Trainer(config, device)
     pin = device.type == "cuda"
     first = base[0]
@@ -196,26 +210,40 @@ def bench_preset(name: str, device: torch.device, steps: int, repeats: int, work
         paths["loop, scipy aug (before)"] = lambda epoch: DataLoader(
             ScipyView(base, tc.augment, tc.seed, epoch), batch_size=tc.batch_size, shuffle=True,
             num_workers=workers, pin_memory=pin)
-    trainer.epoch(paths["bare"](0)[:2])  # warm-up: allocator, cuDNN autotuning, thread pools
+    batches = {path: Batches(make) for path, make in paths.items()}
     times: dict[str, list[float]] = {path: [] for path in paths}
-    peaks: dict[str, float] = {path: 0.0 for path in paths}
-    for repeat in range(repeats):
-        for path, make in paths.items():  # alternated, so drift on a shared machine hits every path
-            seconds, count, peak = trainer.epoch(make(repeat + 1))
-            times[path].append(seconds / count * tc.batch_size)
-            peaks[path] = max(peaks[path], peak) if not math.isnan(peak) else math.nan
-        print(f"  {name}: repeat {repeat + 1}/{repeats} done", file=sys.stderr)
+    cpu_times: dict[str, list[float]] = {path: [] for path in paths}
+    peaks: dict[str, float] = {path: math.nan for path in paths}
+    for round_ in range(steps + 1):  # round 0 warms up: allocator, cuDNN autotuning, thread pools, workers
+        for path, source in batches.items():  # alternated step by step: drift on a shared machine hits every path
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            _sync(device)
+            started, cpu_started = time.perf_counter(), time.process_time()
+            trainer.step(source.next())  # the loader's fetch (and any CPU augmentation) counts
+            _sync(device)
+            if round_:
+                times[path].append(time.perf_counter() - started)
+                cpu_times[path].append(time.process_time() - cpu_started)
+                if device.type == "cuda":
+                    peaks[path] = max(0.0 if math.isnan(peaks[path]) else peaks[path],
+                                      torch.cuda.max_memory_allocated() / 2**20)
+        if round_ % 5 == 0:
+            print(f"  {name}: step {round_}/{steps}", file=sys.stderr)
     bare = statistics.median(times["bare"])
     rows = [{"preset": name, "path": path, "grid": "x".join(map(str, config.preprocess.target_shape)),
              "batch": tc.batch_size, "ms_per_step": 1000 * statistics.median(t), "x_bare": statistics.median(t) / bare,
+             "cpu_ms_per_step": 1000 * statistics.median(cpu_times[path]),
+             "cpu_x_bare": statistics.median(cpu_times[path]) / statistics.median(cpu_times["bare"]),
              "peak_mb": peaks[path], "workers": workers} for path, t in times.items()]
     if tc.augment.enabled:
-        alone = augmentation_alone(base, config, device, batches=max(3, steps))
-        for way, seconds in alone.items():
+        alone = augmentation_alone(base, config, device, batches=max(4, steps))
+        cpu_bare = statistics.median(cpu_times["bare"])
+        for way, (seconds, cpu_seconds) in alone.items():
             label = "augmentation alone, scipy (before)" if way == "scipy" else "augmentation alone, torch (now)"
             rows.append({"preset": name, "path": label, "grid": rows[0]["grid"], "batch": tc.batch_size,
-                         "ms_per_step": 1000 * seconds, "x_bare": seconds / bare, "peak_mb": math.nan,
-                         "workers": 0})
+                         "ms_per_step": 1000 * seconds, "x_bare": seconds / bare, "cpu_ms_per_step": 1000 * cpu_seconds,
+                         "cpu_x_bare": cpu_seconds / cpu_bare, "peak_mb": math.nan, "workers": 0})
     return rows
 
 
@@ -223,25 +251,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--presets", nargs="+", default=["demo", "default"])
-    parser.add_argument("--steps", type=int, default=4, help="training steps per timed epoch (default 4)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed epochs per path (default 3)")
+    parser.add_argument("--steps", type=int, default=10, help="timed training steps per path (default 10)")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers (train.num_workers; default 0)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads (default 0: every core, as training uses; 1 makes CPU time a measure of work "
+                        "that other jobs on a shared machine barely disturb)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
-    if device.type == "cpu":
-        torch.set_num_threads(cpu_count())
-    rows = [row for name in args.presets for row in bench_preset(name, device, args.steps, args.repeats, args.workers)]
+    threads = args.threads or cpu_count()
+    torch.set_num_threads(threads)
+    rows = [row for name in args.presets for row in bench_preset(name, device, args.steps, args.workers)]
 
-    where = torch.cuda.get_device_name() if device.type == "cuda" else f"{cpu_count()} CPU cores"
-    print(f"\ndevice {device} ({where}), torch {torch.__version__}, {args.steps} steps x {args.repeats} repeats, "
-          f"{args.workers} workers; median per step\n")
-    header = f"{'preset':8} {'grid':10} {'batch':>5} {'path':36} {'ms/step':>9} {'x bare':>7} {'peak MB':>8}"
+    where = torch.cuda.get_device_name() if device.type == "cuda" else f"{cpu_count()} CPU cores, {threads} threads"
+    print(f"\ndevice {device} ({where}), torch {torch.__version__}, median of {args.steps} steps per path, "
+          f"{args.workers} workers\n")
+    header = (f"{'preset':8} {'grid':10} {'batch':>5} {'path':36} {'ms/step':>9} {'x bare':>7} {'CPU ms':>9} "
+              f"{'x bare':>7} {'peak MB':>8}")
     print(header)
     print("-" * len(header))
     for r in rows:
         peak = "" if math.isnan(r["peak_mb"]) else f"{r['peak_mb']:.0f}"
         print(f"{r['preset']:8} {r['grid']:10} {r['batch']:5d} {r['path']:36} {r['ms_per_step']:9.1f} "
-              f"{r['x_bare']:7.2f} {peak:>8}")
+              f"{r['x_bare']:7.2f} {r['cpu_ms_per_step']:9.1f} {r['cpu_x_bare']:7.2f} {peak:>8}")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "bench_train_step.csv"
     with out.open("w", newline="") as handle:

@@ -11,7 +11,9 @@ One augmentation applies, in this order:
    the same grid, so they stay aligned and the label stays binary. Only the in-plane (x, y) axes
    are rotated, because after resampling to 160 x 160 x 80 they share one voxel size while z
    does not; rotating into z would shear anatomy. The rotation is in voxel units, as
-   ``scipy.ndimage.rotate(image, -angle, axes=(0, 1), order=1, mode="nearest")`` does it.
+   ``scipy.ndimage.rotate(image, -angle, axes=(0, 1), order=1, mode="nearest")`` does it; the
+   resampling is trilinear, done as a 2D ``grid_sample`` per z-plane and a linear pass along z
+   (the same values: the transform and the interpolation are both separable).
    Outside the volume the border voxel is repeated (CT borders are air or body, not 0);
 3. intensity: ``image * U(1 - intensity_scale, 1 + intensity_scale) + U(-shift, shift)``;
 4. additive Gaussian noise with standard deviation ``noise_std``.
@@ -71,21 +73,41 @@ def draw_params(config: AugmentConfig, rng: np.random.Generator) -> dict[str, to
     }
 
 
-def _theta(angle: float, scale: float, shape: tuple[int, int, int], device: torch.device) -> torch.Tensor:
-    """The ``affine_grid`` matrix [1, 3, 4] of a rotation about z and a scaling about the centre.
+def _resample(volume: torch.Tensor, angle: float, scale: float, mode: str) -> torch.Tensor:
+    """Rotate ``volume`` [1, C, X, Y, Z] about z by ``angle`` and scale it by ``scale`` about the
+    centre, sampling linearly (``mode="bilinear"``) or by nearest neighbour, border repeated.
 
     In voxel units, output voxel ``o`` samples input ``M (o - c) + c`` with ``M = R(angle) /
-    scale`` (zooming in by ``scale`` samples the input at ``1 / scale`` spacing). With
-    ``align_corners=True`` a normalised coordinate is ``(i - c) / ((N - 1) / 2)``, so entry
-    ``(a, b)`` becomes ``M_ab (N_b - 1) / (N_a - 1)``; ``affine_grid`` orders the axes (z, y, x).
+    scale`` (zooming in by ``scale`` samples the input at ``1 / scale`` spacing). ``M`` moves
+    (x, y) by a function of (x, y) only and z by a function of z only, and trilinear (or
+    nearest) interpolation is separable, so this is exactly a 2D ``grid_sample`` of every
+    z-plane with one small (X, Y) grid, then a linear (or nearest) resample along z: the same
+    values as a 3D ``affine_grid`` + ``grid_sample``, at a fraction of the cost (one 2D grid
+    instead of a 3D grid with a matrix product per voxel, 4 taps instead of 8).
     """
+    _, channels, nx, ny, nz = volume.shape
+    device = volume.device
     cos, sin = math.cos(angle), math.sin(angle)
-    matrix = np.array([[cos, -sin, 0.0], [sin, cos, 0.0], [0.0, 0.0, 1.0]]) / scale
-    half = np.maximum(np.asarray(shape, dtype=np.float64) - 1.0, 1.0) / 2.0
-    normalised = matrix * half[None, :] / half[:, None]
-    theta = np.zeros((3, 4))
-    theta[:, :3] = normalised[::-1, ::-1]  # (x, y, z) -> grid_sample's (z, y, x)
-    return torch.tensor(theta, dtype=torch.float32, device=device)[None]
+    matrix = np.array([[cos, -sin], [sin, cos]]) / scale
+    # align_corners=True: a normalised coordinate is (i - c) / ((N - 1) / 2)
+    half = np.maximum(np.array([nx, ny], dtype=np.float64) - 1.0, 1.0) / 2.0
+    theta = np.zeros((2, 3))
+    theta[:, :2] = (matrix * half[None, :] / half[:, None])[::-1, ::-1]  # (x, y) -> grid_sample's (w=y, h=x)
+    grid = F.affine_grid(torch.tensor(theta, dtype=torch.float32, device=device)[None], [1, 1, nx, ny],
+                         align_corners=True)
+    planes = volume.permute(0, 1, 4, 2, 3).reshape(1, channels * nz, nx, ny)  # every z-plane a channel
+    planes = F.grid_sample(planes, grid, mode=mode, padding_mode="border", align_corners=True)
+    planes = planes.reshape(1, channels, nz, nx, ny)
+    centre = (nz - 1) / 2.0
+    z = ((torch.arange(nz, device=device, dtype=torch.float64) - centre) / scale + centre).clamp(0, nz - 1)
+    if mode == "nearest":
+        planes = planes.index_select(2, torch.round(z).long())
+    elif nz > 1:
+        low = z.floor().clamp(max=nz - 2)
+        weight = (z - low).to(planes.dtype).view(1, 1, nz, 1, 1)
+        low = low.long()
+        planes = planes.index_select(2, low) * (1 - weight) + planes.index_select(2, low + 1) * weight
+    return planes.permute(0, 1, 3, 4, 2)
 
 
 def augment_batch(
@@ -110,7 +132,7 @@ def augment_batch(
             "with the same batch size and spatial shape"
         )
     p = {key: value.cpu() for key, value in params.items()}  # a few scalars per sample
-    device, shape = image.device, tuple(image.shape[2:])
+    device = image.device
     images, labels = [], []
     for i in range(image.shape[0]):
         img, lab = image[i : i + 1], label[i : i + 1]
@@ -118,12 +140,9 @@ def augment_batch(
         if dims:
             img, lab = torch.flip(img, dims), torch.flip(lab, dims)
         if bool(p["affine"][i]):
-            grid = F.affine_grid(_theta(float(p["angle"][i]), float(p["scale"][i]), shape, device),
-                                 [1, 1, *shape], align_corners=True)
-            img = F.grid_sample(img.float(), grid, mode="bilinear", padding_mode="border",
-                                align_corners=True).to(image.dtype)
-            lab = F.grid_sample(lab.float(), grid, mode="nearest", padding_mode="border",
-                                align_corners=True).to(label.dtype)
+            angle, scale = float(p["angle"][i]), float(p["scale"][i])
+            img = _resample(img.float(), angle, scale, "bilinear").to(image.dtype)
+            lab = _resample(lab.float(), angle, scale, "nearest").to(label.dtype)
         img = img * float(p["gain"][i]) + float(p["shift"][i])
         std = float(p["noise_std"][i])
         if std > 0:
