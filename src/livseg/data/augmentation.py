@@ -117,7 +117,8 @@ def augment_batch(
 
     Args:
         image: float images ``[B, C, X, Y, Z]``.
-        label: float labels (0/1) with the same batch and spatial shape (any channel count).
+        label: float label maps (0/1, or 0/1/2 for stage 2: nearest neighbour keeps the values)
+            with the same batch and spatial shape (any channel count).
         params: :func:`draw_params` outputs stacked over the batch (as collated), on any device.
 
     Returns:

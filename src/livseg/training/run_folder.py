@@ -138,8 +138,9 @@ def load_run_split(cache: Path, out: Path, config: RunConfig, *, resume: bool) -
     if split["test_fraction"] != config.train.test_fraction:
         raise ConfigError(
             f"{cache / SPLITS_FILE}: split has test_fraction {split['test_fraction']} ({len(split['test'])} test "
-            f"cases), the run asks for {config.train.test_fraction}; rerun `livseg preprocess --test-fraction "
-            f"{config.train.test_fraction}` or pass the dataset folder"
+            f"cases), the run asks for {config.train.test_fraction}; train with --test-fraction "
+            f"{split['test_fraction']} to use this split, or make the cache again with `livseg preprocess "
+            f"--test-fraction {config.train.test_fraction}`"
         )
     if not split["train"] or not split["val"]:
         raise DatasetError(
