@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import nibabel as nib
@@ -267,3 +268,25 @@ def test_cli_liver_labels_flag_is_checked(tiny_dataset, tmp_path, capsys):
         assert main(["preprocess", str(root), "-o", str(tmp_path / "c"), "--liver-labels", bad, "--no-progress"]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_changed_source_files_are_preprocessed_again(tiny_dataset, tmp_path, monkeypatch, write_nifti_file):
+    root, cache = tiny_dataset(n_cases=3, compress=True), tmp_path / "cache"
+    preprocess_dataset(root, cache, config=SMALL, progress=False)
+    before = np.load(cache / "lits-1_image.npy")
+    ct = nib.load(root / "volume-1.nii.gz")
+    write_nifti_file(root / "volume-1.nii.gz", np.asarray(ct.dataobj)[::-1].copy(), ct.affine)  # same path, new CT
+    label = root / "segmentation-2.nii.gz"
+    os.utime(label, ns=(label.stat().st_atime_ns, label.stat().st_mtime_ns + 10**9))  # touched: maybe edited
+    loaded = []
+    real_load = cache_module.load_volume
+    monkeypatch.setattr(cache_module, "load_volume", lambda path: loaded.append(Path(path).name) or real_load(path))
+    manifest = preprocess_dataset(root, cache, config=SMALL, progress=False)
+    assert sorted(loaded) == ["volume-1.nii.gz", "volume-2.nii.gz"]
+    assert not np.array_equal(np.load(cache / "lits-1_image.npy"), before)
+    entry = manifest["cases"]["lits-1"]
+    stat = (root / "volume-1.nii.gz").stat()
+    assert entry["image_stamp"] == [stat.st_size, stat.st_mtime_ns]
+    loaded.clear()
+    preprocess_dataset(root, cache, config=SMALL, progress=False)
+    assert loaded == []

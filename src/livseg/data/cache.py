@@ -3,8 +3,9 @@
 Layout (written by :func:`preprocess_dataset`)::
 
     <cache>/manifest.json        {"format": "livseg-cache", "version": 1, "preprocess": {...},
-                                  "cases": {case_id: {image, label, shape, affine, spacing,
-                                            liver_ml, image_file, label_file}}}
+                                  "cases": {case_id: {image, label, image_stamp, label_stamp,
+                                            shape, affine, spacing, liver_ml, image_file,
+                                            label_file}}}
     <cache>/splits.json          {"seed", "val_fraction", "test_fraction", "train": [...],
                                   "val": [...], "test": [...]}
     <cache>/<case_id>_image.npy  float32 [X, Y, Z], windowed to [0, 1], on the target grid
@@ -185,13 +186,26 @@ def _open_cache(out: Path, wanted: dict[str, Any], region: dict[str, Any] | None
 
 
 def _is_done(out: Path, entry: dict[str, Any] | None, case: Case) -> bool:
+    """A case is cached when its entry names the same source files, unchanged since (size and
+    modification time; an entry from before stamps were kept counts as changed), and both
+    arrays are there."""
     return (
         entry is not None
         and entry.get("image") == str(case.image.resolve())
         and entry.get("label") == (str(case.label.resolve()) if case.label else None)
+        and entry.get("image_stamp") == file_stamp(case.image)
+        and entry.get("label_stamp") == (file_stamp(case.label) if case.label else None)
         and (out / entry.get("image_file", "")).is_file()
         and (out / entry.get("label_file", "")).is_file()
     )
+
+
+def file_stamp(path: Path) -> list[int]:
+    """``[size in bytes, modification time in ns]`` of a file, or of all files under a folder
+    (a DICOM series: total size, latest time), so that a changed source is preprocessed again."""
+    files = [path] if path.is_file() else [p for p in sorted(path.rglob("*")) if p.is_file()]
+    stats = [p.stat() for p in files]
+    return [sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0)]
 
 
 def _preprocess_case(case: Case, out: Path, config: PreprocessConfig, region: RegionConfig | None) -> dict[str, Any]:
@@ -215,6 +229,8 @@ def _preprocess_case(case: Case, out: Path, config: PreprocessConfig, region: Re
     return {
         "image": str(case.image.resolve()),
         "label": str(case.label.resolve()),
+        "image_stamp": file_stamp(case.image),
+        "label_stamp": file_stamp(case.label),
         "shape": list(volume.shape),
         "affine": volume.affine.tolist(),
         "spacing": list(volume.spacing),
