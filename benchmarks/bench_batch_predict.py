@@ -35,9 +35,6 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_inference import paper_checkpoint  # noqa: E402
-
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 BEFORE = "4e40f4c"  # main before the overlapped batch: load -> network -> write, case after case
@@ -67,6 +64,22 @@ def before_tree(ref: str, work: Path) -> Path:
     return work / "before" / "src"
 
 
+# the paper network with seed-0 initial weights, saved by the livseg tree on PYTHONPATH (checkpoint
+# formats differ between versions, so each tree writes its own: the same weights)
+PAPER_INIT = (
+    "import sys, torch; from livseg.config import RunConfig; from livseg.nn.model import UNet3D; "
+    "from livseg.nn.checkpoint import save_checkpoint; torch.manual_seed(0); config = RunConfig(); "
+    "save_checkpoint(sys.argv[1], config=config, model_state=UNet3D(config.model).state_dict())"
+)
+
+
+def paper_checkpoint(src: Path, path: Path) -> Path:
+    """The paper network's initial weights as a checkpoint that the tree ``src`` reads."""
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    subprocess.run([sys.executable, "-c", PAPER_INIT, str(path)], check=True, env=env)
+    return path
+
+
 def run(command: list[str], src: Path, out: Path) -> float:
     """Wall seconds of one command with ``src`` first on the path; its output folder is emptied first."""
     shutil.rmtree(out, ignore_errors=True)
@@ -91,25 +104,30 @@ def main(argv: list[str] | None = None) -> int:
 
     images = make_phantoms(args.data, args.cases, tuple(args.shape))
     work = Path(tempfile.mkdtemp(prefix="livseg-bench-batch-"))
-    checkpoint = args.checkpoint or paper_checkpoint(work)
     old_src, new_src = before_tree(args.before, work), REPO / "src"
+    old_ckpt = args.checkpoint or paper_checkpoint(old_src, work / "paper_init_before.pt")
+    new_ckpt = args.checkpoint or paper_checkpoint(new_src, work / "paper_init_after.pt")
     py = [sys.executable, "-m", "livseg", "predict"]
-    flags = ["--checkpoint", str(checkpoint), "--no-progress", "--device", "cpu"]
+    flags = ["--no-progress", "--device", "cpu"]
     folder = str(images[0].parent)
+    out = str(work / "out")
 
-    def one_by_one(src: Path) -> float:
-        return sum(run([*py, str(p), "-o", str(work / "out"), *flags], src, work / "out" / p.name) for p in images)
+    def one_by_one(src: Path, checkpoint: Path) -> float:
+        return sum(run([*py, str(p), "-o", out, "--checkpoint", str(checkpoint), *flags], src, work / "out")
+                   for p in images)
 
     configs = {}
     if not args.no_one_by_one:
-        configs["before: one command per CT"] = lambda: one_by_one(old_src)
-    configs["before: one command, folder"] = lambda: run([*py, folder, "-o", str(work / "out"), *flags], old_src, work / "out")
-    configs["after: one command, folder"] = lambda: run([*py, folder, "-o", str(work / "out"), *flags], new_src, work / "out")
+        configs["before: one command per CT"] = lambda: one_by_one(old_src, old_ckpt)
+    configs["before: one command, folder"] = lambda: run(
+        [*py, folder, "-o", out, "--checkpoint", str(old_ckpt), *flags], old_src, work / "out")
+    configs["after: one command, folder"] = lambda: run(
+        [*py, folder, "-o", out, "--checkpoint", str(new_ckpt), *flags], new_src, work / "out")
     if args.torchrun > 1:
         torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.torchrun}",
                     "-m", "livseg", "predict"]
         configs[f"after: torchrun, {args.torchrun} ranks"] = lambda: run(
-            [*torchrun, folder, "-o", str(work / "out"), *flags], new_src, work / "out")
+            [*torchrun, folder, "-o", out, "--checkpoint", str(new_ckpt), *flags], new_src, work / "out")
 
     names = list(configs)
     seconds: dict[str, list[float]] = {name: [] for name in names}
@@ -122,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     baselines = [n for n in ("before: one command per CT", "before: one command, folder") if n in median]
     print(f"\n{args.cases} phantoms {'x'.join(map(str, args.shape))}, paper network, {os.cpu_count()} CPUs, "
           f"torch {torch.__version__}, {args.rounds} interleaved rounds (median)\n")
-    header = f"{'configuration':34} {'seconds':>8} {'cases/min':>10}" + "".join(f" {'x ' + b.split(': ')[1][:12]:>16}" for b in baselines)
+    titles = {"before: one command per CT": "vs one per CT", "before: one command, folder": "vs folder before"}
+    header = f"{'configuration':34} {'seconds':>8} {'cases/min':>10}" + "".join(f" {titles[b]:>16}" for b in baselines)
     print(header)
     print("-" * len(header))
     rows = []

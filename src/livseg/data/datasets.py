@@ -30,6 +30,7 @@ import nibabel as nib
 import numpy as np
 
 from livseg.data.io.files import read_json, write_json
+from livseg.data.io.dicom_seg import is_dicom_seg
 from livseg.data.io.nifti import is_nifti
 from livseg.data.nnunet import dataset_root, is_nnunet_raw, nnunet_cases
 from livseg.data.io.volume import (
@@ -202,6 +203,13 @@ def _case_problems(case: Case, check_labels: bool, allowed: Sequence[int] | None
     if case.label is None:
         if check_labels:
             problems.append(f"no label for image {case.image}")
+        return problems
+    if is_dicom_seg(case.label):  # frames, not a grid of its own: they must lie on the image's grid
+        if image_grid:
+            try:
+                load_labels(case.label, like=load_volume(case.image), allowed=allowed if check_labels else None)
+            except LivsegError as exc:
+                problems.append(one_line(exc))
         return problems
     label_grid = _grid(case.label, "label", problems, stream=not check_labels)  # else read below
     if image_grid and label_grid:
