@@ -73,3 +73,38 @@ def test_torchrun_shares_cases_among_two_cpu_ranks(checkpoint: Path, tmp_path: P
     # rank 0's own cases are complete; nothing of the bad case, no report, no temporary files
     assert sorted(p.name for p in bad_out.iterdir()) == [
         "volume-0_liver.nii.gz", "volume-0_stats.json", "volume-2_liver.nii.gz", "volume-2_stats.json"]
+
+
+class _Loaded(Exception):
+    """Raised by the stand-in load_model: how predict asked for the model."""
+
+
+@pytest.mark.parametrize("device, env, expected", [
+    ("cuda", {"LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}, ("cuda:1", 0)),  # one GPU per rank
+    ("cpu", {"LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}, ("cpu", "half")),  # the cores shared out
+    ("cpu", {}, ("cpu", "all")),
+])
+def test_each_rank_takes_its_gpu_or_its_share_of_the_cores(
+    device: str, env: dict, expected: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No GPU and no process group here: CUDA is faked, and WORLD_SIZE=1 keeps the group out of it;
+    # what is tested is the device and thread count each rank asks for.
+    import torch
+
+    import livseg.inference.predict as predict_module
+    from livseg.device import cpu_count
+
+    for name, value in {"WORLD_SIZE": "1", **env}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+
+    def fake_load_model(checkpoint: Path, target: torch.device, num_threads: int = 0) -> None:
+        raise _Loaded(str(target), num_threads)
+
+    monkeypatch.setattr(predict_module, "load_model", fake_load_model)
+    write_case(tmp_path / "in", 0)
+    with pytest.raises(_Loaded) as caught:
+        predict_module.predict([tmp_path / "in" / "volume-0.nii.gz"], checkpoint=tmp_path / "m.pt", out_dir=tmp_path / "o",
+                               device=device, progress=False)
+    threads = {"half": max(1, cpu_count() // 2), "all": cpu_count()}.get(expected[1], expected[1])
+    assert caught.value.args == (expected[0], threads)
