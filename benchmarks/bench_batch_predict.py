@@ -1,5 +1,7 @@
 """Cases per minute of `livseg predict` over a folder of real-size CTs: before and after the
-overlapped batch (loader and writer threads), one-by-one commands, and torchrun ranks.
+overlapped batch (loader and writer threads: --overlap, or one case at a time: --no-overlap, the
+default with several CPU threads), one command per CT, and torchrun ranks (one thread each,
+overlapped).
 
 Run by hand (not in CI):
     python benchmarks/bench_batch_predict.py [--rounds 2] [--cases 8] [--before 4e40f4c] [--torchrun 2]
@@ -121,8 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         configs["before: one command per CT"] = lambda: one_by_one(old_src, old_ckpt)
     configs["before: one command, folder"] = lambda: run(
         [*py, folder, "-o", out, "--checkpoint", str(old_ckpt), *flags], old_src, work / "out")
-    configs["after: one command, folder"] = lambda: run(
-        [*py, folder, "-o", out, "--checkpoint", str(new_ckpt), *flags], new_src, work / "out")
+    configs["after: folder, --overlap"] = lambda: run(
+        [*py, folder, "-o", out, "--checkpoint", str(new_ckpt), "--overlap", *flags], new_src, work / "out")
+    configs["after: folder, --no-overlap"] = lambda: run(
+        [*py, folder, "-o", out, "--checkpoint", str(new_ckpt), "--no-overlap", *flags], new_src, work / "out")
     if args.torchrun > 1:
         torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.torchrun}",
                     "-m", "livseg", "predict"]

@@ -189,6 +189,12 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
                    help="SeriesInstanceUID to read from DICOM folders holding several series (default: the largest; "
                    "the log lists them)")
     p.add_argument("--preview", action="store_true", help="also write a three-plane PNG per case")
+    overlap = p.add_mutually_exclusive_group()
+    overlap.add_argument("--overlap", dest="overlap", action="store_true", default=None,
+                         help="read the next CT and write the last case while the network runs (up to four CTs "
+                              "in memory; default on a GPU or with one CPU thread per torchrun rank)")
+    overlap.add_argument("--no-overlap", dest="overlap", action="store_false",
+                         help="one case at a time, start to end (default when the network uses several CPU threads)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_run_predict)
@@ -212,6 +218,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         output_type=args.output_type,
         save_probabilities=args.save_probabilities,
         series_id=args.series_id,
+        overlap=args.overlap,
     )
     if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 reports every rank's cases
         return 0

@@ -27,11 +27,13 @@ def three_cases(folder: Path, bad: int | None = None) -> list[Path]:
     return images
 
 
-def test_a_bad_case_stops_the_batch_with_no_partial_outputs(checkpoint: Path, tmp_path: Path,
+@pytest.mark.parametrize("overlap", ["--overlap", "--no-overlap"])
+def test_a_bad_case_stops_the_batch_with_no_partial_outputs(overlap: str, checkpoint: Path, tmp_path: Path,
                                                             capsys: pytest.CaptureFixture) -> None:
     images = three_cases(tmp_path / "in", bad=1)
     out = tmp_path / "out"
-    rc = main(["predict", *map(str, images), "--checkpoint", str(checkpoint), "-o", str(out), "--save-probabilities"])
+    rc = main(["predict", *map(str, images), "--checkpoint", str(checkpoint), "-o", str(out), "--save-probabilities",
+               overlap])
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "volume-1.nii.gz" in err, err
     # the case before it is complete, the bad one and the one after it have nothing, no temporary files
@@ -75,36 +77,37 @@ def test_torchrun_shares_cases_among_two_cpu_ranks(checkpoint: Path, tmp_path: P
         "volume-0_liver.nii.gz", "volume-0_stats.json", "volume-2_liver.nii.gz", "volume-2_stats.json"]
 
 
-class _Loaded(Exception):
-    """Raised by the stand-in load_model: how predict asked for the model."""
-
-
 @pytest.mark.parametrize("device, env, expected", [
-    ("cuda", {"LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}, ("cuda:1", 0)),  # one GPU per rank
-    ("cpu", {"LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}, ("cpu", "half")),  # the cores shared out
-    ("cpu", {}, ("cpu", "all")),
+    ("cuda", {"LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}, ("cuda:1", 0, True)),  # one GPU per rank, overlapped
+    ("cpu", {"LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}, ("cpu", 1, True)),  # the 2 cores shared out: 1 thread each
+    ("cpu", {}, ("cpu", 2, False)),  # one process, 2 threads: a reader would stall them, one case at a time
 ])
 def test_each_rank_takes_its_gpu_or_its_share_of_the_cores(
     device: str, env: dict, expected: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # No GPU and no process group here: CUDA is faked, and WORLD_SIZE=1 keeps the group out of it;
-    # what is tested is the device and thread count each rank asks for.
+    # No GPU and no process group here: CUDA is faked, WORLD_SIZE=1 keeps the group out of it, and
+    # the machine has 2 cores; what is tested is what each rank asks for.
     import torch
 
     import livseg.inference.predict as predict_module
-    from livseg.device import cpu_count
 
     for name, value in {"WORLD_SIZE": "1", **env}.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(predict_module, "cpu_count", lambda: 2)
+    asked: dict = {}
 
-    def fake_load_model(checkpoint: Path, target: torch.device, num_threads: int = 0) -> None:
-        raise _Loaded(str(target), num_threads)
+    def fake_load_model(checkpoint: Path, target: torch.device, num_threads: int = 0) -> tuple:
+        asked.update(device=str(target), threads=num_threads)
+        return object(), None
+
+    def fake_run_cases(cases: list, runner: object, *, progress: bool, overlap: bool) -> list:
+        asked.update(overlap=overlap)
+        return []
 
     monkeypatch.setattr(predict_module, "load_model", fake_load_model)
+    monkeypatch.setattr(predict_module, "_run_cases", fake_run_cases)
     write_case(tmp_path / "in", 0)
-    with pytest.raises(_Loaded) as caught:
-        predict_module.predict([tmp_path / "in" / "volume-0.nii.gz"], checkpoint=tmp_path / "m.pt", out_dir=tmp_path / "o",
-                               device=device, progress=False)
-    threads = {"half": max(1, cpu_count() // 2), "all": cpu_count()}.get(expected[1], expected[1])
-    assert caught.value.args == (expected[0], threads)
+    predict_module.predict([tmp_path / "in" / "volume-0.nii.gz"], checkpoint=tmp_path / "m.pt", out_dir=tmp_path / "o",
+                           device=device, progress=False)
+    assert (asked["device"], asked["threads"], asked["overlap"]) == expected

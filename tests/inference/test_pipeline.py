@@ -59,8 +59,9 @@ def test_the_loader_stays_at_most_prefetch_items_ahead(prefetch: int) -> None:
     assert max(ahead) == prefetch + 1  # the one being computed, plus the prefetched ones
 
 
+@pytest.mark.parametrize("overlap", [True, False])
 @pytest.mark.parametrize("stage", ["load", "compute", "write"])
-def test_the_first_failure_stops_the_batch(stage: str) -> None:
+def test_the_first_failure_stops_the_batch(stage: str, overlap: bool) -> None:
     written: list[int] = []
     loads: list[int] = []
 
@@ -83,7 +84,7 @@ def test_the_first_failure_stops_the_batch(stage: str) -> None:
         return item
 
     with pytest.raises(ValueError, match=f"{stage} failed on 2"):
-        run_pipeline(list(range(8)), load, compute, write)
+        run_pipeline(list(range(8)), load, compute, write, overlap=overlap)
     assert written == [0, 1]  # everything before the failure, nothing after it
     assert max(loads) <= 4  # reading stopped soon after (at most the prefetch and one in flight)
     assert not [t for t in threading.enumerate() if t.name.startswith("livseg-")]  # no stage left running

@@ -51,6 +51,7 @@ def run_pipeline(
     *,
     prefetch: int = 1,
     on_written: Callable[[Result], None] | None = None,
+    overlap: bool = True,
 ) -> list[Result]:
     """Run ``load -> compute -> write`` over ``items`` with the stages overlapping.
 
@@ -61,6 +62,8 @@ def run_pipeline(
         write: runs in the writer thread, item by item in order (writing files).
         prefetch: how many loaded items may wait for ``compute`` (memory: each is a volume).
         on_written: called in the writer thread after each item is written (progress bars).
+        overlap: False runs the three stages one after another in the calling thread (one item
+            in memory at a time), with the same results and the same failure rule.
 
     Returns:
         ``write``'s result for every item, in order.
@@ -70,6 +73,14 @@ def run_pipeline(
     """
     if prefetch < 1:
         raise ValueError(f"prefetch must be at least 1, got {prefetch}")
+    if not overlap:
+        results = []
+        for item in items:
+            loaded = load(item)
+            results.append(write(item, loaded, compute(item, loaded)))
+            if on_written is not None:
+                on_written(results[-1])
+        return results
     batch: _Batch[Result] = _Batch(prefetch)
     loader = threading.Thread(target=_load_all, args=(batch, items, load), name="livseg-loader", daemon=False)
     writer = threading.Thread(target=_write_all, args=(batch, write, on_written), name="livseg-writer", daemon=False)

@@ -153,6 +153,7 @@ def predict(
     output_type: str = "nifti",
     save_probabilities: bool = False,
     series_id: str | None = None,
+    overlap: bool | None = None,
 ) -> list[dict[str, Any]]:
     """Segment many CTs with one model load; write a mask, statistics and a preview per case.
 
@@ -161,11 +162,15 @@ def predict(
     ``<case>_preview.png`` and with ``save_probabilities`` ``<case>_liver_probability.nii.gz``;
     ``report.html`` when there is more than one case.
 
-    The next CT is read while the network runs and the previous case is written meanwhile
-    (:mod:`livseg.inference.pipeline`), so a batch is bound by the network. Under ``torchrun
-    --nproc_per_node=N -m livseg predict ...`` the cases are dealt out among the ranks (one GPU
-    each, or the CPU cores shared out), every rank writes its own cases, and rank 0 writes one
-    report of all of them.
+    Where the network leaves the CPU to spare (on a GPU, or on one CPU thread per process) the
+    next CT is read while the network runs and the previous case is written meanwhile
+    (:mod:`livseg.inference.pipeline`), so a batch is bound by the network. A network running
+    on several CPU threads keeps every core busy already, and a reader or writer thread taking
+    a core from one of them stalls the others at every synchronisation (measured 9% slower on 2
+    cores), so there cases run one at a time. Under ``torchrun --nproc_per_node=N -m livseg
+    predict ...`` the cases are dealt out among the ranks (one GPU each, or the CPU cores shared
+    out: the fastest way to use a CPU, 1.4x on 2 cores), every rank writes its own cases, and
+    rank 0 writes one report of all of them.
 
     Every output of a case is written to a temporary file first and all are renamed into place
     together, so a failure leaves no partial case. Existing outputs are checked for every case
@@ -188,6 +193,9 @@ def predict(
             ``<case>_tumour_probability``; 0 outside the liver's region).
         series_id: the DICOM SeriesInstanceUID to read from folders that hold several series
             (else the largest is read, and a log line lists them all).
+        overlap: read and write in threads beside the network (up to four CTs in memory) or
+            handle one case at a time, start to end; None (default) overlaps on a GPU or with one
+            CPU thread per process, not when the network uses several CPU threads.
 
     Returns:
         The statistics dict of every case (all ranks' cases, in input order), as written to its JSON.
@@ -229,7 +237,9 @@ def predict(
                 out_dir=Path(out_dir), output_type=output_type, preview=preview, probabilities=probabilities,
                 threshold=threshold, postprocess=postprocess, overwrite=overwrite, series_id=series_id,
             )
-            results = _run_cases(mine, runner, progress=progress and info.is_main)
+            if overlap is None:  # overlap where no OpenMP team can be stalled by the reader and writer
+                overlap = target.type == "cuda" or threads == 1
+            results = _run_cases(mine, runner, progress=progress and info.is_main, overlap=overlap)
         except LivsegError as exc:  # every rank must reach the gather below, or the others wait forever
             error = exc
         gathered = all_gather_objects((results, error), info)
@@ -251,12 +261,14 @@ def predict(
     return combined
 
 
-def _run_cases(cases: list[tuple[int, str, Path]], runner: _CaseRunner, *, progress: bool) -> list[tuple[int, dict[str, Any]]]:
+def _run_cases(cases: list[tuple[int, str, Path]], runner: _CaseRunner, *, progress: bool,
+               overlap: bool) -> list[tuple[int, dict[str, Any]]]:
     """This rank's cases through load (thread) -> segment (here) -> write (thread)."""
     from tqdm.auto import tqdm
 
     with tqdm(total=len(cases), desc="predict", unit="case", disable=not progress) as bar:
-        return run_pipeline(cases, runner.load, runner.compute, runner.write, on_written=lambda _: bar.update())
+        return run_pipeline(cases, runner.load, runner.compute, runner.write, on_written=lambda _: bar.update(),
+                            overlap=overlap)
 
 
 @dataclass(frozen=True)
