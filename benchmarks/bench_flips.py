@@ -67,6 +67,8 @@ def score_real(model: Any, config: Any) -> list[dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="training seeds (default 0 1)")
+    parser.add_argument("--flip-probs", type=float, nargs="+", default=[0.5, 0.0],
+                        help="flip probabilities per axis to compare (default 0.5, the former default preset, and 0)")
     parser.add_argument("--epochs", type=int, default=30, help="epochs per run, the same for both settings")
     parser.add_argument("--max-minutes", type=float, default=10.0, help="safety cap per run (default 10)")
     parser.add_argument("--n-train", type=int, default=32, help="training phantoms, a fifth validate (default 32)")
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("livseg").setLevel(logging.WARNING)
 
-    flip_probs = {"flips (default preset: 0.5 per axis)": 0.5, "no flips": 0.0}
+    flip_probs = {("no flips" if p == 0 else f"flips ({p:g} per axis)"): p for p in args.flip_probs}
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_flips_"))
     rows: list[dict[str, Any]] = []
     try:

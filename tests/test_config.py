@@ -21,6 +21,15 @@ def test_paper_preset_is_the_published_method() -> None:
     assert paper.train.threshold == 0.5 and not paper.train.augment.enabled
 
 
+def test_default_preset_reorients_and_augments_without_flips() -> None:
+    # after reorientation to RAS the liver is always on the patient's right (the spleen, on the
+    # left, has the same HU): flips hid that prior and cost held-out Dice (benchmarks/bench_flips.py)
+    default = get_preset("default")
+    assert default.preprocess.reorient and default.train.augment.enabled
+    assert default.train.augment.flip_prob == 0.0
+    assert default.train.augment.rotate_deg > 0 and default.train.augment.scale_range > 0
+
+
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_presets_are_valid_and_round_trip(name: str) -> None:
     config = get_preset(name)
