@@ -26,6 +26,9 @@ QUICK = {
     # small enough for seconds, big enough that the one held-out mask is not empty (finite ASSD)
     "overrides": ["preprocess.target_shape=16,16,8", "model.channels=8,16", "train.lr=0.01", "train.epochs=10",
                   "train.num_threads=1"],
+    # stage 2 on the ~12 mm phantoms: a region of a few voxels, one 16 x 16 x 8 patch
+    "tumour_overrides": ["region.spacing_mm=10,10,10", "region.patch_shape=16,16,8", "region.patches_per_case=4",
+                         "model.channels=4,8", "train.lr=0.01", "train.epochs=5", "train.num_threads=1"],
     "progress": False,
 }
 
@@ -33,7 +36,7 @@ QUICK = {
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoResult:
     """One shortened demo (a few seconds), shared by the tests that read its outputs."""
-    return run_demo(tmp_path_factory.mktemp("demo") / "out", minutes=1.0, seed=3, **QUICK)
+    return run_demo(tmp_path_factory.mktemp("demo") / "out", minutes=5.0, seed=3, **QUICK)
 
 
 @pytest.mark.slow
@@ -41,23 +44,31 @@ def test_shortened_demo_writes_every_report_file(demo: DemoResult) -> None:
     out = demo.out_dir
     summary = json.loads((out / "demo_summary.json").read_text())  # strict JSON: no NaN / inf
     assert summary["arguments"]["seed"] == 3 and summary["config"]["name"] == "demo"
+    assert summary["tumour_config"]["name"] == "demo-tumour" and summary["tumour_config"]["train"]["seed"] == 3
     assert [c["case"] for c in summary["cases"]] == ["lits-0"]
     for row in [*demo.cases, demo.mean]:
-        for key in ("dice", "assd_mm", "volume_pred_ml", "volume_true_ml", "dice_network_grid"):
+        for key in ("dice", "assd_mm", "dice_stage1", "assd_stage1_mm", "volume_pred_ml", "volume_true_ml",
+                    "dice_network_grid", "lesions", "lesions_found", "lesions_fp"):
             assert math.isfinite(row[key]), (key, row)
         assert 0.0 <= row["dice"] <= 1.0 and row["volume_true_ml"] > 0
+        assert 0 <= row["lesions_found"] <= row["lesions"]
     assert summary["mean"]["dice"] == pytest.approx(demo.mean["dice"])
-    # both grids come from the evaluation on the held-out folder
-    assert set(demo.evaluation) >= {"network_grid", "original_grid"} and demo.evaluation["split"] == "all"
+    # the cascade's evaluation on the held-out folder: stage 1's grid, the cascade and stage 1 alone, tumours
+    assert set(demo.evaluation) >= {"network_grid", "original_grid", "stage1_original_grid", "tumour"}
+    assert demo.evaluation["split"] == "all" and summary["tumour"]["n_cases"] == 1
     assert demo.training["epochs"] == 10 and not demo.training["stopped_on_time"]
+    assert demo.training["tumour"]["epochs"] == 5 and math.isfinite(demo.training["tumour"]["best_val_score"])
+    assert demo.paths["checkpoint"].name == "cascade.pt"
 
-    figures = [demo.figures["curves"], demo.figures["preview"], *demo.figures["evaluation"]]
+    figures = [demo.figures["curves"], demo.figures["curves_tumour"], demo.figures["preview"],
+               *demo.figures["evaluation"]]
     assert len(demo.figures["evaluation"]) == 1
     for path in figures:
         assert Path(path).read_bytes()[:8] == PNG, path
     assert "<table>" in Path(demo.figures["report"]).read_text()
     assert demo.paths["mask"].is_file() and demo.paths["checkpoint"].is_file()
-    assert set(demo.seconds) == {"phantoms", "preprocess", "train", "evaluate", "predict", "total"}
+    assert set(demo.seconds) == {"phantoms", "preprocess", "train", "preprocess_tumour", "train_tumour", "evaluate",
+                                 "predict", "total"}
 
 
 @pytest.mark.slow
@@ -70,7 +81,7 @@ def test_held_out_phantoms_are_not_training_phantoms(demo: DemoResult) -> None:
 @pytest.mark.slow
 def test_table_lists_the_cases_the_mean_and_the_figures(demo: DemoResult) -> None:
     table = demo.table()
-    assert "lits-0" in table and "\nmean " in table
+    assert "lits-0" in table and "\nmean " in table and "lesion recall" in table and "Dice s1" in table
     assert str(demo.figures["curves"]) in table and str(demo.figures["preview"]) in table
     assert str(demo.figures["report"]) in table and str(demo.paths["summary"]) in table
 
@@ -83,10 +94,13 @@ def test_an_earlier_demo_is_not_overwritten_unless_asked(demo: DemoResult) -> No
 
 @pytest.mark.slow
 def test_the_budget_ends_training_after_the_epoch_that_crosses_it(tmp_path: Path) -> None:
-    # 0.05 min leaves nothing after the evaluation reserve: exactly one epoch is trained
-    result = run_demo(tmp_path / "out", minutes=0.05, **{**QUICK, "overrides": [*QUICK["overrides"], "train.epochs=50"]})
+    # 0.05 min leaves nothing after the evaluation reserve: exactly one epoch of each stage is trained
+    result = run_demo(tmp_path / "out", minutes=0.05, **{**QUICK, "overrides": [*QUICK["overrides"], "train.epochs=50"],
+                                                         "tumour_overrides": [*QUICK["tumour_overrides"],
+                                                                              "train.epochs=50"]})
     assert result.training["epochs"] == 1 and result.training["stopped_on_time"]
-    assert (tmp_path / "out" / "run" / "best.pt").is_file()
+    assert result.training["tumour"]["epochs"] == 1 and result.training["tumour"]["stopped_on_time"]
+    assert (tmp_path / "out" / "run" / "best.pt").is_file() and (tmp_path / "out" / "cascade.pt").is_file()
 
 
 @pytest.mark.parametrize(
@@ -99,6 +113,7 @@ def test_the_budget_ends_training_after_the_epoch_that_crosses_it(tmp_path: Path
         ({"n_test": 0}, "n_test"),
         ({"phantom_shape": (32, 32, 4)}, "phantom_shape"),
         ({"overrides": ["train.epochs=0"]}, "epochs"),
+        ({"tumour_overrides": ["region.overlap=1.0"]}, "overlap"),
     ],
 )
 def test_bad_arguments_are_refused_before_anything_is_written(tmp_path: Path, kwargs: dict, match: str) -> None:

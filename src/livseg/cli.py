@@ -370,9 +370,10 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
         help="see the whole method work on synthetic CT in minutes (no data, no GPU needed)",
-        description="Write synthetic CT phantoms, train the demo preset on them within a time budget, "
-        "score held-out phantoms on the network grid and on their own grid, segment one of them, "
-        "and print a table (Dice, ASSD, liver volume) with the paths of the figures and report.html.",
+        description="Write synthetic CT phantoms, train both stages of the cascade on them within a time budget "
+        "(demo: the liver on the whole CT; demo-tumour: liver and tumour on the liver's region), score "
+        "held-out phantoms on their own grid, segment one of them, and print a table (liver Dice and ASSD of "
+        "the cascade and of stage 1 alone, tumour Dice, lesions found) with the paths of the figures.",
     )
     p.add_argument("-o", "--out", type=Path, default=Path("livseg-demo"), help="demo folder (default: ./livseg-demo)")
     p.add_argument("--minutes", type=float, default=DEFAULT_MINUTES,
