@@ -99,3 +99,32 @@ def test_unknown_preset_and_keys() -> None:
 def test_all_loss_weights_zero_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"loss: the weights .* are all 0"):
         apply_overrides(get_preset("paper"), ["loss.dice_weight=0", "loss.bce_weight=0", "loss.focal_tversky_weight=0"])
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.out_channels=1", r"model.out_channels: a stage-2 .* has 2 outputs"),
+        ("preprocess.reorient=false", r"preprocess.reorient: stage 2"),
+        ("preprocess.liver_labels=5", r"preprocess.liver_labels: stage 2 .* LiTS labels"),
+        ("region.patch_shape=100,96,96", r"region.patch_shape \(100, 96, 96\): expected three sizes divisible by 16"),
+        ("region.spacing_mm=0,1,1", r"region.spacing_mm: expected three voxel sizes"),
+        ("region.margin_mm=-1", r"margin_mm, jitter_mm and min_lesion_mm3 must be >= 0"),
+        ("region.tumour_fraction=1.5", r"tumour_fraction must lie in \[0, 1\]"),
+        ("region.overlap=1", r"region.overlap: expected 0 <= overlap < 1"),
+        ("region.blend=max", r"region.blend: expected 'gaussian' or 'uniform'"),
+        ("region.patches_per_case=0", r"region.patches_per_case: expected >= 1"),
+        ("train.lr_schedule=cosine", r"train.lr_schedule: expected one of \['constant', 'poly'\]"),
+    ],
+)
+def test_bad_stage2_overrides(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(get_preset("tumour"), [override])
+
+
+def test_stage1_presets_leave_the_region_off() -> None:
+    for name in ("paper", "default", "demo"):
+        assert not get_preset(name).region.enabled and get_preset(name).model.out_channels == 1
+    for name in ("tumour", "demo-tumour"):
+        preset = get_preset(name)
+        assert preset.region.enabled and preset.model.out_channels == 2 and preset.preprocess.reorient

@@ -86,6 +86,9 @@ class AugmentConfig:
     prob: float = 0.8  # chance that a sample gets the spatial transform at all
 
 
+LR_SCHEDULES = ("constant", "poly")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation schedule; defaults are the paper's."""
@@ -93,6 +96,7 @@ class TrainConfig:
     epochs: int = 120  # paper
     batch_size: int = 1  # paper
     lr: float = 1e-4  # paper: Adam
+    lr_schedule: str = "constant"  # paper; "poly": lr * (1 - (epoch - 1) / epochs) ** 0.9 per epoch (nnU-Net)
     weight_decay: float = 0.0
     threshold: float = 0.5  # paper: validation threshold on probabilities
     val_fraction: float = 0.2  # 80/20 split
@@ -379,6 +383,8 @@ def validate_config(config: RunConfig) -> None:
         raise ConfigError(f"train.num_threads: expected 0 (all cores) to {MAX_THREADS}, got {train.num_threads}")
     if not 0.0 < train.threshold < 1.0:
         raise ConfigError(f"train.threshold: expected 0 < t < 1, got {train.threshold}")
+    if train.lr_schedule not in LR_SCHEDULES:
+        raise ConfigError(f"train.lr_schedule: expected one of {list(LR_SCHEDULES)}, got {train.lr_schedule!r}")
     aug = train.augment
     for key in ("flip_prob", "prob"):
         if not 0.0 <= getattr(aug, key) <= 1.0:

@@ -22,7 +22,7 @@ from livseg.nn.checkpoint import load_checkpoint, save_cascade
 from livseg.nn.losses import RegionLoss
 from livseg.nn.model import UNet3D
 from livseg.training.loops import make_val_loader, validate_epoch
-from livseg.training.train import train
+from livseg.training.train import epoch_lr, train
 
 
 @pytest.fixture(scope="module")
@@ -113,12 +113,14 @@ def test_stage2_run_selects_best_by_the_tumour_aware_score(cascade_run: dict[str
 def test_stage2_resumes_exactly(tmp_path: Path) -> None:
     for n in range(5):
         write_tumour_case(tmp_path / "data", n)
-    config = dataclasses.replace(TINY_REGION, train=dataclasses.replace(TINY_REGION.train, deterministic=True))
+    config = dataclasses.replace(TINY_REGION, train=dataclasses.replace(TINY_REGION.train, deterministic=True,
+                                                                         lr_schedule="poly"))
     full = train(tmp_path / "data", tmp_path / "full", config, device="cpu", progress=False)
     train(tmp_path / "data", tmp_path / "part", config, device="cpu", progress=False, stop_after_epoch=1)
     resumed = train(tmp_path / "data", tmp_path / "part", config, device="cpu", progress=False, resume=True)
     assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
     assert resumed.history[-1]["val_score"] == full.history[-1]["val_score"]
+    assert [h["lr"] for h in resumed.history] == [epoch_lr(config.train, e) for e in (1, 2)]  # poly: 0.01, 0.0054
 
 
 def test_a_stage1_cache_is_refused_for_stage2(cascade_run: dict[str, Path], tmp_path: Path) -> None:
@@ -150,3 +152,12 @@ def test_version_1_checkpoints_still_load(tmp_path: Path) -> None:
     torch.save(payload, tmp_path / "old.pt")
     old = load_checkpoint(tmp_path / "old.pt")
     assert old.config == TINY and old.cascade is None and math.isclose(old.best_score, 0.5)
+
+
+@pytest.mark.parametrize(
+    "schedule, epoch, expected",
+    [("constant", 7, 0.01), ("poly", 1, 0.01), ("poly", 6, 0.01 * 0.5**0.9), ("poly", 10, 0.01 * 0.1**0.9)],
+)
+def test_learning_rate_schedule(schedule: str, epoch: int, expected: float) -> None:
+    tc = dataclasses.replace(TINY.train, lr=0.01, epochs=10, lr_schedule=schedule)
+    assert epoch_lr(tc, epoch) == pytest.approx(expected, rel=1e-12)

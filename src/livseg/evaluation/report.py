@@ -38,7 +38,7 @@ def plot_curves(history: Sequence[Mapping[str, Any]], path: str | os.PathLike[st
 
     Args:
         history: one mapping per epoch with keys ``epoch``, ``train_loss`` and ``val_dice``
-            (``val_accuracy`` is drawn too when present).
+            (``val_accuracy`` and stage 2's ``val_tumour_dice`` are drawn too when present).
         path: PNG to write.
     """
     epochs = [h["epoch"] for h in history]
@@ -51,6 +51,9 @@ def plot_curves(history: Sequence[Mapping[str, Any]], path: str | os.PathLike[st
     ax_dice.plot(epochs, [h["val_dice"] for h in history], marker="o", ms=3, color="tab:green", label="val Dice")
     if all("val_accuracy" in h for h in history):
         ax_dice.plot(epochs, [h["val_accuracy"] for h in history], ls="--", color="tab:gray", label="val accuracy")
+    if all("val_tumour_dice" in h for h in history):  # stage 2 of a cascade
+        ax_dice.plot(epochs, [h["val_tumour_dice"] for h in history], marker="o", ms=3, color="tab:cyan",
+                     label="val tumour Dice")
     ax_dice.set_xlabel("epoch")
     ax_dice.set_ylim(0, 1.02)
     ax_dice.set_title("validation (network grid, threshold 0.5)")

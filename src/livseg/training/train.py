@@ -323,6 +323,8 @@ def _run_epochs(
     val_loader = make_val_loader(val_set, tc, pin_memory=pin)
     last_plot = -math.inf
     for epoch in range(state.start, final + 1):
+        for group in parts.optimizer.param_groups:  # a function of the epoch alone: resumes exactly
+            group["lr"] = epoch_lr(tc, epoch)
         loader = make_train_loader(train_set, tc, epoch=epoch, info=info, pin_memory=pin)
         record = _epoch(epoch, parts, loader, val_loader, tc, config.region, info=info, device=device,
                         progress=progress and info.is_main)
@@ -352,6 +354,14 @@ def _run_epochs(
                      record["seconds"])
         if stop:
             break
+
+
+def epoch_lr(tc: TrainConfig, epoch: int) -> float:
+    """The learning rate of an epoch (1-based): ``tc.lr``, or with ``lr_schedule="poly"`` nnU-Net's
+    decay ``tc.lr * (1 - (epoch - 1) / tc.epochs) ** 0.9`` (full rate in the first epoch)."""
+    if tc.lr_schedule == "poly":
+        return tc.lr * (1.0 - (epoch - 1) / tc.epochs) ** 0.9
+    return tc.lr
 
 
 def _epoch(
