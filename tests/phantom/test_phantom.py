@@ -102,7 +102,9 @@ def test_cli_writes_four_readable_files(tmp_path: Path) -> None:
 def test_liver_volume_and_position(phantoms: dict) -> None:
     for seed, p in phantoms.items():
         volume = p.facts["liver_volume_ml"]
-        assert 950 <= volume <= 2650, (seed, volume)  # 1.0-2.5 L drawn; coarse voxels add a few %
+        # 1.0-2.5 L of parenchyma drawn (coarse voxels add a few %); large lesions at the margin
+        # (labelled tumour, counted as liver) add their bulge on top
+        assert 950 <= volume and volume - p.facts["tumour_volume_ml"] <= 2650, (seed, volume)
         liver = world_points(p.labels > 0, p.affine)
         body = world_points(p.ct > -400, p.affine)
         # RAS+: +x is the patient's right. Liver on the right of the body's axis, whatever the flips
@@ -122,8 +124,12 @@ def test_tumours_lie_inside_the_liver(phantoms: dict) -> None:
         if not tumour.any():
             continue
         filled = ndimage.binary_fill_holes(p.labels > 0)
-        assert filled[ndimage.binary_dilation(tumour)].mean() > 0.97
         assert np.all(filled[tumour])
+        if not p.facts["marginal_lesions"]:
+            assert filled[ndimage.binary_dilation(tumour)].mean() > 0.97  # small lesions: inside
+        else:  # large lesions at the margin: part of the liver's outer surface, touching parenchyma
+            outside = ndimage.binary_dilation(tumour) & ~filled
+            assert outside.sum() > 0.05 * tumour.sum() and (ndimage.binary_dilation(tumour) & (p.labels == 1)).any()
     assert all(0 <= c <= 4 for c in counts) and sum(counts) > 0
 
 
@@ -191,10 +197,18 @@ def test_phantom_livers_fall_in_the_range_of_real_livers(phantoms: dict) -> None
         real.append(stats(mask, image.affine))
         kept = kept or (mask, image.affine, real[-1][0])
     real = np.array(real)
-    phantom = np.array([stats(p.labels > 0, p.affine) for p in phantoms.values()])
+    # large lesions at the margin make deliberate outliers (a liver plus up to 0.9 L of tumour)
+    plain = [p for p in phantoms.values() if not p.facts["marginal_lesions"]]
+    assert len(plain) >= 3
+    phantom = np.array([stats(p.labels > 0, p.affine) for p in plain])
     low, high = real.min(0), real.max(0)
-    # every phantom within the real range widened by a third; their median well inside it
-    assert np.all(phantom >= low * 0.67) and np.all(phantom <= high * 1.33), (phantom, low, high)
+    # every phantom within the real range widened by a third below and a half above (these four
+    # masks span 1.3-1.7 L; LiTS's 5th-95th percentile is 1.2-2.5 L, bench_phantom_realism.py);
+    # their median well inside it. Head-foot: these four span only 139-146 mm, all 112 LiTS masks
+    # 93-204 mm (5th-95th percentile, bench_phantom_realism.py): a large liver may reach 235 mm
+    high_bound = high * 1.5
+    high_bound[3] = max(high_bound[3], 1.15 * 204.0)
+    assert np.all(phantom >= low * 0.67) and np.all(phantom <= high_bound), (phantom, low, high_bound)
     median = np.median(phantom, axis=0)
     assert np.all(median >= low * 0.85) and np.all(median <= high * 1.15), (median, low, high)
 

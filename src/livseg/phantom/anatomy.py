@@ -234,12 +234,17 @@ class Body:
 
     @classmethod
     def draw(cls, rng: np.random.Generator) -> Body:
-        """A random adult abdomen (skin width 300-390 mm, AP depth 235-300 mm)."""
-        half_width = rng.uniform(150, 195)
-        ant, post = rng.uniform(125, 160), rng.uniform(110, 140)
-        fat = (rng.uniform(8, 30), rng.uniform(8, 28), rng.uniform(6, 20))
+        """A random adult abdomen, thin to obese: a habitus h ~ N(0, 0.8) (clipped to -1.5..2.5,
+        the heavy tail obese) grows the trunk by 18 mm per unit laterally and 12 mm front and back,
+        and scales the subcutaneous fat by exp(0.55 h): 3-15 mm thin, up to 90 mm obese (skin
+        width about 250-480 mm, AP depth 190-380 mm)."""
+        h = float(np.clip(rng.normal(0.0, 0.8), -1.5, 2.5))
+        half_width = rng.uniform(150, 195) + 18.0 * h
+        ant, post = rng.uniform(125, 160) + 12.0 * h, rng.uniform(110, 140) + 12.0 * h
+        grow = float(np.exp(0.55 * h))
+        fat = tuple(min(90.0, f * grow) for f in (rng.uniform(8, 30), rng.uniform(8, 28), rng.uniform(6, 20)))
         return cls(half_width, ant, post, rng.uniform(2.2, 2.8), rng.uniform(-0.04, 0.04),
-                   fat, rng.uniform(9, 15), rng.uniform(35, 50), rng.uniform(17, 22))
+                   fat, rng.uniform(9, 15), rng.uniform(35, 50), rng.uniform(17, 22))  # type: ignore[arg-type]
 
     @property
     def spine_y(self) -> float:

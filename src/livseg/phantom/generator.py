@@ -30,15 +30,16 @@ from typing import Sequence
 
 import nibabel as nib
 import numpy as np
-from scipy import ndimage
 
 from livseg.data.io.files import prepare_output_dir
 from livseg.data.io.nifti import is_nifti, save_nifti
 from livseg.errors import ConfigError, CorruptFileError, DatasetError, InputFileNotFoundError, OutputExistsError
 from livseg.phantom.anatomy import Body, Diaphragm, Ellipsoid, Grid, lift_for_liver
+from livseg.phantom.lesions import draw_marginal_lesions, merge_lesions
 from livseg.phantom.liver import clip_field, draw_volume_ml, mask_field, place_field, procedural_liver
 from livseg.phantom.organs import NEIGHBOURS, ORGANS, Contrast, draw_layout
 from livseg.phantom.render import render
+from livseg.phantom.scanner import scan
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,12 @@ SLICE_MM = (1.5, 5.0)  # default slice spacing range (coarser than 1.5 mm makes 
 # (-,+,+) 33, (-,-,+) 44; slices always run upwards. Phantoms are built (+,+,+) and flipped to match
 ORIENTATIONS = (((), 35), ((0,), 33), ((0, 1), 44))
 HU_RANGE = (-1024.0, 3071.0)
+# what the scan covers, and how often: the abdomen (lung bases down to below the liver, at
+# times to the pelvis), chest and abdomen (as LIDC-0001), a scan that starts or stops inside the
+# liver, and a thin slab through it (as TotalSegmentator's 20-slice example)
+SCAN_RANGES = (("abdomen", 0.55), ("chest_abdomen", 0.2), ("cut_liver", 0.15), ("slab", 0.1))
+# the default keeps the whole liver in every scan, as LiTS does (and the demo's fixed grid needs)
+LITS_SCAN_RANGES = (("abdomen", 0.85), ("chest_abdomen", 0.15))
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,6 +94,7 @@ def make_phantom(
     liver_shape: np.ndarray | None = None,
     liver_affine: np.ndarray | None = None,
     debug: bool = False,
+    scan_ranges: Sequence[tuple[str, float]] = LITS_SCAN_RANGES,
 ) -> Phantom:
     """Make one synthetic abdominal CT with liver/tumour labels.
 
@@ -101,6 +109,9 @@ def make_phantom(
             abdomen at its real size.
         liver_affine: voxel -> RAS mm affine of ``liver_shape`` (default: 1 mm isotropic).
         debug: also return the organ-id map (:attr:`Phantom.organs`).
+        scan_ranges: ``(kind, weight)`` pairs of what a scan covers (see :data:`SCAN_RANGES`);
+            the default keeps the whole liver in view, as LiTS does. The built-in model's
+            training uses :data:`SCAN_RANGES`, with scans that cut the liver and thin slabs.
 
     Returns:
         The phantom.
@@ -126,6 +137,8 @@ def make_phantom(
         target = draw_volume_ml(rng)
         liver = procedural_liver(rng, body=body, diaphragm=diaphragm, anchor=np.array([inner + 4.0, centre_y, 0.0]),
                                  ivc=ivc, ivc_gap=rng.uniform(0.0, 2.0), target_ml=target)
+        lesions = draw_marginal_lesions(rng, liver)
+        liver = merge_lesions(liver, lesions, body, diaphragm)
         facts.update(liver_source="procedural", liver_target_ml=round(target, 1))
     else:
         liver, mirrored = mask_field(_check_mask(liver_shape), np.eye(4) if liver_affine is None else liver_affine)
@@ -134,13 +147,15 @@ def make_phantom(
         inner = body.inner_half_width()
         liver = place_field(liver, right_x=inner - 1.0, top_z=-diaphragm.thickness / 2 - 0.5, centre_y=centre_y)
         liver, lost = clip_field(liver, body)
+        lesions = draw_marginal_lesions(rng, liver)
+        liver = merge_lesions(liver, lesions, body, None)  # the diaphragm is draped over them below
         lift, origin = lift_for_liver(liver, diaphragm.thickness)
         diaphragm = replace(diaphragm, lift=lift, lift_origin=origin)
         facts.update(liver_source="mask", liver_mirrored=mirrored, liver_clipped_fraction=round(lost, 4))
     layout = draw_layout(rng, body, diaphragm, liver, ivc)
-    grid = _choose_grid(rng, body, liver, shape, spacing)
-    ct, labels, organs = render(grid, body, diaphragm, liver, layout, contrast, rng)
-    ct, noise_hu, blur_mm = _scanner(ct, grid, rng)
+    grid, grid_facts = _choose_grid(rng, body, liver, shape, spacing, scan_ranges)
+    ct, labels, organs, drawn = render(grid, body, diaphragm, liver, layout, contrast, rng, lesions)
+    ct, scanner = scan(ct, grid, body, rng)
     affine = grid.affine()
     weights = np.array([w for _, w in ORIENTATIONS], dtype=float)
     flips = list(ORIENTATIONS[rng.choice(len(ORIENTATIONS), p=weights / weights.sum())][0])
@@ -156,8 +171,9 @@ def make_phantom(
         liver_volume_ml=round(float(np.count_nonzero(labels)) * voxel_ml, 1),
         tumour_count=int(sum(1 for t in layout.tumours if _visible(t, labels, grid, flips))),
         tumour_volume_ml=round(float(np.count_nonzero(labels == 2)) * voxel_ml, 1),
-        contrast_hu=round(contrast.liver, 1), vessel_hu=round(contrast.vessel, 1), spleen_hu=round(contrast.spleen, 1),
-        noise_hu=round(noise_hu, 1), blur_mm=[round(b, 2) for b in blur_mm],
+        marginal_lesions=[{"kind": m.kind, "radius_mm": round(float(np.mean(m.shape.radii)), 1)} for m in lesions],
+        phase=contrast.phase, contrast_hu=round(contrast.liver, 1), vessel_hu=round(contrast.vessel, 1), spleen_hu=round(contrast.spleen, 1),
+        **scanner, scan_range=grid_facts, **drawn,
         neighbour_gap_mm={k: round(v, 2) for k, v in layout.gaps.items()},
         body_width_mm=round(float(2 * body.half_width), 1), body_depth_mm=round(float(body.ant + body.post), 1),
     )
@@ -276,12 +292,38 @@ def _fit_body(body: Body, extent: np.ndarray) -> Body:
     return replace(body, half_width=half, ant=body.ant + grow, post=body.post + grow)
 
 
-def _choose_grid(rng: np.random.Generator, body: Body, liver, shape, spacing) -> Grid:  # noqa: ANN001
-    """The scan: in-plane field of view on the body, z from the lung bases to below the liver."""
+def _scan_range(rng: np.random.Generator, lo: np.ndarray, hi: np.ndarray,
+                ranges: Sequence[tuple[str, float]]) -> tuple[str, float, float]:
+    """(kind, z_top, z_bottom) in mm of one scan around a liver spanning lo..hi."""
+    names, weights = zip(*ranges)
+    unknown = set(names) - {name for name, _ in SCAN_RANGES}
+    if unknown:
+        raise ConfigError(f"scan_ranges: unknown kinds {sorted(unknown)}; expected some of {[n for n, _ in SCAN_RANGES]}")
+    kind = str(rng.choice(names, p=np.asarray(weights) / sum(weights)))
+    top = max(hi[2], 0.0)
+    z_top, z_bottom = top + rng.uniform(15, 70), lo[2] - (rng.uniform(15, 110) if rng.random() < 0.7
+                                                          else rng.uniform(110, 220))
+    if kind == "chest_abdomen":
+        z_top = top + rng.uniform(150, 300)
+    elif kind == "cut_liver":
+        if rng.random() < 0.5:
+            z_top = top - rng.uniform(10, 0.5 * (top - lo[2]))
+        else:
+            z_bottom = lo[2] + rng.uniform(10, 0.5 * (top - lo[2]))
+    elif kind == "slab":
+        width = rng.uniform(30, 90)
+        z_bottom = rng.uniform(lo[2] + 10, max(lo[2] + 11, top - width - 10))
+        z_top = z_bottom + width
+    return kind, z_top, z_bottom
+
+
+def _choose_grid(rng: np.random.Generator, body: Body, liver, shape, spacing,  # noqa: ANN001
+                 ranges: Sequence[tuple[str, float]]) -> tuple[Grid, str]:
+    """The scan: in-plane field of view on the body, z as :func:`_scan_range` draws it."""
     lo, hi = liver.bounds()
     fov_xy = max(rng.uniform(*FOV_MM), 2 * body.half_width + 20)
     centre = np.array([rng.uniform(-10, 10), (body.ant - body.post) / 2 - rng.uniform(0, 25), 0.0])
-    z_top, z_bottom = max(hi[2], 0.0) + rng.uniform(15, 70), lo[2] - rng.uniform(15, 110)
+    kind, z_top, z_bottom = _scan_range(rng, lo, hi, ranges)
     centre[2] = (z_top + z_bottom) / 2
     fov = np.array([fov_xy, fov_xy, z_top - z_bottom])
     slice_mm = rng.uniform(*SLICE_MM)
@@ -292,21 +334,7 @@ def _choose_grid(rng: np.random.Generator, body: Body, liver, shape, spacing) ->
     if shape is None:
         shape = tuple(int(v) for v in np.maximum(np.ceil(fov / np.asarray(spacing)), 8))
     origin = centre - (np.asarray(shape) - 1) / 2 * np.asarray(spacing)
-    return Grid(tuple(float(v) for v in origin), tuple(float(v) for v in spacing), tuple(shape))
-
-
-def _scanner(ct: np.ndarray, grid: Grid, rng: np.random.Generator) -> tuple[np.ndarray, float, list[float]]:
-    """Partial-volume blur (slice profile wider than pixels) and spatially correlated noise."""
-    blur_mm = [rng.uniform(0.4, 0.8)] * 2 + [0.35 * grid.spacing[2]]
-    ct = ndimage.gaussian_filter(ct, [b / s for b, s in zip(blur_mm, grid.spacing)], truncate=3.0)
-    noise_hu = float(rng.uniform(10, 25))
-    noise = rng.standard_normal(ct.shape, dtype=np.float32)
-    corr_mm = rng.uniform(0.6, 1.0)
-    ndimage.gaussian_filter(noise, [max(corr_mm / s, 0.5) for s in grid.spacing[:2]] + [0.5], output=noise)
-    noise *= noise_hu / float(noise.std())
-    ct += noise
-    np.clip(ct, *HU_RANGE, out=ct)
-    return ct, noise_hu, blur_mm
+    return Grid(tuple(float(v) for v in origin), tuple(float(v) for v in spacing), tuple(shape)), kind
 
 
 def _visible(tumour: Ellipsoid, labels: np.ndarray, grid: Grid, flips: list[int]) -> bool:

@@ -90,9 +90,15 @@ def place_near(shape, liver: Field, gap: float, *, in_plane: bool = False,  # no
     return shape
 
 
+# contrast phases and how often each is drawn: most liver CT is portal venous; LiTS and the
+# clinic also have unenhanced, late arterial and delayed scans
+PHASES = (("native", 0.15), ("arterial", 0.2), ("portal", 0.5), ("delayed", 0.15))
+
+
 @dataclass(frozen=True)
 class Contrast:
-    """CT numbers (HU) of one case. The liver's is drawn first; most others follow it."""
+    """CT numbers (HU) of one case in one contrast phase. The liver's is drawn first; most
+    others follow it, so that intensity alone never separates the liver."""
 
     liver: float
     vessel: float  # intrahepatic vessels: darker without contrast, brighter in portal phase
@@ -107,25 +113,43 @@ class Contrast:
     myocardium: float
     gallbladder: float
     lung: float
+    phase: str = "portal"
+    kidney_medulla: float = 0.0  # arterial phase: dark medulla inside the bright cortex
 
     @classmethod
     def draw(cls, rng: np.random.Generator) -> Contrast:
-        """Random contrast phase: liver 50-150 HU, neighbours within a few tens of HU of it."""
-        liver = rng.uniform(50, 150)
-        enhancement = (liver - 50) / 100  # 0 = no contrast, 1 = strong portal venous phase
-        if enhancement > 0.4:  # portal venous phase: veins brighter than parenchyma
-            vessel = liver + rng.uniform(30, 80)
-        elif enhancement < 0.2:  # unenhanced: blood is darker than liver
-            vessel = liver - rng.uniform(15, 35)
+        """A random phase and the CT numbers of every tissue in it (typical adult values).
+
+        native: liver 45-70 HU, vessels and blood darker than the liver; arterial: liver barely
+        enhanced (60-90), aorta 200-380, bright renal cortex and pancreas, spleen brighter than
+        the liver; portal venous: liver 90-150, portal and hepatic veins 20-70 HU above it;
+        delayed: everything converging, liver 70-105.
+        """
+        names, weights = zip(*PHASES)
+        phase = str(rng.choice(names, p=np.asarray(weights) / sum(weights)))
+        u = rng.uniform
+        if phase == "native":
+            liver = u(45, 70)
+            vessel, blood, ivc = liver - u(10, 30), u(35, 50), u(35, 50)
+            spleen, kidney, pancreas, myocardium = liver - u(3, 15), u(25, 40), u(30, 50), u(35, 50)
+        elif phase == "arterial":
+            liver = u(60, 90)
+            vessel, blood, ivc = liver + u(-15, 35), u(200, 380), u(60, 130)
+            spleen, kidney, pancreas, myocardium = liver + u(5, 60), u(150, 260), u(90, 140), u(80, 130)
+        elif phase == "portal":
+            liver = u(90, 150)
+            vessel, blood, ivc = liver + u(20, 70), u(140, 230), liver + u(-15, 30)
+            spleen, kidney, pancreas, myocardium = liver + u(-10, 20), u(150, 230), liver - u(0, 30), u(90, 140)
         else:
-            vessel = liver + rng.choice([-1, 1]) * rng.uniform(15, 40)
-        blood = 45 + enhancement * rng.uniform(110, 220)
+            liver = u(70, 105)
+            vessel, blood, ivc = liver + u(-5, 20), u(90, 140), u(90, 130)
+            spleen, kidney, pancreas, myocardium = liver + u(-10, 10), u(110, 200), liver - u(5, 30), u(70, 110)
+        medulla = kidney - u(60, 120) if phase == "arterial" else kidney - u(0, 25)
         return cls(
-            liver=liver, vessel=vessel, blood=blood, ivc=liver + rng.uniform(-15, 25),
-            spleen=liver + rng.uniform(-10, 20), kidney=liver + rng.uniform(0, 60),
-            muscle=rng.uniform(40, 60), fat=rng.uniform(-115, -85), wall=max(30.0, liver + rng.uniform(-35, 5)),
-            pancreas=max(35.0, liver + rng.uniform(-30, 5)), myocardium=max(40.0, liver + rng.uniform(-20, 15)),
-            gallbladder=rng.uniform(0, 25), lung=rng.uniform(-880, -820),
+            liver=liver, vessel=vessel, blood=blood, ivc=ivc, spleen=spleen, kidney=kidney,
+            muscle=u(40, 60), fat=u(-115, -85), wall=max(30.0, liver + u(-35, 5)),
+            pancreas=max(30.0, pancreas), myocardium=max(35.0, myocardium),
+            gallbladder=u(0, 25), lung=u(-880, -820), phase=phase, kidney_medulla=medulla,
         )
 
 
@@ -171,11 +195,12 @@ def draw_layout(rng: np.random.Generator, body: Body, diaphragm: Diaphragm, live
 
     # stomach: fundus under the left dome, body curving anteriorly and down towards the midline
     gas = rng.uniform(0.15, 0.6)
+    full = rng.uniform(0.8, 1.45)  # empty to distended after a meal (0.2-1.5 L)
     fundus = Ellipsoid((-inner * rng.uniform(0.35, 0.5), body.spine_y + rng.uniform(45, 65),
                         hi[2] - rng.uniform(35, 50)),
-                       (rng.uniform(32, 42), rng.uniform(32, 42), rng.uniform(35, 45)))
+                       tuple(full * np.array([rng.uniform(32, 42), rng.uniform(32, 42), rng.uniform(35, 45)])))
     antrum = Ellipsoid((-inner * rng.uniform(0.1, 0.25), rng.uniform(20, 45), fundus.center[2] - rng.uniform(45, 65)),
-                       (rng.uniform(25, 35), rng.uniform(30, 40), rng.uniform(45, 60)),
+                       tuple(full * np.array([rng.uniform(25, 35), rng.uniform(30, 40), rng.uniform(45, 60)])),
                        rotation(yaw=rng.uniform(-0.5, 0.5), roll=rng.uniform(-0.6, -0.2)))
     stomach = place_near(Blob((fundus, antrum), 25.0), liver, gaps["stomach"], max_shift=80, hidden_by=spleen)
     s_lo, s_hi = stomach.bounds()

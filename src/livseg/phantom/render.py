@@ -12,6 +12,7 @@ import numpy as np
 from scipy import ndimage
 
 from livseg.phantom.anatomy import Body, Diaphragm, Field, Grid, capsule_sdf
+from livseg.phantom.lesions import MarginalLesion, bubbles, paint_lesion, texture
 from livseg.phantom.organs import ORGANS, Contrast, Layout
 
 # HU of skeletal tissue: cortical and cancellous bone (300-1000 HU together), disc, CSF, cartilage
@@ -60,8 +61,11 @@ class Canvas:
 
 
 def render(grid: Grid, body: Body, diaphragm: Diaphragm, liver: Field, layout: Layout, contrast: Contrast,
-           rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Clean (noise-free, unblurred) HU, labels (0/1/2) and organ ids on a canonical grid."""
+           rng: np.random.Generator, lesions: tuple[MarginalLesion, ...] = ()
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """Clean (noise-free, unblurred) HU, labels (0/1/2), organ ids on a canonical grid, and what
+    was drawn (``stomach``: its content); ``lesions`` (already merged into ``liver``) are painted
+    as tumour (2) last."""
     cv = Canvas(grid, body, diaphragm, contrast)
     c = contrast
     _body_wall(cv, body, rng)
@@ -84,16 +88,13 @@ def render(grid: Grid, body: Body, diaphragm: Diaphragm, liver: Field, layout: L
     points, radius = layout.pancreas
     for a, b in zip(points[:-1], points[1:]):
         cv.paint(_Tube(a, b, radius, radius * 0.8), c.pancreas, "pancreas", cv.abdomen)
-    fluid = rng.uniform(5, 30)
-
-    def gas(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
-        return np.where(y >= layout.stomach_gas_y, GAS_HU, fluid).astype(np.float32)
-
-    cv.paint(layout.stomach, c.wall, "stomach", cv.abdomen, ((rng.uniform(3, 6), gas),))
+    wall_mm = rng.uniform(3, 6)  # drawn before the content: the order of draws fixes every later one
+    content, stomach = stomach_content(rng, c, layout.stomach_gas_y)
+    cv.paint(layout.stomach, c.wall, "stomach", cv.abdomen, ((wall_mm, content),))
     cv.paint(layout.spleen, c.spleen, "spleen", cv.abdomen)  # over the stomach: placed knowing that
     for name, kidney in zip(("kidney_right", "kidney_left"), layout.kidneys):
         # nephrographic phase: bright cortex and medulla; fat and urine in the sinus, medially
-        cv.paint(kidney, c.kidney, name, cv.abdomen, ((5.0, c.kidney - rng.uniform(0, 25)),))
+        cv.paint(kidney, c.kidney, name, cv.abdomen, ((5.0, c.kidney_medulla),))
         sinus = kidney.moved(np.array([-np.sign(kidney.center[0]) * kidney.radii[0] * 0.7, 5.0, 0.0]))
         cv.paint(_Scaled(sinus, 0.45), c.fat + 30, None, cv.abdomen)
     if layout.gallbladder is not None:
@@ -109,7 +110,54 @@ def render(grid: Grid, body: Body, diaphragm: Diaphragm, liver: Field, layout: L
     cv.paint(layout.heart, c.myocardium, "heart", cv.thorax, ((9.0, c.blood),))
     _skeleton(cv, body, rng)
     labels = _liver(cv, liver, layout, c, rng)
-    return cv.ct, labels, cv.organs
+    for lesion in lesions:
+        box = cv.grid.box(*lesion.shape.bounds())
+        if box is None:
+            continue
+        sl, coords = box
+        d = lesion.shape.sdf(*coords)
+        m = (d < 0) & (labels[sl] > 0)  # the part merged into the liver (inside the cavity)
+        cv.ct[sl][m] = paint_lesion(lesion, d, coords, c.liver, c.phase, rng)[m]
+        labels[sl][m] = 2
+        cv.organs[sl][m] = ORGANS["tumour"]
+    return cv.ct, labels, cv.organs, {"stomach": stomach}
+
+
+# what fills the stomach, and how often: a full stomach of food at liver-like HU against the
+# left lobe is the classic false positive of liver models
+STOMACH_CONTENTS = (("fluid", 0.25), ("food", 0.4), ("oral_contrast", 0.2), ("gas", 0.15))
+
+
+def stomach_content(rng: np.random.Generator, c: Contrast, gas_y: float):  # noqa: ANN201 (a painter)
+    """HU of the stomach's lumen as a function of (x, y, z), gas always on top (supine: +y), and
+    the kind of content drawn.
+
+    ``fluid`` 0-30 HU; ``food``: a mottled mass at 20-90 HU, in half of the cases within 40 HU
+    of the liver, with gas bubbles of a few mm; ``oral_contrast``: a dependent (posterior)
+    layer of 150-600 HU under fluid or food; ``gas``: a collapsed stomach, almost all gas.
+    """
+    names, weights = zip(*STOMACH_CONTENTS)
+    kind = str(rng.choice(names, p=np.asarray(weights) / sum(weights)))
+    fluid = rng.uniform(0, 30)
+    food = c.liver + rng.uniform(-40, 5) if rng.random() < 0.5 else rng.uniform(20, 90)
+    mottle, gas_bubbles = texture(rng, rng.uniform(6, 15)), bubbles(rng, rng.uniform(3, 7))
+    dense, layer = rng.uniform(150, 600), rng.uniform(15, 45)  # oral contrast and its depth (mm)
+    below_food = rng.random() < 0.5
+    gas_y = gas_y if kind != "gas" else gas_y - 1e4
+
+    def paint(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        shape = np.broadcast_shapes(x.shape, y.shape, z.shape)
+        if kind == "food" or (kind == "oral_contrast" and below_food):
+            hu = food + 15.0 * mottle(x, y, z)
+            hu = np.where(gas_bubbles(x, y, z), GAS_HU, hu)
+        else:
+            hu = np.broadcast_to(np.float32(fluid), shape)
+        if kind == "oral_contrast":
+            bottom = y.min() if np.ndim(y) else y
+            hu = np.where(y < bottom + layer, dense + 20.0 * mottle(x, y, z), hu)
+        return np.where(y >= gas_y, GAS_HU, hu).astype(np.float32)
+
+    return paint, kind
 
 
 def _body_wall(cv: Canvas, body: Body, rng: np.random.Generator) -> None:
@@ -120,6 +168,8 @@ def _body_wall(cv: Canvas, body: Body, rng: np.random.Generator) -> None:
     for offset in (0.0, 14.0):  # carbon-fibre table: two thin bright shells around a foam core
         shell = (np.abs(y - (table_y - offset)) < 1.2) & (np.abs(x) < body.half_width * 1.15)
         cv.ct[shell] = 150.0
+    if rng.random() < 0.25:
+        _arms(cv, body, rng)
     d = cv.depth
     fat_end = cv.wall - body.muscle
     cv.ct[d >= 0] = rng.uniform(20, 60)  # skin
@@ -146,6 +196,24 @@ def _body_wall(cv: Canvas, body: Body, rng: np.random.Generator) -> None:
     cv.ct[ribs] = hu[rib]
     bone = tuple(i[rib & ~front] for i in ring)
     cv.organs[bone] = ORGANS["bone"]
+
+
+def _arms(cv: Canvas, body: Body, rng: np.random.Generator) -> None:
+    """Arms down beside the trunk (most scans have them raised out of the field of view): skin,
+    fat and muscle around a humerus, a few centimetres lateral to the body."""
+    c = cv.contrast
+    x, y = cv.x[:, :, 0], cv.y[:, :, 0]
+    radius, gap, fat = rng.uniform(38, 55), rng.uniform(5, 60), rng.uniform(5, 20)
+    for side in (1.0, -1.0):
+        cx, cy = side * (body.half_width + gap + radius), rng.uniform(-20, 30)
+        r = np.sqrt(((x - cx) / radius) ** 2 + ((y - cy) / (radius * 1.1)) ** 2) * radius
+        cv.ct[r < radius] = rng.uniform(20, 60)
+        cv.ct[r < radius - 2] = c.fat
+        cv.ct[r < radius - 2 - fat] = c.muscle
+        bone = r < 11
+        cv.ct[bone] = rng.uniform(*BONE["cortex"])
+        cv.ct[r < 6] = rng.uniform(*BONE["marrow"])
+        cv.organs[bone] = ORGANS["bone"]
 
 
 def _chest(cv: Canvas, body: Body, rng: np.random.Generator) -> None:
