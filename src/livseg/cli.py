@@ -242,7 +242,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("data", type=Path, help="livseg cache folder, or dataset folder / CSV")
     p.add_argument("--checkpoint", default=None, metavar="PT",
-                   help="livseg checkpoint (best.pt), or builtin:NAME (default: the built-in model; use --split all)")
+                   help="livseg checkpoint (best.pt), or builtin:NAME (default: the built-in model, which scores every case)")
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
     p.add_argument("--split", default="auto", choices=("auto", "test", "val", "all"),
                    help="cases to score (default auto: test when the split has one, else val)")

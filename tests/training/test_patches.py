@@ -68,3 +68,13 @@ def test_train_patches_learns_a_block() -> None:
     ref = cases[0].label[:16, :16, :8] > 0
     dice = 2 * np.sum((prob >= 0.5) & ref) / (np.sum(prob >= 0.5) + ref.sum())
     assert dice > 0.9
+
+
+def test_whole_case_training_refuses_a_fixed_spacing_grid(tmp_path) -> None:  # noqa: ANN001
+    from livseg.config import apply_overrides, get_preset
+    from livseg.errors import ConfigError
+    from livseg.training.train import train
+
+    config = apply_overrides(get_preset("default"), ["preprocess.spacing=3,3,3"])
+    with pytest.raises(ConfigError, match="livseg.training.patches"):
+        train(tmp_path / "no-data", tmp_path / "run", config)

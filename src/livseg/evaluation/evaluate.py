@@ -192,7 +192,8 @@ def select_cases(
 
     Args:
         data: a livseg cache folder or a dataset folder/CSV.
-        split: ``"auto"``, ``"test"``, ``"val"`` or ``"all"`` (see the module docstring).
+        split: ``"auto"``, ``"test"``, ``"val"`` or ``"all"`` (see the module docstring); for a
+            built-in model ``"auto"`` means ``"all"``: it was trained on none of these cases.
         checkpoint: the checkpoint; its folder is searched for ``splits.json`` (not for a
             built-in model: None or ``"builtin:<name>"``).
 
@@ -219,17 +220,18 @@ def select_cases(
         ]
     else:
         cases = discover_cases(data)
-    if split == "all":
-        return cases, "all", "all"
     from livseg.weights import is_builtin
 
+    if split == "all" or (split == "auto" and is_builtin(checkpoint)):
+        return cases, "all", "all"  # a built-in model was trained on none of the user's cases
     candidates = [] if is_builtin(checkpoint) else [Path(checkpoint).parent / SPLITS_FILE]  # type: ignore[arg-type]
     if is_cache(data):
         candidates.append(data / SPLITS_FILE)
     found = next((path for path in candidates if path.is_file()), None)
     if found is None:
+        looked = ", ".join(str(c) for c in candidates) or "nowhere (a built-in model has no run folder)"
         raise DatasetError(
-            f"split {split!r} needs a {SPLITS_FILE}; looked at {', '.join(str(c) for c in candidates)}. "
+            f"split {split!r} needs a {SPLITS_FILE}; looked at {looked}. "
             "Keep the checkpoint in its run folder, or use --split all"
         )
     parts = load_split(found)

@@ -155,6 +155,12 @@ def train(
         DatasetError: unusable data or split.
     """
     validate_config(config)
+    if config.preprocess.spacing:
+        raise ConfigError(
+            f"preprocess.spacing={config.preprocess.spacing}: a fixed-spacing grid gives every case its own shape, "
+            "which whole-case training cannot batch; train such a model on patches "
+            "(livseg.training.patches, as scripts/build_builtin_model.py does) or drop preprocess.spacing"
+        )
     prepare_output_dir(out_dir)
     # a cache or a dataset.json may define the liver labels; the run records what it trains on
     config = replace(config, preprocess=resolve_liver_labels(data, config.preprocess))
