@@ -150,3 +150,14 @@ def test_non_finite_settings_exit_2_and_write_nothing(argv, message, checkpoint:
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
     assert not out.exists()
+
+
+def test_a_closed_pipe_stops_quietly_without_a_traceback() -> None:
+    # `livseg models | head -1`: the reader is gone before livseg writes (closed before it starts)
+    child = subprocess.Popen([sys.executable, "-m", "livseg", "models"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    assert child.stdout is not None and child.stderr is not None
+    child.stdout.close()
+    stderr = child.stderr.read()
+    assert child.wait(timeout=120) == 141, stderr
+    assert stderr == ""
