@@ -1,8 +1,11 @@
 """Held-out phantoms: stage 1 alone against the cascade (stage 1 + stage 2), liver and tumour.
 
 Run by hand (not in CI), e.g. the figures in benchmarks/README.md:
-    python benchmarks/bench_cascade.py --shape 96 96 48 --n-train 32 --n-test 16 \
-        --stage1-minutes 12 --stage2-minutes 20 --threads 1
+    python benchmarks/bench_cascade.py --n-test 16 --threads 1
+    python benchmarks/bench_cascade.py --n-test 16 --stage1-run RUN1 --stage2-run RUN2  # score finished runs
+
+``--threads`` sets training's threads; evaluation takes every core in the process's affinity mask
+(``taskset -c 0`` for one).
 
 Data: procedural phantoms (livseg.phantom: 0-4 hypodense tumours per case, some necrotic, some
 with an enhancing rim), ``--n-train`` for training (a fifth validate) and ``--n-test`` held out,
@@ -53,6 +56,14 @@ def _train(data: Path, run: Path, preset: str, overrides: list[str], minutes: fl
             "epochs": len(result.history), "best_score": result.best_score}
 
 
+def _given(run: Path) -> dict[str, Any]:
+    """A finished run trained elsewhere (its own training phantoms): evaluated, not timed."""
+    best = run / "best.pt"
+    if not best.is_file():
+        raise SystemExit(f"{run}: no best.pt")
+    return {"best": best, "wall_s": float("nan"), "cpu_s": float("nan"), "epochs": f"given ({run})"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("bench-cascade"), help="phantoms, runs and evaluation")
@@ -66,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set1", action="append", default=[], help="override for stage 1 (repeatable)")
     parser.add_argument("--set2", action="append", default=[], help="override for stage 2 (repeatable)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (1 on a busy machine)")
+    parser.add_argument("--stage1-run", type=Path, default=None,
+                        help="a finished stage-1 run folder (its best.pt) instead of training one")
+    parser.add_argument("--stage2-run", type=Path, default=None,
+                        help="a finished stage-2 run folder (its best.pt) instead of training one")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
 
@@ -75,8 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         write_phantoms(work / "train", args.n_train, seed=1000 + args.seed, shape=shape, overwrite=True)
         write_phantoms(work / "test", args.n_test, seed=2000 + args.seed, shape=shape, overwrite=True)
     threads = [f"train.num_threads={args.threads}", f"train.seed={args.seed}"]
-    stage1 = _train(work / "train", work / "stage1", "demo", [*threads, *args.set1], args.stage1_minutes)
-    stage2 = _train(work / "train", work / "stage2", args.stage2_preset, [*threads, *args.set2], args.stage2_minutes)
+    stage1 = (_given(args.stage1_run) if args.stage1_run else
+              _train(work / "train", work / "stage1", "demo", [*threads, *args.set1], args.stage1_minutes))
+    stage2 = (_given(args.stage2_run) if args.stage2_run else
+              _train(work / "train", work / "stage2", args.stage2_preset, [*threads, *args.set2], args.stage2_minutes))
     cascade = save_cascade(work / "cascade.pt", stage1["best"], stage2["best"], overwrite=True)
     started = time.perf_counter()
     summary = evaluate(cascade, work / "test", split="all", out_dir=work / "evaluation", progress=False,

@@ -251,6 +251,29 @@ def test_region_loss_tumour_channel_sees_tumour_labels() -> None:
     assert float(loss) == pytest.approx(float(AdvancedComboLoss()(*MIXED)), rel=1e-6)
 
 
+def test_region_loss_batch_dice_scores_the_tumour_channel_over_the_batch() -> None:
+    # sample 0: tumour where MIXED's target is 1; sample 1: no tumour, p = .25 (EMPTY). Per sample the
+    # empty one costs its own Dice 1 - 1/3; over the batch it only adds 2 to sum p (1 - 5.5/10.5)
+    logits = torch.cat([torch.cat([MIXED[0], MIXED[0]], dim=1), torch.cat([EMPTY[0], EMPTY[0]], dim=1)])
+    label = torch.cat([MIXED[1] * 2, EMPTY[1]])
+    combo = AdvancedComboLoss()
+    liver = (float(combo(*MIXED)) + float(combo(*EMPTY))) / 2  # per sample, with or without batch_dice
+    joined = float(combo(torch.cat([MIXED[0], EMPTY[0]], dim=-1), torch.cat([MIXED[1], EMPTY[1]], dim=-1)))
+    per_sample = float(RegionLoss(LossConfig(), tumour_weight=2.0)(logits, label))
+    batch = float(RegionLoss(LossConfig(), tumour_weight=2.0, batch_dice=True)(logits, label))
+    assert per_sample == pytest.approx((liver + 2.0 * liver) / 3.0, rel=1e-6)
+    assert batch == pytest.approx((liver + 2.0 * joined) / 3.0, rel=1e-6)
+    assert float(dice_loss(torch.cat([MIXED[0], EMPTY[0]], dim=-1), torch.cat([MIXED[1], EMPTY[1]], dim=-1))) \
+        == pytest.approx(1 - 5.5 / 10.5, rel=1e-6)
+    # what it is for: a false-positive voxel of the tumour-free patch is pushed down less hard
+    grads = []
+    for batch_dice in (False, True):
+        x = logits.clone().requires_grad_(True)
+        RegionLoss(LossConfig(), tumour_weight=2.0, batch_dice=batch_dice)(x, label).backward()
+        grads.append(float(x.grad[1, 1].abs().sum()))
+    assert grads[1] < grads[0]
+
+
 def test_region_loss_refuses_bad_shapes_and_weights() -> None:
     with pytest.raises(ValueError, match=r"logits \[N, 2, ...\]"):
         RegionLoss()(MIXED[0], MIXED[1])
@@ -262,3 +285,4 @@ def test_make_loss_follows_the_stage() -> None:
     assert isinstance(make_loss(get_preset("paper")), AdvancedComboLoss)
     loss = make_loss(get_preset("tumour"))
     assert isinstance(loss, RegionLoss) and loss.tumour_weight == get_preset("tumour").region.tumour_weight
+    assert loss.batch_dice == get_preset("tumour").region.batch_dice

@@ -245,22 +245,26 @@ class RegionLoss(nn.Module):
     RegionConfig.tumour_weight``; each term is the paper's loss on one sigmoid channel (Dice and
     Tversky per sample over that channel only, so the large liver cannot drown the small tumour
     term). A patch without tumour scores its tumour channel by the empty-foreground rule of this
-    module (0 when nothing is predicted, growing with every false-positive voxel).
+    module (0 when nothing is predicted, growing with every false-positive voxel). With
+    ``batch_dice`` the tumour term treats the whole batch as one sample (nnU-Net's batch Dice), so
+    only a batch without any tumour falls under that rule.
 
     Args:
         config: the loss terms' weights and parameters.
         tumour_weight: ``w`` above, >= 0.
+        batch_dice: score the tumour channel over the batch instead of per sample.
 
     Raises:
         ConfigError: as :class:`AdvancedComboLoss`, or a negative ``tumour_weight``.
     """
 
-    def __init__(self, config: LossConfig = LossConfig(), tumour_weight: float = 2.0) -> None:
+    def __init__(self, config: LossConfig = LossConfig(), tumour_weight: float = 2.0, batch_dice: bool = False) -> None:
         super().__init__()
         if tumour_weight < 0:
             raise ConfigError(f"region.tumour_weight: expected >= 0, got {tumour_weight}")
         self.combo = AdvancedComboLoss(config)
         self.tumour_weight = float(tumour_weight)
+        self.batch_dice = bool(batch_dice)
 
     def forward(self, logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         """Weighted loss (scalar) of logits ``[N, 2, ...]`` against a 0/1/2 label map ``[N, 1, ...]``.
@@ -275,7 +279,10 @@ class RegionLoss(nn.Module):
             )
         target = region_targets(label)
         liver = self.combo(logits[:, :1], target[:, :1])
-        tumour = self.combo(logits[:, 1:], target[:, 1:])
+        tumour_logits, tumour_target = logits[:, 1:], target[:, 1:]
+        if self.batch_dice:  # [N, 1, ...] -> [1, N, ...]: one sample of N channels (BCE is a mean either way)
+            tumour_logits, tumour_target = tumour_logits.transpose(0, 1), tumour_target.transpose(0, 1)
+        tumour = self.combo(tumour_logits, tumour_target)
         return (liver + self.tumour_weight * tumour) / (1.0 + self.tumour_weight)
 
 
@@ -283,5 +290,5 @@ def make_loss(config: RunConfig) -> nn.Module:
     """The training loss of a run: :class:`RegionLoss` for stage 2 (``region.enabled``), else the
     paper's :class:`AdvancedComboLoss`."""
     if config.region.enabled:
-        return RegionLoss(config.loss, tumour_weight=config.region.tumour_weight)
+        return RegionLoss(config.loss, tumour_weight=config.region.tumour_weight, batch_dice=config.region.batch_dice)
     return AdvancedComboLoss(config.loss)
