@@ -45,8 +45,9 @@ log = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_MINUTES", "DemoResult", "run_demo"]
 
-# whole demo; an upper bound: on two quiet cores both presets' epoch caps end it in ~7 min, and on a
-# slower or busy machine training stops early, still under the README's 10 minutes
+# whole demo; an upper bound: on two cores shared with other jobs (load 2-3) it ran 8.6 min with stage 2
+# stopped at 8 of its 20 epochs; training stops early on a busy machine, but an epoch or the evaluation
+# is never cut, so one heavily loaded core overran it (17 min)
 DEFAULT_MINUTES = 9.0
 N_TRAIN = 32  # training phantoms (a fifth validate): 13 steps of 2 per epoch, variety for held-out Dice > 0.9
 N_TEST = 8  # held-out phantoms: enough lesions (~13) for a lesion recall, ~2 s each to score with both stages
