@@ -13,15 +13,11 @@ import torch
 
 from livseg.cli import main
 from livseg.data.io.volume import Volume, load_labels, load_volume
+from livseg.evaluation.metrics import dice
 from livseg.inference.segment import load_model, segment
 from livseg.nn.checkpoint import load_checkpoint
 from livseg.phantom.generator import make_phantom
 from livseg.weights import DEFAULT_MODEL, builtin_path, list_models, model_card
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a > 0, b > 0
-    return 2.0 * np.count_nonzero(a & b) / (np.count_nonzero(a) + np.count_nonzero(b))
 
 
 def test_liver_v1_is_shipped_lean_with_its_card() -> None:
