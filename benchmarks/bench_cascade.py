@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("bench-cascade"), help="phantoms, runs and evaluation")
     parser.add_argument("--shape", type=int, nargs=3, default=(96, 96, 48), help="phantom array shape")
+    parser.add_argument("--ct-grid", action="store_true",
+                        help="phantoms on make_phantom's CT-like grid instead (256 x 256 in-plane, 1.3-1.8 mm "
+                             "pixels, 1.5-5 mm slices): lesions of 10 mm then span 5-7 pixels, not 2")
     parser.add_argument("--n-train", type=int, default=32)
     parser.add_argument("--n-test", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
@@ -85,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
 
     work = args.work
-    shape = tuple(args.shape)
+    shape = None if args.ct_grid else tuple(args.shape)
     if not (work / "test" / f"volume-{args.n_test - 1}.nii.gz").is_file():
         write_phantoms(work / "train", args.n_train, seed=1000 + args.seed, shape=shape, overwrite=True)
         write_phantoms(work / "test", args.n_test, seed=2000 + args.seed, shape=shape, overwrite=True)

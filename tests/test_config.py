@@ -90,7 +90,7 @@ def test_bad_overrides(override: str, message: str) -> None:
 
 
 def test_unknown_preset_and_keys() -> None:
-    with pytest.raises(ConfigError, match=r"unknown preset 'papr'; expected one of \['default', 'demo', 'demo-tumour', 'paper', 'tumour'\]"):
+    with pytest.raises(ConfigError, match=r"unknown preset 'papr'; expected one of \['default', 'demo', 'demo-tumour', 'paper', 'tumour', 'tumour-cpu'\]"):
         get_preset("papr")
     with pytest.raises(ConfigError, match=r"RunConfig: unknown keys \['extra'\]"):
         from_dict(RunConfig, {**to_dict(RunConfig()), "extra": 1})
@@ -125,6 +125,6 @@ def test_bad_stage2_overrides(override: str, message: str) -> None:
 def test_stage1_presets_leave_the_region_off() -> None:
     for name in ("paper", "default", "demo"):
         assert not get_preset(name).region.enabled and get_preset(name).model.out_channels == 1
-    for name in ("tumour", "demo-tumour"):
+    for name in ("tumour", "demo-tumour", "tumour-cpu"):
         preset = get_preset(name)
         assert preset.region.enabled and preset.model.out_channels == 2 and preset.preprocess.reorient
