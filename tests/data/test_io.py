@@ -372,13 +372,52 @@ def test_cli_missing_slice_exits_2_with_one_line(checkpoint: Path, tmp_path: Pat
 
 
 def test_itk_error_text_is_kept_whole(tmp_path: Path) -> None:
-    header = tmp_path / "ct.mha"  # a MetaImage header whose data file is missing: ITK's reason comes last
-    header.write_text("ObjectType = Image\nNDims = 3\nDimSize = 4 4 4\nElementType = MET_SHORT\n"
-                      "ElementDataFile = missing.raw\n")
+    header = tmp_path / "ct.nhdr"  # a detached NRRD header without endianness: ITK's reason comes last
+    header.write_text("NRRD0004\ntype: short\ndimension: 3\nsizes: 8 8 8\nencoding: raw\ndata file: ct.raw\n")
     with pytest.raises(CorruptFileError) as info:
         load_volume(header)
     message = str(info.value)
-    assert len(message) > 250 and message.endswith("Reason: No such file or directory)"), message
+    assert len(message) > 250 and message.endswith("type (short) and encoding (raw) require endian info)"), message
+
+
+_META = "ObjectType = Image\nNDims = 3\nDimSize = 8 8 8\nElementType = MET_SHORT\nElementDataFile = {}\n"
+
+
+def test_metaimage_missing_data_file_is_named(tmp_path: Path) -> None:
+    header = tmp_path / "ct.mhd"
+    header.write_text(_META.format("missing.raw"))
+    with pytest.raises(InputFileNotFoundError, match=r"ct.mhd: its data file missing.raw \(ElementDataFile\) does "
+                                                     r"not exist next to it$"):
+        load_volume(header)
+
+
+def test_metaimage_truncated_data_is_measured(tmp_path: Path) -> None:
+    (tmp_path / "short.raw").write_bytes(bytes(100))  # 8^3 shorts need 1024 bytes
+    (tmp_path / "ct.mhd").write_text(_META.format("short.raw"))
+    with pytest.raises(CorruptFileError, match=r"ct.mhd: truncated: 8 x 8 x 8 MET_SHORT voxels need 1,024 bytes, 100 "
+                                               r"are in its data file short.raw$"):
+        load_volume(tmp_path / "ct.mhd")
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((8, 8, 8), np.int16)), str(tmp_path / "whole.mha"))
+    whole = (tmp_path / "whole.mha").read_bytes()
+    assert load_volume(tmp_path / "whole.mha").array.shape == (8, 8, 8)  # the check passes a complete file
+    (tmp_path / "cut.mha").write_bytes(whole[:-500])
+    with pytest.raises(CorruptFileError, match=r"cut.mha: truncated: 8 x 8 x 8 MET_SHORT voxels need 1,024 bytes, 524 "
+                                               r"are after its header$"):
+        load_volume(tmp_path / "cut.mha")
+
+
+def test_cli_prints_one_line_for_a_truncated_metaimage(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((8, 8, 8), np.int16)), str(tmp_path / "whole.mha"))
+    (tmp_path / "cut.mha").write_bytes((tmp_path / "whole.mha").read_bytes()[:-500])
+    result = subprocess.run([sys.executable, "-m", "livseg", "predict", str(tmp_path / "cut.mha"), "-o",
+                             str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2  # without the header check MetaIO adds two lines of its own to stderr
+    assert result.stderr.splitlines() == [f"livseg predict: error: {tmp_path / 'cut.mha'}: truncated: 8 x 8 x 8 "
+                                          "MET_SHORT voxels need 1,024 bytes, 524 are after its header"]
+    assert not (tmp_path / "out").exists()
 
 
 def test_complex_ct_is_refused(tmp_path: Path) -> None:

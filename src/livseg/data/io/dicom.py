@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from livseg.data.io.metaimage import check_metaimage
 from livseg.errors import (
     CorruptFileError,
     DimensionError,
@@ -54,6 +55,8 @@ def read_sitk_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """One image file SimpleITK reads (.mha, .nrrd, ...) -> (array x-y-z, RAS affine)."""
     import SimpleITK as sitk
 
+    if path.suffix.lower() in (".mha", ".mhd"):
+        check_metaimage(path)  # MetaIO would print its own lines past our one-line error
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
