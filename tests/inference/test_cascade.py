@@ -110,6 +110,22 @@ def test_predict_with_a_cascade_writes_lits_labels(cascade_run: dict[str, Path],
     assert (tmp_path / stats["outputs"]["preview"]).stat().st_size > 0
 
 
+def test_cascade_on_the_builtin_liver_model_pads_like_it(cascade_run: dict[str, Path], tmp_path: Path) -> None:
+    from livseg.inference.segment import segment
+    from livseg.nn.checkpoint import save_cascade
+    from livseg.weights import builtin_path
+
+    # the built-in stage 1 sees the CT's own extent at 3 mm: 40 x 36 x 20 voxels of 1.5 x 1.5 x 3 mm
+    # give about 20 x 18 x 20, not multiples of its 16; the cascade must pad it as the model alone does
+    with builtin_path("liver-v1") as liver:
+        cascade = save_cascade(tmp_path / "builtin-cascade.pt", liver, cascade_run["tumour"])
+    model = load_model(cascade, "cpu")
+    assert model[0].divisor == 16
+    volume = load_volume(cascade_run["data"] / "volume-1.nii.gz")
+    result = segment(volume, model)
+    assert result.mask.shape == volume.shape and set(np.unique(result.mask)) <= {0, 1, 2}
+
+
 def test_evaluate_a_cascade_reports_tumour_and_stage1(cascade_run: dict[str, Path], tmp_path: Path) -> None:
     summary = evaluate(cascade_run["cascade"], cascade_run["data"], split="all", out_dir=tmp_path, device="cpu",
                        progress=False, figures=False)

@@ -52,6 +52,11 @@ class Cascade(nn.Module):
         self.tumour = tumour
         self.tumour_config = tumour_config
 
+    @property
+    def divisor(self) -> int:
+        """Stage 1's: what a fixed-spacing stage 1 (the built-in model) pads its whole-CT input to."""
+        return int(getattr(self.liver, "divisor", 1))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Stage 1's logits (the whole-CT liver network); stage 2 runs in :func:`segment_region`."""
         return self.liver(x)
