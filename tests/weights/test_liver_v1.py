@@ -39,7 +39,7 @@ def test_builtin_model_segments_a_phantom() -> None:
     phantom = make_phantom(12345, shape=(160, 160, 64))  # a seed the model never saw
     result = segment(Volume(phantom.ct, phantom.affine))  # no checkpoint: the built-in model
     assert result.mask.shape == phantom.labels.shape
-    assert dice(result.mask, phantom.labels) >= 0.93  # phantom-only figure; measured 0.9617
+    assert dice(result.mask, phantom.labels) >= 0.93  # phantom-only figure; measured 0.9482 (0.9617 with the first build)
 
 
 @pytest.mark.slow
@@ -52,7 +52,7 @@ def test_builtin_model_on_ircadb_patient_1(shared_data: Path) -> None:
         for tumour in sorted(Path(tmp, "MASKS_DICOM").glob("livertumor*")):
             liver |= load_labels(tumour, like=ct, select=255) > 0
     result = segment(ct, load_model(None, "cpu"))
-    assert dice(result.mask, liver) >= 0.93  # measured 0.9433 (never trained on); the goal
+    assert dice(result.mask, liver) >= 0.93  # measured 0.9502 (never trained on); the goal
 
 
 @pytest.mark.slow
