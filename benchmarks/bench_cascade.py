@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     def show(value: Any, digits: int = 3) -> str:
         return "-" if value is None or value != value else (f"{value:.{digits}f}" if isinstance(value, float) else str(value))
 
-    print(f"{args.n_test} held-out phantoms of {shape} voxels, own grid; {tumour['lesions_ref']} reference lesions "
+    grid = "make_phantom's CT-like grid" if shape is None else f"{shape} voxels"
+    print(f"{args.n_test} held-out phantoms on {grid}, own grid; {tumour['lesions_ref']} reference lesions "
           f"in {tumour['n_cases_with_tumour']} cases; evaluation {evaluate_s:.0f} s")
     print("| model | liver Dice (min) | ASSD mm | HD95 mm | tumour Dice/case | global | recall | >= 10 mm | < 10 mm "
           "| precision | FP/case | burden error pp | train wall / CPU s |")
