@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from livseg.data.io.volume import load_labels, load_volume
-from livseg.evaluation.lesions import remove_small_lesions
 from livseg.evaluation.tumours import score_tumours, summarize_tumours
+from livseg.inference.cascade import tumour_mask
 from livseg.inference.segment import load_model, segment
 
 
@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         for min_mm3 in args.min_mm3:
             scores = []
             for liver, tumour_p, volume, reference in cases:
-                tumour = remove_small_lesions((tumour_p >= threshold) & liver, volume.voxel_volume_ml * 1000.0, min_mm3)
+                tumour = tumour_mask(tumour_p, liver, threshold=threshold, voxel_mm3=volume.voxel_volume_ml * 1000.0,
+                                     min_mm3=min_mm3)
                 scores.append(score_tumours(liver.astype(np.uint8) + tumour.astype(np.uint8), reference, volume.affine))
             s = summarize_tumours(scores)
             rows.append((threshold, min_mm3, s))

@@ -18,7 +18,7 @@ from livseg.cli import main
 from livseg.data.io.volume import Volume, load_labels, load_volume
 from livseg.evaluation.evaluate import evaluate
 from livseg.evaluation.metrics import dice
-from livseg.inference.cascade import Cascade, segment_region, tumour_stats
+from livseg.inference.cascade import Cascade, segment_region, tumour_mask, tumour_stats
 from livseg.inference.predict import predict
 from livseg.inference.segment import load_model
 
@@ -147,3 +147,19 @@ def test_cli_cascade(cascade_run: dict[str, Path], tmp_path: Path, capsys: pytes
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "stage 1 of a cascade must be a liver network" in err
     assert not (tmp_path / "swapped.pt").exists()
+
+
+def test_tumour_mask_keeps_lesions_inside_the_liver_and_above_the_floor() -> None:
+    """Hand-built: a 2x2x2 lesion (8 voxels of 2 mm^3 = 16 mm^3) and a 1-voxel one (2 mm^3) inside
+    the liver, and a confident voxel outside it; a 10 mm^3 floor keeps only the big lesion."""
+    prob = np.zeros((8, 8, 8), dtype=np.float32)
+    liver = np.zeros((8, 8, 8), dtype=bool)
+    liver[:, :, :6] = True
+    prob[1:3, 1:3, 1:3] = 0.9  # 8 voxels
+    prob[5, 5, 4] = 0.6  # 1 voxel, above the threshold
+    prob[5, 1, 1] = 0.4  # below the threshold
+    prob[4, 4, 7] = 0.99  # outside the liver
+    kept = tumour_mask(prob, liver, threshold=0.5, voxel_mm3=2.0, min_mm3=10.0)
+    assert kept.sum() == 8 and kept[1:3, 1:3, 1:3].all()
+    unfiltered = tumour_mask(prob, liver, threshold=0.5, voxel_mm3=2.0, min_mm3=None)
+    assert unfiltered.sum() == 9 and unfiltered[5, 5, 4] and not unfiltered[4, 4, 7]

@@ -77,6 +77,15 @@ def _probabilities(model: nn.Module, device: torch.device):  # noqa: ANN202
     return predict
 
 
+def tumour_mask(probability: np.ndarray, liver: np.ndarray, *, threshold: float, voxel_mm3: float,
+                min_mm3: float | None) -> np.ndarray:
+    """Stage 2's tumour mask: ``probability >= threshold`` inside ``liver``, lesions smaller than
+    ``min_mm3`` dropped (None: all kept). The one rule :func:`segment_region` and the benchmarks'
+    post-processing sweep share."""
+    tumour = (probability >= threshold) & liver
+    return tumour if min_mm3 is None else remove_small_lesions(tumour, voxel_mm3, min_mm3)
+
+
 def segment_region(
     volume: Volume,
     liver_mask: np.ndarray,
@@ -123,12 +132,10 @@ def segment_region(
     crop_shape = cut.region.crop_shape
     crop_probabilities = [resample_linear(channel, crop_shape) for channel in probabilities]
     liver = crop_probabilities[0] >= threshold
-    tumour = crop_probabilities[1] >= threshold
     if postprocess:
         liver = clean_mask(liver)[0].astype(bool)
-    tumour &= liver
-    if postprocess:
-        tumour = remove_small_lesions(tumour, volume.voxel_volume_ml * 1000.0, region.min_lesion_mm3)
+    tumour = tumour_mask(crop_probabilities[1], liver, threshold=threshold, voxel_mm3=volume.voxel_volume_ml * 1000.0,
+                         min_mm3=region.min_lesion_mm3 if postprocess else None)
     ras = np.zeros(cut.region.ras_shape, dtype=np.uint8)
     ras[cut.region.slices] = liver.astype(np.uint8) + tumour.astype(np.uint8)
     kept = {}
