@@ -8,9 +8,8 @@ The procedural liver is a smooth union of ellipsoids in a liver-local frame: a l
 under the dome, an inferior right-lobe tip of random size, a wedge-shaped left lobe that thins
 towards the patient's left, and a caudate lobe wrapped around the inferior vena cava. A smooth
 subtraction makes the visceral (posterior-inferior-medial) surface concave, a few random
-low-frequency waves vary the outline, and the shape is clipped by the abdominal wall (0-1 mm
-of fat left between them: in real CT the liver often touches the muscle) and the diaphragm so it
-conforms to them as a real liver does. One liver in four has a long left lateral lobe. Its size is then scaled to a target volume.
+low-frequency waves vary the outline, and the shape is clipped by the abdominal wall and the
+diaphragm so it conforms to them as a real liver does. Its size is then scaled to a target volume.
 """
 
 from __future__ import annotations
@@ -34,9 +33,6 @@ from livseg.phantom.anatomy import (
 
 FIELD_MARGIN_MM = 24.0  # liver field reaches this far beyond the liver (gap queries, blur)
 VOLUME_ML_RANGE = (1000.0, 2500.0)  # stated range of phantom liver volumes
-# share of procedural livers with a long left lateral lobe: LIDC-IDRI-0001's reaches over the
-# stomach to the spleen, and the built-in model missed its tip (liver-v1.md)
-LONG_LEFT_LOBE_P = 0.25
 VOLUME_MEDIAN_ML = 1630.0  # median of the 112 LiTS training livers (benchmarks/bench_phantom_realism.py)
 
 
@@ -51,7 +47,6 @@ class LiverDesign:
     caudate: Ellipsoid
     hollow: Ellipsoid
     waves: np.ndarray  # (k, 5): wave vector x, y, z (rad/mm), phase, amplitude (mm)
-    wall_gap: float  # mm of fat between the liver and the abdominal wall muscle (often none)
 
     @classmethod
     def draw(cls, rng: np.random.Generator, ivc_local: tuple[float, float]) -> LiverDesign:
@@ -65,9 +60,7 @@ class LiverDesign:
         f = rng.uniform(0.3, 1.1)  # size of the inferior tip drives the cranio-caudal extent
         tip = Ellipsoid((-0.55 * a + rng.uniform(-10, 15), yr + rng.uniform(0, 25), -c * (1.2 + 0.3 * f)),
                         (a * 0.55 * f + 15, b * 0.5 * f + 15, c * 0.6 * f + 10))
-        # left lobe: one in four long ("beaver tail"), reaching over the stomach to the spleen
-        al = rng.uniform(130, 170) if rng.random() < LONG_LEFT_LOBE_P else rng.uniform(90, 140)
-        bl, cl = rng.uniform(32, 50), rng.uniform(26, 40)
+        al, bl, cl = rng.uniform(90, 140), rng.uniform(32, 50), rng.uniform(26, 40)
         left = Ellipsoid((-1.45 * a - 0.5 * al, yr + rng.uniform(22, 45), -c * rng.uniform(0.32, 0.52)),
                          (al, bl, cl), rotation(yaw=rng.uniform(-0.25, 0.15), pitch=rng.uniform(-0.2, 0.1)))
         caudate = Ellipsoid((ivc_local[0] + 6, ivc_local[1] + 16, -c * 0.55), (24, 20, 34))
@@ -79,7 +72,7 @@ class LiverDesign:
         wavelength = rng.uniform(70, 160, size=(k, 1))
         waves = np.hstack([direction * 2 * np.pi / wavelength, rng.uniform(0, 2 * np.pi, (k, 1)),
                            rng.uniform(2, 6, (k, 1))])
-        return cls(right, tip, left, rng.uniform(0.3, 0.55), caudate, hollow, waves, rng.uniform(0.0, 1.0))
+        return cls(right, tip, left, rng.uniform(0.3, 0.55), caudate, hollow, waves)
 
     def sdf(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
         """SDF of the unclipped liver in its local frame (origin at the right upper corner)."""
@@ -97,9 +90,9 @@ class LiverDesign:
 
 
 def _clip(d: np.ndarray, x: np.ndarray, y: np.ndarray, z: np.ndarray, body: Body, diaphragm: Diaphragm,
-          ivc: Ellipsoid | None, ivc_gap: float, wall_gap: float) -> np.ndarray:
-    """Keep a liver SDF ``wall_gap`` mm inside the abdominal wall, under the diaphragm and off the IVC."""
-    d = np.maximum(d, body.cavity_sdf(x, y, z) + wall_gap)
+          ivc: Ellipsoid | None, ivc_gap: float) -> np.ndarray:
+    """Keep a liver SDF inside the abdominal wall, under the diaphragm and off the IVC."""
+    d = np.maximum(d, body.cavity_sdf(x, y, z) + 1.0)
     d = np.maximum(d, z - (diaphragm.top(x, y) - diaphragm.thickness / 2 - 0.5))
     if ivc is not None:
         d = np.maximum(d, -(ivc.sdf(x, y, z) - ivc_gap))
@@ -125,7 +118,7 @@ def procedural_liver(rng: np.random.Generator, *, body: Body, diaphragm: Diaphra
     def evaluate(scale: float, step: float, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         origin, (x, y, z) = lattice(lo, hi, step)
         d = design.sdf((x - anchor[0]) / scale, (y - anchor[1]) / scale, (z - anchor[2]) / scale) * scale
-        return _clip(d, x, y, z, body, diaphragm, ivc, ivc_gap, design.wall_gap) < 0, origin
+        return _clip(d, x, y, z, body, diaphragm, ivc, ivc_gap) < 0, origin
 
     scale = 1.0
     for attempt in range(7):  # clipping makes volume grow slower than scale**3: iterate

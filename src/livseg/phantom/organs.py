@@ -120,12 +120,10 @@ class Contrast:
     def draw(cls, rng: np.random.Generator) -> Contrast:
         """A random phase and the CT numbers of every tissue in it (typical adult values).
 
-        native: liver 45-70 HU, vessels and blood darker than the liver, unenhanced kidneys
-        10-40 HU; arterial (early to late): liver barely enhanced (60-90), aorta 200-380, bright
-        renal cortex and pancreas, spleen up to ~110 HU and portal vein up to ~80 HU brighter than
+        native: liver 45-70 HU, vessels and blood darker than the liver; arterial: liver barely
+        enhanced (60-90), aorta 200-380, bright renal cortex and pancreas, spleen brighter than
         the liver; portal venous: liver 90-150, portal and hepatic veins 20-70 HU above it;
-        delayed: everything converging, liver 70-105. Muscle 30-60 HU: at 3 mm the paraspinal
-        and wall muscles of real CT measure 27-60 HU (TotalSegmentator example, LIDC-IDRI-0001).
+        delayed: everything converging, liver 70-105.
         """
         names, weights = zip(*PHASES)
         phase = str(rng.choice(names, p=np.asarray(weights) / sum(weights)))
@@ -133,12 +131,11 @@ class Contrast:
         if phase == "native":
             liver = u(45, 70)
             vessel, blood, ivc = liver - u(10, 30), u(35, 50), u(35, 50)
-            spleen, kidney, pancreas, myocardium = liver - u(3, 15), u(10, 40), u(30, 50), u(35, 50)
+            spleen, kidney, pancreas, myocardium = liver - u(3, 15), u(25, 40), u(30, 50), u(35, 50)
         elif phase == "arterial":
             liver = u(60, 90)
-            # late arterial (LIDC-IDRI-0001: liver 73, portal vein 151, spleen 174, aorta 399 HU)
-            vessel, blood, ivc = liver + u(-15, 80), u(200, 400), u(60, 130)
-            spleen, kidney, pancreas, myocardium = liver + u(5, 110), u(150, 260), u(90, 140), u(80, 130)
+            vessel, blood, ivc = liver + u(-15, 35), u(200, 380), u(60, 130)
+            spleen, kidney, pancreas, myocardium = liver + u(5, 60), u(150, 260), u(90, 140), u(80, 130)
         elif phase == "portal":
             liver = u(90, 150)
             vessel, blood, ivc = liver + u(20, 70), u(140, 230), liver + u(-15, 30)
@@ -150,7 +147,7 @@ class Contrast:
         medulla = kidney - u(60, 120) if phase == "arterial" else kidney - u(0, 25)
         return cls(
             liver=liver, vessel=vessel, blood=blood, ivc=ivc, spleen=spleen, kidney=kidney,
-            muscle=u(30, 60), fat=u(-115, -85), wall=max(30.0, liver + u(-35, 5)),
+            muscle=u(40, 60), fat=u(-115, -85), wall=max(30.0, liver + u(-35, 5)),
             pancreas=max(30.0, pancreas), myocardium=max(35.0, myocardium),
             gallbladder=u(0, 25), lung=u(-880, -820), phase=phase, kidney_medulla=medulla,
         )
