@@ -58,6 +58,9 @@ class ModelConfig:
     channels: tuple[int, ...] = (32, 64, 128, 256)  # paper: four encoder levels
     dropout: float = 0.2  # paper: Dropout3d(p=0.2) inside every block
     negative_slope: float = 0.01  # LeakyReLU slope (PyTorch default; the paper gives none)
+    # (): one sigmoid liver output (the paper). Names: one softmax channel per class, in this order
+    # (background first, "liver" among them; out_channels = their number): a multi-organ model
+    classes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -396,6 +399,10 @@ def validate_config(config: RunConfig) -> None:
               ("model.negative_slope", model.negative_slope, 0.0))
     if not 0.0 <= model.dropout < 1.0:
         raise ConfigError(f"model.dropout: expected 0 <= p < 1, got {model.dropout}")
+    if model.classes and (len(model.classes) != model.out_channels or model.classes[0] != "background"
+                          or "liver" not in model.classes or len(set(model.classes)) != len(model.classes)):
+        raise ConfigError(f"model.classes: expected distinct names, 'background' first and 'liver' among them, one "
+                          f"per output channel ({model.out_channels}), got {list(model.classes)}")
     weights = {"dice_weight": loss.dice_weight, "bce_weight": loss.bce_weight,
                "focal_tversky_weight": loss.focal_tversky_weight}
     _at_least(*((f"loss.{k}", v, 0.0) for k, v in weights.items()), ("loss.alpha", loss.alpha, 0.0),

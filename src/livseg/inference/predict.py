@@ -42,7 +42,7 @@ __all__ = ["OUTPUT_NIFTI_SUFFIXES", "OUTPUT_TYPES", "case_outputs", "check_outpu
 OUTPUT_TYPES = ("nifti", "dicom-seg", "both")  # mask as NIfTI, as DICOM SEG, or both
 # endings of every NIfTI that case_outputs names: a folder given to predict skips them (its own
 # earlier outputs when -o is the input folder); a test keeps this in step with case_outputs
-OUTPUT_NIFTI_SUFFIXES = ("_liver.nii.gz", "_probability.nii.gz")
+OUTPUT_NIFTI_SUFFIXES = ("_liver.nii.gz", "_probability.nii.gz", "_organs.nii.gz")
 
 
 def model_name(checkpoint: str | os.PathLike[str] | None) -> str:
@@ -101,10 +101,12 @@ def case_outputs(
     preview: bool = False,
     output_type: str = "nifti",
     probabilities: Sequence[str] = (),
+    organs: bool = False,
 ) -> dict[str, Path]:
     """Output paths of one case: ``mask`` (NIfTI) and/or ``seg`` (DICOM SEG) by ``output_type``,
-    ``stats``, ``preview`` (with ``preview``) and ``probability_<name>`` per name in
-    ``probabilities`` (``"liver"``)."""
+    ``stats``, ``preview`` (with ``preview``), ``probability_<name>`` per name in
+    ``probabilities`` (``"liver"``), and with ``organs`` the neighbours' label map ``organs``
+    (``<case>_organs.nii.gz``) and its legend and volumes ``organs_json`` (``<case>_organs.json``)."""
     out = Path(out_dir)
     paths = {}
     if output_type in ("nifti", "both"):
@@ -116,6 +118,9 @@ def case_outputs(
         paths["preview"] = out / f"{case}_preview.png"
     for name in probabilities:
         paths[f"probability_{name}"] = out / f"{case}_{name}_probability.nii.gz"
+    if organs:
+        paths["organs"] = out / f"{case}_organs.nii.gz"
+        paths["organs_json"] = out / f"{case}_organs.json"
     return paths
 
 
@@ -154,6 +159,7 @@ def predict(
     save_probabilities: bool = False,
     series_id: str | None = None,
     overlap: bool | None = None,
+    organs: bool = False,
 ) -> list[dict[str, Any]]:
     """Segment many CTs with one model load; write a mask, statistics and a preview per case.
 
@@ -196,13 +202,17 @@ def predict(
         overlap: read and write in threads beside the network (up to four CTs in memory) or
             handle one case at a time, start to end; None (default) overlaps on a GPU or with one
             CPU thread per process, not when the network uses several CPU threads.
+        organs: with a multi-organ model (``livseg models``: liver-v2), also write the liver and
+            its neighbours as one label map ``<case>_organs.nii.gz`` (uint8, the input's grid)
+            and ``<case>_organs.json`` (the legend, value -> class, and each class's volume in mL).
 
     Returns:
         The statistics dict of every case (all ranks' cases, in input order), as written to its JSON.
 
     Raises:
         InputFileNotFoundError, DatasetError: bad input list.
-        ConfigError: ``dicom-seg``/``both`` for an input that is not a DICOM series.
+        ConfigError: ``dicom-seg``/``both`` for an input that is not a DICOM series; ``organs``
+            with a liver-only model.
         OutputExistsError: an output exists and ``overwrite`` is False.
         CheckpointError, ConfigError: bad checkpoint or device.
         LivsegError subclasses from :func:`livseg.data.io.volume.load_volume` for an unreadable
@@ -214,8 +224,8 @@ def predict(
     cases = expand_inputs(inputs)
     check_output_type(cases, output_type)
     probabilities = ("liver",) if save_probabilities else ()
-    planned = [case_outputs(out_dir, name, preview=preview, output_type=output_type, probabilities=probabilities)
-               for name, _ in cases]
+    planned = [case_outputs(out_dir, name, preview=preview, output_type=output_type, probabilities=probabilities,
+                            organs=organs) for name, _ in cases]
     report = Path(out_dir) / "report.html" if len(cases) > 1 else None
     refuse_existing([p for paths in planned for p in paths.values()] + ([report] if report else []), overwrite)
 
@@ -228,6 +238,9 @@ def predict(
         try:
             threads = max(1, cpu_count() // info.local_world_size) if target.type == "cpu" else 0
             loaded = load_model(checkpoint, target, num_threads=threads)
+            if organs and not loaded[1].model.classes:
+                raise ConfigError(f"--organs needs a multi-organ model (e.g. --checkpoint builtin:liver-v2); "
+                                  f"{model_name(checkpoint)} segments the liver only")
             if save_probabilities and isinstance(loaded[0], Cascade):  # stage 2 has a tumour probability too
                 refuse_existing([case_outputs(out_dir, name, probabilities=("tumour",))["probability_tumour"]
                                  for name, _ in cases], overwrite)
@@ -236,6 +249,7 @@ def predict(
                 checkpoint_name=model_name(checkpoint),  # builtin:<name> for a shipped model
                 out_dir=Path(out_dir), output_type=output_type, preview=preview, probabilities=probabilities,
                 threshold=threshold, postprocess=postprocess, overwrite=overwrite, series_id=series_id,
+                organs=organs,
             )
             if overlap is None:  # overlap where no OpenMP team can be stalled by the reader and writer
                 overlap = target.type == "cuda" or threads == 1
@@ -285,6 +299,7 @@ class _CaseRunner:
     postprocess: bool
     overwrite: bool
     series_id: str | None = None
+    organs: bool = False
 
     def load(self, case: tuple[int, str, Path]) -> tuple[Volume, float]:
         """Read the CT (loader thread); returns it and the seconds it took."""
@@ -295,14 +310,14 @@ class _CaseRunner:
     def compute(self, case: tuple[int, str, Path], loaded: tuple[Volume, float]) -> Segmentation:
         """Segment it (the calling thread: the network)."""
         return segment(loaded[0], self.loaded, threshold=self.threshold, postprocess=self.postprocess,
-                       keep_probabilities=bool(self.probabilities))
+                       keep_probabilities=bool(self.probabilities), organs=self.organs)
 
     def write(self, case: tuple[int, str, Path], loaded: tuple[Volume, float], result: Segmentation) -> tuple[int, dict[str, Any]]:
         """Write every output of the case atomically (writer thread); returns (index, statistics)."""
         index, name, path = case
         volume, load_seconds = loaded
         outputs = case_outputs(self.out_dir, name, preview=self.preview, output_type=self.output_type,
-                               probabilities=tuple(result.input_probabilities))
+                               probabilities=tuple(result.input_probabilities), organs=self.organs)
         refuse_existing(list(outputs.values()), self.overwrite)  # something may have appeared meanwhile
         timings = {"load": load_seconds, **result.timings}
         start = time.perf_counter()
@@ -319,6 +334,10 @@ class _CaseRunner:
                                 series_id=self.series_id, overwrite=True)
             for structure, probability in result.input_probabilities.items():
                 save_probability(probability, volume, tmp[f"probability_{structure}"], overwrite=True)
+            if "organs" in tmp:
+                save_mask(result.organs, volume, tmp["organs"], overwrite=True)
+                tmp["organs_json"].write_text(json.dumps({"case": name, "checkpoint": self.checkpoint_name,
+                                                          **result.stats["organs"]}, indent=2) + "\n")
             if "preview" in tmp:
                 from livseg.evaluation.report import plot_preview
 

@@ -2,7 +2,8 @@
 
 Pipeline of :func:`segment` (each stage timed):
     preprocess    the checkpoint's own preprocessing (HU window, resample to its target shape)
-    network       one forward pass, sigmoid -> probabilities on the network grid
+    network       one forward pass, sigmoid -> probabilities on the network grid (a multi-organ
+                  model: softmax over its classes, the liver's channel goes on)
     back_mapping  linear interpolation of the probabilities onto the input's array shape (same
                   corner-aligned convention as the forward resampling), then ``>= threshold``;
                   interpolating probabilities rather than a thresholded mask gives a smooth
@@ -10,6 +11,8 @@ Pipeline of :func:`segment` (each stage timed):
     postprocess   largest 3D connected component + hole filling (:mod:`livseg.inference.postprocess`)
     stage2        cascade checkpoints only: liver and tumour on the liver's region at a fine
                   spacing (:mod:`livseg.inference.cascade`); the mask becomes 0/1/2 (LiTS labels)
+    organs        ``organs=True`` with a multi-organ model: the neighbours' label map on the
+                  input grid and their volumes (:mod:`livseg.inference.organs`)
 
 CPU speed: the model is loaded once (:func:`load_model`), its batch norms are folded into the
 preceding convolutions (:func:`fold_batchnorm`), it runs under ``torch.inference_mode`` in the
@@ -39,7 +42,9 @@ from livseg.data.masks import as_bool, bounding_box
 from livseg.data.preprocessing import GridMap, network_input, to_input_grid
 from livseg.device import autocast, cpu_count, resolve_device
 from livseg.errors import ConfigError, DimensionError
+from livseg.data.organ_classes import legend
 from livseg.inference.cascade import Cascade, segment_region, tumour_stats
+from livseg.inference.organs import organ_map
 from livseg.inference.postprocess import clean_mask, count_components
 
 log = logging.getLogger(__name__)
@@ -69,6 +74,9 @@ class Segmentation:
         stage1_mask: for a cascade, stage 1's post-processed 0/1 liver mask on the input grid
             (what a liver-only checkpoint would have returned); None otherwise.
         grid: where stage 1's network grid lies in the CT (:class:`livseg.data.preprocessing.GridMap`).
+        organs: with ``segment(..., organs=True)`` and a multi-organ model, uint8 label map of the
+            liver and its neighbours on the input grid (values as ``legend``); else None.
+        legend: the organ map's ``{"0": "background", "1": "liver", ...}``; else None.
     """
 
     mask: np.ndarray
@@ -78,6 +86,8 @@ class Segmentation:
     input_probabilities: dict[str, np.ndarray] = field(default_factory=dict)
     stage1_mask: np.ndarray | None = None
     grid: GridMap | None = None
+    organs: np.ndarray | None = None
+    legend: dict[str, str] | None = None
 
 
 # ------------------------------------------------------------------------------------ the model
@@ -186,8 +196,10 @@ def _model_device(model: nn.Module) -> torch.device:
         return torch.device("cpu")
 
 
-def _forward(model: nn.Module, image: np.ndarray, device: torch.device) -> np.ndarray:
-    """One forward pass of a preprocessed image ``[X, Y, Z]`` -> probabilities ``[X, Y, Z]``.
+def _forward(model: nn.Module, image: np.ndarray, device: torch.device, classes: tuple[str, ...] = ()) -> np.ndarray:
+    """One forward pass of a preprocessed image ``[X, Y, Z]`` -> probabilities: ``[X, Y, Z]`` (the
+    sigmoid of a liver network) or ``[C, X, Y, Z]`` (softmax, one channel per class of a
+    multi-organ network: ``classes``).
 
     A fixed-spacing grid has the CT's own extent: it is padded at the far end of each axis to the
     U-Net's divisor with 0 (the window's bottom, i.e. air or fat) and the padding cut off again.
@@ -201,8 +213,8 @@ def _forward(model: nn.Module, image: np.ndarray, device: torch.device) -> np.nd
     if device.type == "cpu":
         x = x.to(memory_format=torch.channels_last_3d)
     with torch.inference_mode(), autocast(device):
-        logits = model(x)
-        prob = torch.sigmoid(logits.float())[0, 0, : shape[0], : shape[1], : shape[2]]
+        logits = model(x)[0, :, : shape[0], : shape[1], : shape[2]].float()
+        prob = torch.softmax(logits, 0) if classes else torch.sigmoid(logits[0])
     return prob.contiguous().cpu().numpy()
 
 
@@ -217,8 +229,9 @@ def segment(
     postprocess: bool = True,
     device: str | torch.device = "auto",
     keep_probabilities: bool = False,
+    organs: bool = False,
 ) -> Segmentation:
-    """Segment the liver in one CT volume.
+    """Segment the liver in one CT volume (and, with a multi-organ model, its neighbours).
 
     Args:
         volume: the CT, as :func:`livseg.data.io.volume.load_volume` returns it.
@@ -230,14 +243,17 @@ def segment(
         device: used only when a path is given; a loaded model runs where its weights are.
         keep_probabilities: also return the probabilities on the input grid
             (``input_probabilities``; 4 bytes per voxel).
+        organs: with a multi-organ model (``model.classes``), also return the neighbours as one
+            label map on the input grid (``organs``, values as ``legend``) and their volumes
+            (``stats["organs"]``); see :func:`livseg.inference.organs.organ_map`.
 
     Returns:
         The mask on the input grid, the network-grid probabilities, statistics and timings.
 
     Raises:
         DimensionError: fewer than 8 voxels along an axis.
-        ConfigError: threshold outside (0, 1), unavailable device, or a bare module without
-            its RunConfig.
+        ConfigError: threshold outside (0, 1), unavailable device, a bare module without
+            its RunConfig, or ``organs`` with a liver-only model.
         CheckpointError, InputFileNotFoundError: for a bad checkpoint path.
     """
     if not 0.0 < float(threshold) < 1.0:
@@ -256,6 +272,10 @@ def segment(
             f"expected a checkpoint path or the (model, RunConfig) pair from load_model, "
             f"got {type(model_or_checkpoint).__name__}"
         )
+    classes = tuple(config.model.classes)
+    if organs and not classes:
+        raise ConfigError("organs=True needs a multi-organ model (a checkpoint with model.classes, e.g. "
+                          "builtin:liver-v2); this one segments the liver only")
     timings: dict[str, float] = {}
 
     start = time.perf_counter()
@@ -263,7 +283,8 @@ def segment(
     timings["preprocess"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    probabilities = _forward(model, image, _model_device(model))
+    class_probabilities = _forward(model, image, _model_device(model), classes)
+    probabilities = class_probabilities[classes.index("liver")] if classes else class_probabilities
     timings["network"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -288,7 +309,14 @@ def segment(
                                                     device=_model_device(model), keep_probabilities=keep_probabilities)
         timings["stage2"] = time.perf_counter() - start
 
+    organ_labels = None
+    if organs:
+        start = time.perf_counter()
+        organ_labels, stats_organs = organ_map(class_probabilities, classes, mask > 0, volume, config.preprocess, grid)
+        timings["organs"] = time.perf_counter() - start
     stats = mask_stats(mask, volume)
+    if organs:
+        stats["organs"] = stats_organs
     stats.update(
         n_components_before_postprocess=n_before,
         threshold=float(threshold),
@@ -300,7 +328,8 @@ def segment(
         stats.update(tumour_stats(mask, volume), stage1_liver_volume_ml=mask_stats(stage1_mask, volume)["liver_volume_ml"])
         kept = stage2_probabilities
     return Segmentation(mask=mask, probabilities=probabilities, stats=stats, timings=timings, input_probabilities=kept,
-                        stage1_mask=stage1_mask, grid=grid)
+                        stage1_mask=stage1_mask, grid=grid, organs=organ_labels,
+                        legend=legend(classes) if organs else None)
 
 
 def mask_stats(mask: np.ndarray, volume: Volume) -> dict[str, Any]:
