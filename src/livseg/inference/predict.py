@@ -269,7 +269,7 @@ def predict(
                    "median_hu", "n_components_before_postprocess", "seconds")
         rows = [{key: stats[key] for key in columns if key in stats} for stats in combined]
         figures = {s["case"]: s["outputs"]["preview"] for s in combined if "preview" in s["outputs"]}
-        from livseg.evaluation.report import write_html_report  # matplotlib costs 0.6 s to import: only when drawing
+        from livseg.figures import write_html_report  # matplotlib costs 0.6 s to import: only when drawing
 
         write_html_report(rows, figures, report, title="livseg predict")
     return combined
@@ -339,7 +339,7 @@ class _CaseRunner:
                 tmp["organs_json"].write_text(json.dumps({"case": name, "checkpoint": self.checkpoint_name,
                                                           **result.stats["organs"]}, indent=2) + "\n")
             if "preview" in tmp:
-                from livseg.evaluation.report import plot_preview
+                from livseg.figures import plot_preview
 
                 plot_preview(volume.array, result.mask, volume.affine, tmp["preview"], title=name)
             timings["write"] = time.perf_counter() - start  # the JSON itself is not counted
