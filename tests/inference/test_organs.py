@@ -89,3 +89,18 @@ def test_predict_writes_the_organ_map(multi_checkpoint: Path, tmp_path: Path) ->
     with pytest.raises(ConfigError, match="multi-organ"):  # before any case is written
         predict([tmp_path / "data" / "volume-0.nii.gz"], out_dir=tmp_path / "out2", organs=True, progress=False)
     assert not list((tmp_path / "out2").glob("*.nii.gz"))
+
+
+def test_cli_predict_organs(multi_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from livseg.cli import main
+
+    write_case(tmp_path / "data", 0)
+    args = ["predict", str(tmp_path / "data" / "volume-0.nii.gz"), "--checkpoint", str(multi_checkpoint),
+            "-o", str(tmp_path / "out"), "--organs"]
+    assert main(args) == 0
+    assert "neighbours, mL: stomach" in capsys.readouterr().out
+    assert (tmp_path / "out" / "volume-0_organs.json").is_file()
+    # a liver-only model: one line, exit status 2, nothing written
+    assert main(["predict", str(tmp_path / "data" / "volume-0.nii.gz"), "-o", str(tmp_path / "o2"), "--organs"]) == 2
+    err = capsys.readouterr().err
+    assert "multi-organ" in err and len(err.strip().splitlines()) == 1

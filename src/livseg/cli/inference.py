@@ -31,6 +31,9 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
                    help="mask as NIfTI (default), as a DICOM SEG referencing the source series (DICOM input only), or both")
     p.add_argument("--save-probabilities", action="store_true",
                    help="also write the liver probability on the input grid (<case>_liver_probability.nii.gz)")
+    p.add_argument("--organs", action="store_true",
+                   help="with a multi-organ model (builtin:liver-v2): also write the liver and its neighbours as one "
+                   "label map <case>_organs.nii.gz and <case>_organs.json (legend and volumes in mL)")
     p.add_argument("--series-id", default=None, metavar="UID",
                    help="SeriesInstanceUID to read from DICOM folders holding several series (default: the largest; "
                    "the log lists them)")
@@ -65,6 +68,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         save_probabilities=args.save_probabilities,
         series_id=args.series_id,
         overlap=args.overlap,
+        organs=args.organs,
     )
     if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 reports every rank's cases
         return 0
@@ -72,7 +76,10 @@ def _run_predict(args: argparse.Namespace) -> int:
         written = ", ".join(str(args.out / stats["outputs"][key]) for key in ("mask", "seg") if key in stats["outputs"])
         tumour = (f", {stats['tumour_count']} tumour(s) {stats['tumour_volume_ml']:.1f} mL "
                   f"(burden {stats['tumour_burden_percent']:.1f} %)" if "tumour_count" in stats else "")
-        print(f"{stats['case']}: liver {stats['liver_volume_ml']:.1f} mL{tumour}, {stats['seconds']:.1f} s -> {written}")
+        organs = ", ".join(f"{k} {v:.0f}" for k, v in stats.get("organs", {}).get("volume_ml", {}).items() if k != "liver")
+        organs = f" (neighbours, mL: {organs})" if organs else ""
+        print(f"{stats['case']}: liver {stats['liver_volume_ml']:.1f} mL{tumour}{organs}, {stats['seconds']:.1f} s -> "
+              f"{written}")
     return 0
 
 
