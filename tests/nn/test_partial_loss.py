@@ -96,3 +96,22 @@ def test_multi_class_head_shapes_and_legend() -> None:
         with pytest.raises(ConfigError, match="model.classes"):
             validate_config(RunConfig(model=bad))
     assert np.all(np.isfinite(logits.detach().numpy()))
+
+
+def test_expand_head_keeps_the_liver_networks_prediction() -> None:
+    from livseg.nn.heads import expand_head
+
+    torch.manual_seed(0)
+    binary = UNet3D(ModelConfig(channels=(4, 8), dropout=0.0)).eval()
+    config = ModelConfig(channels=(4, 8), dropout=0.0, out_channels=3, classes=("background", "liver", "stomach"))
+    multi = UNet3D(config).eval()
+    multi.load_state_dict(expand_head(binary.state_dict(), config.classes, other_bias=-30.0))
+    x = torch.randn(1, 1, 8, 8, 4)
+    with torch.no_grad():
+        sigmoid = torch.sigmoid(binary(x))[0, 0]
+        softmax = torch.softmax(multi(x), 1)[0]
+    # with the stomach at e^-30 the two-class softmax is the sigmoid
+    assert torch.allclose(softmax[1], sigmoid, atol=1e-6)
+    assert torch.allclose(softmax[0], 1 - sigmoid, atol=1e-6)
+    with pytest.raises(ValueError, match="one-output"):
+        expand_head(multi.state_dict(), config.classes)
