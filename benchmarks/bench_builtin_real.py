@@ -72,8 +72,9 @@ def load_case(shared: Path, name: str) -> tuple[Volume, np.ndarray, dict[str, np
         volume = load_volume(real / "msd-liver-partial" / f"{stem}-ct.nii.gz")
         return volume, load_labels(real / "msd-liver-partial" / f"{stem}-labels.nii.gz", like=volume) > 0, {}
     if name == "lits-small-64 slices 14+":
-        volume = with_spacing(load_volume(real / "lits-small-64/resized_liver.nii"), (5.3125, 5.3125, 5.0))
+        volume = load_volume(real / "lits-small-64/resized_liver.nii")
         labels = load_labels(real / "lits-small-64/resized_mask.nii", like=volume) > 0
+        volume = with_spacing(volume, (5.3125, 5.3125, 5.0))
         affine = volume.affine.copy()
         affine[:3, 3] = affine[:3, :3] @ np.array([0.0, 0.0, 14.0]) + affine[:3, 3]
         return Volume(volume.array[:, :, 14:], affine, volume.source), labels[:, :, 14:], {}
