@@ -1,13 +1,14 @@
 """Figure: phantoms rendered on TotalSegmentator subject s0009's label map beside its real CT.
 
-    python benchmarks/fig_anatomy_phantom.py --out benchmarks/anatomy-phantom-s0009.png
+    python benchmarks/fig_anatomy_phantom.py --out build/figures/anatomy-phantom-s0009.png
 
 Top row: the real CT of s0009 (CC BY 4.0, TotalSegmentator dataset) at three heights through
 its liver and a coronal section; the next rows: phantoms made by
-``livseg.phantom.real_anatomy.make_anatomy_phantom`` on the same label map (seeds 0, 1, 2),
+``livseg.phantom.real_anatomy.make_anatomy_phantom`` on the same label map (seeds 0 and 2 by default),
 at the same heights relative to the liver's top (a phantom's own z-range may differ: its label
 map was deformed and its scan cropped). Outlines: green liver, orange stomach, cyan bowel,
-magenta spleen/kidneys. Window [-160, 240] HU.
+magenta spleen/kidneys. Window [-160, 240] HU. The PNG shows third-party CT (CC BY 4.0): it is
+written under build/ (ignored by git), not committed.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def panels(ct: np.ndarray, classes: np.ndarray, spacing: tuple[float, ...], offs
     out = []
     for off in offsets_mm:
         k = int(np.clip(round(top - off / spacing[2]), 0, ct.shape[2] - 1))
-        out.append((f"{off:.0f} mm below the liver top", ct[:, :, k].T[::-1], classes[:, :, k].T[::-1], spacing[0] / spacing[1]))
+        out.append((f"{off:.0f} mm below liver top", ct[:, :, k].T[::-1], classes[:, :, k].T[::-1], spacing[0] / spacing[1]))
     j = int(np.round(np.argwhere(liver).mean(0)[1]))
     out.append(("coronal", ct[:, j, :].T[::-1], classes[:, j, :].T[::-1], spacing[2] / spacing[0]))
     return out
@@ -55,8 +56,8 @@ def draw(ax, title: str, image: np.ndarray, classes: np.ndarray, aspect: float) 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shared", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/anatomy-phantom-s0009.png"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--out", type=Path, default=Path("build/figures/anatomy-phantom-s0009.png"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 2])
     args = parser.parse_args(argv)
     folder = args.shared / "real/totalseg-subjects"
     ct = load_volume(folder / "s0009-ct.nii.gz")
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         phantom = make_anatomy_phantom(anatomy, seed, debug=True)
         spacing = tuple(float(s) for s in np.linalg.norm(phantom.affine[:3, :3], axis=0))
         classes = to_classes(phantom.organs, phantom_lut())
-        rows.append((f"phantom seed {seed} ({phantom.facts['phase']}, stomach {phantom.facts['stomach']})",
+        rows.append((f"phantom {seed} ({phantom.facts['phase']}, {phantom.facts['stomach']})",
                      panels(phantom.ct, classes, spacing, offsets)))
     fig, axes = plt.subplots(len(rows), 4, figsize=(11, 2.9 * len(rows)))
     for r, (label, row) in enumerate(rows):
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             draw(axes[r, c], f"{label}: {title}" if c == 0 else title, image, classes, aspect)
     fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=80)
+    fig.savefig(args.out, dpi=56)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.0f} KiB)")
     return 0
 

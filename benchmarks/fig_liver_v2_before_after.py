@@ -1,7 +1,7 @@
 """Figure: liver-v1 (before) and liver-v2 (after) on one real CT, where they differ most.
 
     python benchmarks/fig_liver_v2_before_after.py --case lidc-0001 --after builtin:liver-v2 \
-        --out benchmarks/liver-v2-before-after.png
+        --out build/figures/liver-v2-before-after.png
 
 Four axial slices of the case (names as in bench_builtin_real.py) where the two liver masks
 disagree by the most voxels, cropped to the upper abdomen (the liver, stomach and spleen side),
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--case", default="lidc-0001")
     parser.add_argument("--before", default="builtin:liver-v1")
     parser.add_argument("--after", default="builtin:liver-v2")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/liver-v2-before-after.png"))
+    parser.add_argument("--out", type=Path, default=Path("build/figures/liver-v2-before-after.png"))
     args = parser.parse_args(argv)
     volume, liver, organs = load_case(args.shared, args.case)
     masks = [segment(volume, load_model(spec, num_threads=1)).mask > 0 for spec in (args.before, args.after)]
