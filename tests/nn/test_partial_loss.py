@@ -115,3 +115,14 @@ def test_expand_head_keeps_the_liver_networks_prediction() -> None:
     assert torch.allclose(softmax[0], 1 - sigmoid, atol=1e-6)
     with pytest.raises(ValueError, match="one-output"):
         expand_head(multi.state_dict(), config.classes)
+
+
+def test_unlabelled_classes_can_travel_in_the_target() -> None:
+    from livseg.nn.partial_loss import UNLABELLED, split_target
+
+    marked = TARGET.clone()
+    marked[:, 2] = UNLABELLED  # the stomach channel of a liver-only case
+    target, labelled = split_target(marked)
+    assert labelled.tolist() == [[True, True, False]] and float(target.min()) == 0.0
+    assert float(PartialLabelLoss()(LOGITS, marked)) == pytest.approx(
+        float(partial_label_loss(LOGITS, TARGET, torch.tensor([[True, True, False]]))), abs=1e-6)

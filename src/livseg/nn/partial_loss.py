@@ -28,6 +28,10 @@ and sum to 1 over the classes.
 
 Empty foreground: a labelled class absent from every case of the batch has Dice loss
 ``sum p / (sum p + s)``: 0 when nothing is predicted, growing with every false positive.
+
+Which classes a case labels travels either as a separate ``labelled`` ``[N, C]`` mask or inside
+the target (:data:`UNLABELLED`, as the training loop passes one tensor): a channel that is
+``UNLABELLED`` everywhere is a class the case does not label (:func:`split_target`).
 """
 
 from __future__ import annotations
@@ -35,7 +39,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["PartialLabelLoss", "merged_log_probs", "partial_label_loss"]
+__all__ = ["PartialLabelLoss", "UNLABELLED", "merged_log_probs", "partial_label_loss", "split_target"]
+
+UNLABELLED = -1.0  # a target channel filled with this: the case does not label that class
+
+
+def split_target(target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(target, labelled)`` from a target whose unlabelled classes' channels hold :data:`UNLABELLED`.
+
+    Returns:
+        The target with those channels set to 0, and bool ``[N, C]`` (True: labelled).
+    """
+    labelled = target.flatten(2).amin(2) > UNLABELLED / 2
+    return target.clamp_min(0.0), labelled
 
 
 def _check(logits: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor) -> None:
@@ -125,7 +141,10 @@ class PartialLabelLoss(nn.Module):
                              f"{dice_weight}")
         self.smooth, self.ce_weight, self.dice_weight = float(smooth), float(ce_weight), float(dice_weight)
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
-        """The scalar loss (see :func:`partial_label_loss`)."""
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor | None = None) -> torch.Tensor:
+        """The scalar loss (see :func:`partial_label_loss`); without ``labelled``, the classes a case
+        does not label are the channels of ``target`` filled with :data:`UNLABELLED`."""
+        if labelled is None:
+            target, labelled = split_target(target)
         return partial_label_loss(logits, target, labelled, smooth=self.smooth, ce_weight=self.ce_weight,
                                   dice_weight=self.dice_weight)
