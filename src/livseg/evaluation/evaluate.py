@@ -9,8 +9,9 @@
                    ``(n_in - 1) * spacing_in / (n_out - 1)`` apart, which differs by under one
                    voxel over the whole field of view).
 ``original_grid``  what LiTS requires: the prediction mapped back to each CT's own grid,
-                   thresholded and (by default) post-processed, against the liver (label in the
-                   checkpoint's ``preprocess.liver_labels``; LiTS: > 0) with the CT's real spacing.
+                   thresholded and (by default) post-processed, against the liver (label in
+                   ``liver_labels``: given, else a cache's or dataset.json's, else the checkpoint's
+                   ``preprocess.liver_labels``; LiTS: > 0) with the CT's real spacing.
 ``stage1_original_grid``  cascade checkpoints only: stage 1's liver alone, scored like
                    ``original_grid``, so that the effect of stage 2 on the liver is visible.
 
@@ -47,6 +48,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -156,6 +158,7 @@ def evaluate(
     progress: bool = True,
     figures: bool = True,
     overwrite: bool = False,
+    liver_labels: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Score a checkpoint on labelled cases on both grids and write the results.
 
@@ -175,6 +178,9 @@ def evaluate(
         progress: tqdm bar over cases.
         figures: draw the per-case figures.
         overwrite: replace existing results instead of refusing.
+        liver_labels: the reference's label values that count as liver (TotalSegmentator: 5).
+            None: those of a cache (``livseg preprocess --liver-labels``) or of a dataset.json,
+            else the checkpoint's own (LiTS: 1, 2).
 
     Returns:
         The summary written to ``summary.json``.
@@ -182,13 +188,16 @@ def evaluate(
     Raises:
         OutputExistsError: results exist in ``out_dir`` and ``overwrite`` is False.
         CheckpointError, InputFileNotFoundError: bad checkpoint.
-        DatasetError, ConfigError: bad data or split; LivsegError subclasses for unreadable cases.
+        DatasetError, ConfigError: bad data or split, or other liver labels than LiTS's for a
+            cascade (its tumour is LiTS's label 2); LivsegError subclasses for unreadable cases.
     """
     from tqdm.auto import tqdm
 
     from livseg.inference.cascade import Cascade
     from livseg.inference.predict import model_name
     from livseg.inference.segment import load_model, segment
+    from livseg.config import validate_config
+    from livseg.data.cache import resolve_liver_labels
     from livseg.data.io.files import atomic_output, prepare_output_dir, refuse_existing, write_json
     from livseg.data.io.volume import allowed_label_values, load_labels, load_volume
     from livseg.data.preprocessing import binarize
@@ -199,6 +208,14 @@ def evaluate(
         raise ConfigError(f"threshold must lie strictly between 0 and 1, got {threshold}")
     model, config = load_model(checkpoint, device)
     cascade = isinstance(model, Cascade)
+    if liver_labels is not None:
+        scoring = replace(config.preprocess, liver_labels=tuple(int(v) for v in liver_labels))
+        validate_config(replace(config, preprocess=scoring))  # 1..255, as --set preprocess.liver_labels
+    else:
+        scoring = resolve_liver_labels(data, config.preprocess)  # a cache's or a dataset.json's labels
+    if cascade and tuple(scoring.liver_labels) != (1, 2):
+        raise ConfigError(f"liver labels {list(scoring.liver_labels)}: a cascade's tumour is LiTS's label 2, so it is "
+                          "scored on LiTS labels (1 liver, 2 tumour) only; score the liver with its stage-1 checkpoint")
     cases, split, split_source = select_cases(data, split, checkpoint)
     if not cases:
         raise DatasetError(f"{data}: no cases to evaluate for split {split!r}")
@@ -210,12 +227,12 @@ def evaluate(
         if case.label is None:
             raise DatasetError(f"case {case.case_id}: image {case.image} has no label; cannot evaluate it")
         volume = load_volume(case.image)
-        labels = load_labels(case.label, like=volume, allowed=allowed_label_values(config.preprocess.liver_labels))
-        liver = binarize(labels, config.preprocess.liver_labels)  # the liver the checkpoint learned
+        labels = load_labels(case.label, like=volume, allowed=allowed_label_values(scoring.liver_labels))
+        liver = binarize(labels, scoring.liver_labels)
         result = segment(volume, (model, config), threshold=threshold, postprocess=postprocess)
         scores = {
             "network_grid": score_network_grid(
-                result.probabilities, labels, volume.affine, config.preprocess, threshold=threshold,
+                result.probabilities, labels, volume.affine, scoring, threshold=threshold,
                 grid=result.grid,
             ),
             "original_grid": score_case(result.mask, liver, volume.spacing),
@@ -243,6 +260,7 @@ def evaluate(
         "threshold": float(threshold),
         "postprocess": bool(postprocess),
         "network_shape": [int(s) for s in config.preprocess.target_shape],  # the training patch with preprocess.spacing
+        "liver_labels": [int(v) for v in scoring.liver_labels],
         "statistics": SUMMARY_NOTE,
         **summarize(rows),
     }
