@@ -16,7 +16,7 @@ import argparse
 import logging
 import os
 import sys
-from typing import Callable, Sequence
+from typing import Callable, NoReturn, Sequence
 
 from livseg import __version__
 from livseg.cli import data, demo, evaluation, inference, training
@@ -39,9 +39,16 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [  # in pipeline 
 ]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors on one line (the usage itself is one ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every working subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="livseg",
         description="Liver segmentation in abdominal CT with a 3D U-Net.",
     )
@@ -72,6 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"livseg {args.command}: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:  # a machine too small for the input: one line, not a traceback (not bad input: 1)
+        print(f"livseg {args.command}: error: out of memory; use a machine with more memory, or fewer threads or "
+              "cases at a time", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         # the reader went away (`livseg models | head`): stop quietly as Unix tools do, and point
         # stdout at /dev/null so that the interpreter's final flush does not fail a second time

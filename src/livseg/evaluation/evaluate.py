@@ -45,6 +45,7 @@ and preprocessed with the checkpoint's own config, so the cache's preprocessing 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import os
@@ -188,7 +189,8 @@ def evaluate(
     Raises:
         OutputExistsError: results exist in ``out_dir`` and ``overwrite`` is False.
         CheckpointError, InputFileNotFoundError: bad checkpoint.
-        DatasetError, ConfigError: bad data or split, or other liver labels than LiTS's for a
+        DatasetError, ConfigError: bad data or split, references of which none holds a liver
+            label (a wrong ``liver_labels``), or other liver labels than LiTS's for a
             cascade (its tumour is LiTS's label 2); LivsegError subclasses for unreadable cases.
     """
     from tqdm.auto import tqdm
@@ -219,15 +221,18 @@ def evaluate(
     cases, split, split_source = select_cases(data, split, checkpoint)
     if not cases:
         raise DatasetError(f"{data}: no cases to evaluate for split {split!r}")
+    unlabelled = [case for case in cases if case.label is None]
+    if unlabelled:  # before the first case is scored, not after
+        raise DatasetError(f"{len(unlabelled)} of {len(cases)} cases have no label, e.g. {unlabelled[0].case_id} "
+                           f"({unlabelled[0].image}); cannot evaluate them")
     figure_paths = {case.case_id: out / "figures" / f"{case.case_id}.png" for case in cases} if figures else {}
     refuse_existing([out / "metrics.csv", out / "summary.json", out / "report.html", *figure_paths.values()], overwrite)
 
     rows: list[dict[str, Any]] = []
     for case in tqdm(cases, desc="evaluate", unit="case", disable=not progress):
-        if case.label is None:
-            raise DatasetError(f"case {case.case_id}: image {case.image} has no label; cannot evaluate it")
         volume = load_volume(case.image)
-        labels = load_labels(case.label, like=volume, allowed=allowed_label_values(scoring.liver_labels))
+        # every case has a label (checked above)
+        labels = load_labels(case.label, like=volume, allowed=allowed_label_values(scoring.liver_labels))  # type: ignore[arg-type]
         liver = binarize(labels, scoring.liver_labels)
         result = segment(volume, (model, config), threshold=threshold, postprocess=postprocess)
         scores = {
@@ -251,6 +256,15 @@ def evaluate(
                              + (f", tumour Dice {tumour_dice:.3f}" if tumour_dice == tumour_dice else ""),
                              tumour=cascade)
 
+    if not any(row["n_ref"] for row in rows if row["grid"] == "original_grid"):
+        for path in figure_paths.values():  # this run's figures: no result is written for a wrong reference
+            path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            (out / "figures").rmdir()
+        raise DatasetError(
+            f"{data}: no reference of the {len(cases)} case(s) holds a liver label {list(scoring.liver_labels)}, so every "
+            "score would be against an empty liver; name the liver's value(s) in the references with --liver-labels"
+        )
     summary = {
         "checkpoint": model_name(checkpoint),
         "data": str(data),

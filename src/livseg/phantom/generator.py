@@ -117,9 +117,10 @@ def make_phantom(
         The phantom.
 
     Raises:
-        ConfigError: a bad shape, spacing or liver mask.
+        ConfigError: a negative seed, a bad shape, spacing or liver mask.
     """
     started = time.perf_counter()
+    _check_seed(seed)
     shape, spacing = _check_grid_args(shape, spacing)
     rng = np.random.default_rng(seed)
     body = Body.draw(rng)
@@ -205,12 +206,13 @@ def write_phantoms(
         (volume path, segmentation path) per case. Volumes are int16 HU, segmentations uint8.
 
     Raises:
-        ConfigError: n < 1 or a bad shape.
+        ConfigError: n < 1, a negative seed, or a bad shape.
         OutputExistsError: a target file exists and ``overwrite`` is False (nothing is written).
         InputFileNotFoundError, DatasetError, CorruptFileError: problems with the liver masks.
     """
     if int(n) < 1:
         raise ConfigError(f"n={n}: expected at least one phantom")
+    _check_seed(seed)
     _check_grid_args(shape, None)  # before the folder is touched, not in the first case
     out = prepare_output_dir(out_dir)
     shapes = find_liver_shapes(liver_shapes_dir) if liver_shapes_dir is not None else []
@@ -271,6 +273,11 @@ def _check_mask(mask: np.ndarray, source: str = "liver_shape") -> np.ndarray:
     if not np.any(mask):
         raise ConfigError(f"{source}: liver mask is empty; expected nonzero voxels for the liver")
     return mask
+
+
+def _check_seed(seed: int) -> None:
+    if isinstance(seed, bool) or int(seed) != seed or seed < 0:
+        raise ConfigError(f"seed={seed}: expected an integer >= 0")
 
 
 MAX_PHANTOM_AXIS, MAX_PHANTOM_VOXELS = 2048, 512**3  # a large CT is 512 x 512 x 500; the generator holds several copies

@@ -67,6 +67,9 @@ def read_sitk_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
         with _itk_quiet():  # ITK prints its warnings straight to stderr, past our one-line error
             image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
+        if "Unable to determine ImageIO reader" in str(exc):
+            raise CorruptFileError(f"{path}: not an image livseg can read; expected a NIfTI file (.nii, .nii.gz), a "
+                                   "DICOM series folder, or a .mha/.mhd/.nrrd/.nhdr file") from None
         raise CorruptFileError(f"{path}: cannot read image ({one_line(exc)})") from None
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise DimensionError(f"{path}: image has {image.GetNumberOfComponentsPerPixel()} components per voxel; expected one")

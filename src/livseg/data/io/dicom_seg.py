@@ -153,6 +153,9 @@ def write_dicom_seg(
 
     sources = [_read_header(f, pydicom) for f in dicom_series_files(folder, series_id)]
     _fill_frame_of_reference(sources, folder, pydicom)
+    for ds in sources:  # highdicom copies it into the SEG; a series without it (optional in DICOM) still has a step
+        if not ds.get("SliceThickness"):
+            ds.SliceThickness = f"{float(like.spacing[2]):.6g}"
     ordered = _order_by_grid(sources, like.shape, like.affine, folder)
     algorithm = hd.AlgorithmIdentificationSequence(
         name="livseg", version=__version__, family=codes.cid7162.ArtificialIntelligence

@@ -13,7 +13,15 @@ import nibabel as nib
 import numpy as np
 
 from livseg.data.io.files import atomic_output
-from livseg.errors import CorruptFileError, GeometryError, LivsegError, UnreadableInputError, VoxelTypeError, one_line
+from livseg.errors import (
+    CorruptFileError,
+    DimensionError,
+    GeometryError,
+    LivsegError,
+    UnreadableInputError,
+    VoxelTypeError,
+    one_line,
+)
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
@@ -33,6 +41,7 @@ def read_nifti(path: Path, dtype: type | None) -> tuple[np.ndarray, np.ndarray]:
         with nib.imageglobals.LoggingOutputSuppressor():  # nibabel logs the header "fixes" it makes: refused below
             image = nib.load(str(path))
             check_header(path, image)
+        check_size(path, image)
         if image.get_data_dtype().kind == "c":  # get_fdata would drop the imaginary part
             raise VoxelTypeError(f"{path}: voxels are {image.get_data_dtype()}; expected real HU values")
         if image.get_data_dtype().names:  # RGB24 / RGBA32: a colour image (a screenshot, a rendering)
@@ -52,6 +61,31 @@ def read_nifti(path: Path, dtype: type | None) -> tuple[np.ndarray, np.ndarray]:
     except Exception as exc:  # zlib/gzip errors of damaged .nii.gz surface as several types
         raise CorruptFileError(f"{path}: cannot read NIfTI ({type(exc).__name__}: {one_line(exc)})") from None
     return array, nifti_affine(image)
+
+
+MAX_IMAGE_VOXELS = 2**31  # 8 GB as float32, twice a 1024 x 1024 x 1024 CT: more is a damaged header
+
+
+def check_size(path: Path, image: nib.Nifti1Image) -> None:
+    """Refuse, before reading, a header that promises more voxels than any CT has, or (for an
+    uncompressed file) more bytes than the file holds.
+
+    Raises:
+        DimensionError: more than :data:`MAX_IMAGE_VOXELS` voxels.
+        CorruptFileError: a truncated .nii file.
+    """
+    shape = tuple(int(n) for n in image.shape)
+    voxels = int(np.prod(shape, dtype=np.float64))
+    if voxels > MAX_IMAGE_VOXELS:
+        raise DimensionError(f"{path}: the header gives shape {shape}, {voxels:,} voxels, more than the "
+                             f"{MAX_IMAGE_VOXELS:,} livseg reads; a damaged header, or not a CT")
+    if not path.name.lower().endswith(".gz"):
+        proxy = image.dataobj
+        needed = int(proxy.offset) + voxels * np.dtype(proxy.dtype).itemsize
+        size = path.stat().st_size
+        if size < needed:
+            raise CorruptFileError(f"{path}: truncated: {' x '.join(map(str, shape))} {proxy.dtype} voxels need "
+                                   f"{needed:,} bytes, the file has {size:,}")
 
 
 UNIT_TO_MM = {"meter": 1000.0, "mm": 1.0, "micron": 0.001, "unknown": 1.0}  # NIfTI xyzt_units; unknown: mm
