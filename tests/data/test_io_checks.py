@@ -121,6 +121,12 @@ def test_symlink_loop_and_dangling_link_are_named(tmp_path: Path) -> None:
         load_volume(tmp_path / "dangling.nii.gz")
 
 
+def test_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "ct.nii")  # opening it would wait for a writer forever
+    with pytest.raises(UnreadableInputError, match=r"ct.nii' is not a file or a folder \(a device, FIFO or socket\)"):
+        load_volume(tmp_path / "ct.nii")
+
+
 def test_permission_denied_is_said(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # root reads any file, so the denial is simulated where the file is opened
     path = tmp_path / "ct.nii.gz"
@@ -173,6 +179,10 @@ def _quarter(ds) -> None:  # noqa: ANN001
     ds.Rows, ds.Columns = 256, 256
 
 
+def _no_spacing(ds) -> None:  # noqa: ANN001
+    del ds.PixelSpacing
+
+
 def _mr(ds) -> None:  # noqa: ANN001
     ds.Modality, ds.SOPClassUID = "MR", "1.2.840.10008.5.1.4.1.1.4"
 
@@ -189,8 +199,11 @@ def _mr(ds) -> None:  # noqa: ANN001
         (_mr, 4, ModalityError, r"1 of 10 slices are Modality MR, not CT \(e.g. .*image_\d+\); livseg segments the "
                                 r"liver in CT only; take them out of the series"),
         (_mr, None, ModalityError, r"the series is Modality MR, not CT"),
+        # found in the hostile pass: without PixelSpacing SimpleITK takes 1 mm
+        (_no_spacing, None, GeometryError, r"the slices have no PixelSpacing \(0028,0030\), so the pixel size is "
+                                           r"unknown; livseg will not guess it"),
     ],
-    ids=["pixel spacing", "slice size", "one MR slice", "MR series"],
+    ids=["pixel spacing", "slice size", "one MR slice", "MR series", "no pixel spacing"],
 )
 def test_dicom_series_that_are_not_one_ct_stack(ircadb_slices, edit, index, error, message) -> None:  # noqa: ANN001
     with pytest.raises(error, match=message):

@@ -42,7 +42,7 @@ from livseg.data.io.volume import (
     load_volume,
     same_grid,
 )
-from livseg.errors import ConfigError, DatasetError, InputFileNotFoundError, LivsegError, one_line
+from livseg.errors import ConfigError, DatasetError, LivsegError, one_line
 
 log = logging.getLogger(__name__)
 

@@ -15,13 +15,18 @@ from pathlib import Path
 
 import numpy as np
 
+from livseg.data.io.dicom_checks import (
+    check_ct_slices,
+    check_pixel_spacing,
+    damaged_dicom_files,
+    explain_failed_read,
+)
 from livseg.data.io.metaimage import check_metaimage
 from livseg.errors import (
     CorruptFileError,
     DimensionError,
     EmptyDicomFolderError,
     GeometryError,
-    ModalityError,
     one_line,
 )
 
@@ -31,10 +36,6 @@ SITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 POSITION, ORIENTATION, SERIES_DESCRIPTION, PATIENT_ID = "0020|0032", "0020|0037", "0008|103e", "0010|0020"
 PIXEL_SPACING, MODALITY, SOP_CLASS = "0028|0030", "0008|0060", "0008|0016"
-# SOP classes of CT slices (CT, Enhanced CT, Legacy Converted Enhanced CT) and Secondary Capture,
-# which anonymisation pipelines use for CT too; any other image class (MR, PET, ...) is refused
-CT_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.2", "1.2.840.10008.5.1.4.1.1.2.1", "1.2.840.10008.5.1.4.1.1.2.2",
-                  "1.2.840.10008.5.1.4.1.1.7")
 # slice stacks: a step may differ from the median by 10 % or 0.05 mm, whichever is more; two
 # slices closer than 1 micrometre are one position; a sideways drift of 0.05 mm or half a pixel is tilt
 SPACING_TOLERANCE, SPACING_TOLERANCE_MM, DUPLICATE_MM, TILT_TOLERANCE_MM = 0.10, 0.05, 1e-3, 0.05
@@ -67,7 +68,7 @@ def read_sitk_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
         with _itk_quiet():  # ITK prints its warnings straight to stderr, past our one-line error
             image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
-        if "Unable to determine ImageIO reader" in str(exc):
+        if "Unable to determine ImageIO reader" in str(exc) and path.suffix.lower() not in SITK_SUFFIXES:
             raise CorruptFileError(f"{path}: not an image livseg can read; expected a NIfTI file (.nii, .nii.gz), a "
                                    "DICOM series folder, or a .mha/.mhd/.nrrd/.nhdr file") from None
         raise CorruptFileError(f"{path}: cannot read image ({one_line(exc)})") from None
@@ -192,7 +193,7 @@ def read_dicom_series(folder: Path, series_id: str | None) -> tuple[np.ndarray, 
         with _itk_quiet():  # ITK's "non uniform sampling" warning would print past our error
             image = reader.Execute()  # sorts by slice position, applies rescale slope/intercept
     except RuntimeError as exc:
-        _explain_failed_read(folder, files)  # slices of different sizes, a file pydicom cannot read
+        explain_failed_read(folder, files)  # slices of different sizes, a file pydicom cannot read
         raise CorruptFileError(f"{folder}: cannot read DICOM series ({one_line(exc)})") from None
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise DimensionError(f"{folder}: slices have {image.GetNumberOfComponentsPerPixel()} components per pixel "
@@ -201,7 +202,7 @@ def read_dicom_series(folder: Path, series_id: str | None) -> tuple[np.ndarray, 
     tags = {key: [reader.GetMetaData(k, key).strip() if reader.HasMetaDataKey(k, key) else "" for k in slices]
             for key in (MODALITY, SOP_CLASS, PIXEL_SPACING)}
     check_ct_slices(tags[MODALITY], tags[SOP_CLASS], files, where=str(folder))
-    check_pixel_spacing(tags[PIXEL_SPACING], files, where=str(folder))
+    check_pixel_spacing(tags[PIXEL_SPACING], files, where=str(folder), read_mm=tuple(image.GetSpacing()[:2]))
     if all(reader.HasMetaDataKey(k, POSITION) and reader.HasMetaDataKey(k, ORIENTATION) for k in slices):
         check_slice_geometry(
             np.array([_numbers(reader.GetMetaData(k, POSITION)) for k in slices]),
@@ -266,116 +267,3 @@ def check_slice_geometry(positions: np.ndarray, orientations: np.ndarray, *, pix
             "tilted series: correct the tilt first (e.g. dcm2niix)"
         )
 
-
-def check_ct_slices(modalities: list[str], sop_classes: list[str], files: list[str], *, where: str) -> None:
-    """Refuse a series of which any slice is not CT (Modality, SOP Class UID); tags left empty pass.
-
-    Raises:
-        ModalityError: naming the modality or SOP class found, how many slices have it, and one file.
-    """
-    for values, kind in ((modalities, "Modality"), (sop_classes, "SOP class")):
-        if kind == "Modality":
-            foreign = [k for k, value in enumerate(values) if value and value.upper() != "CT"]
-        else:
-            foreign = [k for k, value in enumerate(values) if value and value not in CT_SOP_CLASSES]
-        if not foreign:
-            continue
-        value = values[foreign[0]]
-        if kind == "SOP class":
-            value = f"{value} ({_uid_name(value)})"
-        part = "the series is" if len(foreign) == len(values) else f"{len(foreign)} of {len(values)} slices are"
-        raise ModalityError(f"{where}: {part} {kind} {value}, not CT (e.g. {files[foreign[0]]}); livseg segments "
-                            "the liver in CT only" + ("" if len(foreign) == len(values) else "; take them out of the series"))
-
-
-def _uid_name(uid: str) -> str:
-    import pydicom
-
-    return pydicom.uid.UID(uid).name if pydicom.uid.UID(uid).is_valid else "unknown"
-
-
-def check_pixel_spacing(spacings: list[str], files: list[str], *, where: str) -> None:
-    """Refuse slices whose PixelSpacing differ (SimpleITK would take the first slice's for all).
-
-    Raises:
-        GeometryError: naming both spacings and a file of the odd one.
-    """
-    parsed = [tuple(round(v, 4) for v in _numbers(text)) if text else None for text in spacings]
-    counts: dict[tuple[float, ...], int] = {}
-    for value in parsed:
-        if value is not None:
-            counts[value] = counts.get(value, 0) + 1
-    if len(counts) < 2:
-        return
-    common = max(counts, key=lambda value: counts[value])
-    odd = next(k for k, value in enumerate(parsed) if value is not None and value != common)
-    raise GeometryError(
-        f"{where}: slices have different pixel spacings: {_mm(common)} mm in {counts[common]} slices, "
-        f"{_mm(parsed[odd])} mm in {files[odd]} ({len(parsed) - counts[common]} slice(s)); livseg needs one "
-        "voxel grid: an edited slice or two series mixed"
-    )
-
-
-def _mm(values: tuple[float, ...] | None) -> str:
-    return " x ".join(f"{v:g}" for v in values or ())
-
-
-def _explain_failed_read(folder: Path, files: list[str]) -> None:
-    """After SimpleITK failed to read a series: raise what is wrong in words, where it can be told
-    (a slice of another size, a file pydicom cannot read); return otherwise."""
-    import pydicom
-
-    sizes: dict[tuple[int, int], list[str]] = {}
-    for file in files:
-        try:
-            ds = pydicom.dcmread(file, stop_before_pixels=True)
-            size = (int(ds.Rows), int(ds.Columns))
-        except Exception as exc:  # noqa: BLE001 (pydicom raises many types for a damaged file)
-            raise CorruptFileError(f"{file}: damaged DICOM file in the series of {folder} "
-                                   f"({type(exc).__name__}: {one_line(exc)[:160]}); replace it with an intact copy") from None
-        sizes.setdefault(size, []).append(file)
-    if len(sizes) > 1:
-        common = max(sizes, key=lambda size: len(sizes[size]))
-        odd = next(size for size in sizes if size != common)
-        raise GeometryError(
-            f"{folder}: slices have different sizes: {common[0]} x {common[1]} pixels (rows x columns) in "
-            f"{len(sizes[common])} slices, {odd[0]} x {odd[1]} in {sizes[odd][0]} ({len(files) - len(sizes[common])} "
-            "slice(s)); livseg needs one voxel grid: an edited slice or two series mixed"
-        )
-
-
-def damaged_dicom_files(folder: Path, series: dict[str, list[str]], series_id: str | None) -> list[tuple[str, str]]:
-    """DICOM files under ``folder`` that GDCM left out of every series because they are damaged
-    (pydicom cannot read them, or their pixel data is cut short): ``(file, reason)`` pairs.
-
-    Only files with the DICOM preamble ("DICM" at byte 128) are looked at, and a damaged file
-    known to belong to another series than ``series_id`` is ignored.
-    """
-    import pydicom
-
-    listed = {os.path.abspath(f) for files in series.values() for f in files}
-    found = []
-    for directory, _, names in sorted(os.walk(folder)):
-        for name in sorted(names):
-            path = os.path.join(directory, name)
-            if os.path.abspath(path) in listed or not _has_preamble(path):
-                continue
-            try:
-                ds = pydicom.dcmread(path)
-                if "Rows" not in ds:  # DICOMDIR, a structured report, ...: not a slice
-                    continue
-                uid = str(ds.get("SeriesInstanceUID", ""))
-                if series_id is not None and uid and uid != series_id:
-                    continue
-                ds.pixel_array  # noqa: B018 (decoding is the check)
-            except Exception as exc:  # noqa: BLE001 (pydicom raises many types for a damaged file)
-                found.append((path, f"{type(exc).__name__}: {one_line(exc)[:160]}"))
-    return found
-
-
-def _has_preamble(path: str) -> bool:
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(132)[128:] == b"DICM"
-    except OSError:
-        return False

@@ -96,7 +96,7 @@ def check_input(path: str | os.PathLike[str], what: str = "input") -> Path:
 
     Raises:
         InputFileNotFoundError: nothing there (a dangling symbolic link is named as such).
-        UnreadableInputError: a symbolic-link loop, or permission denied.
+        UnreadableInputError: a symbolic-link loop, permission denied, or a device, FIFO or socket.
     """
     path = Path(path)
     try:
@@ -108,6 +108,8 @@ def check_input(path: str | os.PathLike[str], what: str = "input") -> Path:
     except OSError as exc:
         reason = "a symbolic-link loop" if exc.errno == errno.ELOOP else (exc.strerror or type(exc).__name__).lower()
         raise UnreadableInputError(f"{what} {str(path)!r} cannot be opened: {reason}") from None
+    if not path.is_dir() and not path.is_file():  # opening a FIFO would wait for a writer forever
+        raise UnreadableInputError(f"{what} {str(path)!r} is not a file or a folder (a device, FIFO or socket)")
     try:
         if path.is_dir():
             os.listdir(path)
