@@ -228,3 +228,17 @@ def test_damaged_dicom_file_is_named(ircadb_slices) -> None:  # noqa: ANN001
                                                r"bytes of pixel data is less than expected"):
         load_volume(folder)
     assert load_volume(ircadb_slices("whole")).shape == (512, 512, 10)  # the untouched copy reads
+
+
+def test_a_label_series_may_have_any_modality(tmp_path: Path) -> None:
+    import pydicom
+    from helpers import write_dicom_series
+
+    folder = write_dicom_series(tmp_path / "mask", [(0, 0, 2.0 * k) for k in range(8)])
+    for file in folder.iterdir():  # a mask stored as "other" images, as IRCADb's are
+        ds = pydicom.dcmread(file)
+        ds.Modality = "OT"
+        ds.save_as(file)
+    assert np.unique(load_labels(folder, allowed=None)).tolist() == [10 * k for k in range(8)]
+    with pytest.raises(ModalityError, match=r"the series is Modality OT, not CT"):
+        load_volume(folder)

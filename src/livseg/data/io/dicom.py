@@ -173,13 +173,16 @@ def dicom_series_files(folder: Path, series_id: str | None) -> list[str]:
     return series[uid]
 
 
-def read_dicom_series(folder: Path, series_id: str | None) -> tuple[np.ndarray, np.ndarray]:
+def read_dicom_series(folder: Path, series_id: str | None, *, ct: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The named series of a folder, or its largest -> (array x-y-z, RAS affine).
+
+    ``ct=False`` reads a label map stored as a DICOM series (IRCADb's masks), whose Modality
+    is not checked.
 
     Raises:
         GeometryError: the slices are not one evenly spaced, untilted stack
             (:func:`check_slice_geometry`), or differ in size or pixel spacing.
-        ModalityError: a slice that is not CT (:func:`check_ct_slices`).
+        ModalityError: with ``ct``, a slice that is not CT (:func:`check_ct_slices`).
         CorruptFileError: a damaged slice file (named), or a series SimpleITK cannot read.
         DimensionError: colour slices.
     """
@@ -201,7 +204,8 @@ def read_dicom_series(folder: Path, series_id: str | None) -> tuple[np.ndarray, 
     slices = range(image.GetSize()[2]) if image.GetDimension() == 3 else range(0)
     tags = {key: [reader.GetMetaData(k, key).strip() if reader.HasMetaDataKey(k, key) else "" for k in slices]
             for key in (MODALITY, SOP_CLASS, PIXEL_SPACING)}
-    check_ct_slices(tags[MODALITY], tags[SOP_CLASS], files, where=str(folder))
+    if ct:
+        check_ct_slices(tags[MODALITY], tags[SOP_CLASS], files, where=str(folder))
     check_pixel_spacing(tags[PIXEL_SPACING], files, where=str(folder), read_mm=tuple(image.GetSpacing()[:2]))
     if all(reader.HasMetaDataKey(k, POSITION) and reader.HasMetaDataKey(k, ORIENTATION) for k in slices):
         check_slice_geometry(

@@ -272,7 +272,7 @@ def _read_image(path: Path, *, series_id: str | None, dtype: type | None) -> tup
     """Read any supported image to (array x-y-z, RAS affine, source description)."""
     check_input(path, "file")
     if path.is_dir():
-        array, affine = read_dicom_series(path, series_id)
+        array, affine = read_dicom_series(path, series_id, ct=dtype is not None)  # labels: any Modality
     elif is_nifti(path):
         array, affine = read_nifti(path, dtype)
     elif is_dicom_seg(path):
