@@ -486,3 +486,12 @@ def test_dicom_seg_of_a_series_without_slice_thickness(checkpoint: Path, tmp_pat
                  "dicom-seg"]) == 0  # highdicom needed it: "cannot derive a DICOM SEG" after the network had run
     seg = pydicom.dcmread(tmp_path / "out" / "scan-1_seg.dcm")
     assert seg.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4"
+
+
+def test_evaluate_into_a_run_folder_is_refused(trained_run: dict[str, Path], tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    run = tmp_path / "run"
+    shutil.copytree(trained_run["run"], run)
+    before = (run / "metrics.csv").read_bytes()
+    refused(capsys, ["evaluate", str(trained_run["data"]), "--checkpoint", str(run / "best.pt"), "-o", str(run),
+                     "--overwrite"], r"is a training run folder: evaluate's metrics.csv and report would replace the run's")
+    assert (run / "metrics.csv").read_bytes() == before

@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 
-from livseg.errors import ConfigError, DatasetError
+from livseg.errors import ConfigError, DatasetError, OutputPathError
 from livseg.evaluation.scoring import (
     COUNTS,
     GRIDS,
@@ -188,6 +188,7 @@ def evaluate(
 
     Raises:
         OutputExistsError: results exist in ``out_dir`` and ``overwrite`` is False.
+        OutputPathError: ``out_dir`` cannot be written, or is a training run folder.
         CheckpointError, InputFileNotFoundError: bad checkpoint.
         DatasetError, ConfigError: bad data or split, references of which none holds a liver
             label (a wrong ``liver_labels``), or other liver labels than LiTS's for a
@@ -206,6 +207,9 @@ def evaluate(
     from livseg.figures import plot_case_panels, write_html_report
 
     out = prepare_output_dir(out_dir)  # before the model loads: a bad -o fails in a second, not after the run
+    if (out / "last.pt").is_file() or (out / "best.pt").is_file():  # --overwrite would replace training's metrics.csv
+        raise OutputPathError(f"-o {out} is a training run folder: evaluate's metrics.csv and report would replace the "
+                              "run's own; choose another output folder (e.g. a folder inside it)")
     if not 0.0 < float(threshold) < 1.0:
         raise ConfigError(f"threshold must lie strictly between 0 and 1, got {threshold}")
     model, config = load_model(checkpoint, device)
