@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from livseg.errors import ConfigError, OutputExistsError, OutputPathError
+from livseg.errors import ConfigError, CorruptFileError, OutputExistsError, OutputPathError
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,11 @@ def finished_cases(cases: Sequence[tuple[str, Path]], planned: Sequence[dict[str
     for index, ((name, _), paths) in enumerate(zip(cases, planned)):
         present = [p for p in paths.values() if p.exists()]
         if len(present) == len(paths):
-            done[index] = {**read_json(paths["stats"]), "skipped": True}
+            stats = read_json(paths["stats"])
+            if not isinstance(stats, dict) or "case" not in stats:
+                raise CorruptFileError(f"{paths['stats']}: not the statistics livseg writes; pass --overwrite to "
+                                       "predict the case again")
+            done[index] = {**stats, "skipped": True}
             log.debug("%s: every output exists; skipped", name)
         elif present:
             missing = [p.name for p in paths.values() if not p.exists()]
