@@ -153,6 +153,9 @@ def write_dicom_seg(
 
     sources = [_read_header(f, pydicom) for f in dicom_series_files(folder, series_id)]
     _fill_frame_of_reference(sources, folder, pydicom)
+    for ds in sources:  # highdicom copies it into the SEG; a series without it (optional in DICOM) still has a step
+        if not ds.get("SliceThickness"):
+            ds.SliceThickness = f"{float(like.spacing[2]):.6g}"
     ordered = _order_by_grid(sources, like.shape, like.affine, folder)
     algorithm = hd.AlgorithmIdentificationSequence(
         name="livseg", version=__version__, family=codes.cid7162.ArtificialIntelligence
@@ -194,8 +197,8 @@ def write_dicom_seg(
             )
         except (ValueError, TypeError, AttributeError, KeyError) as exc:
             raise CorruptFileError(f"{folder}: cannot derive a DICOM SEG from these slices ({one_line(exc)[:200]})") from None
-    for warning in caught:
-        log.info("%s: DICOM SEG: %s", folder, one_line(warning.message))
+    for warning in caught:  # nothing a user can act on: -v shows them
+        log.debug("%s: DICOM SEG: %s", folder, one_line(warning.message))
     with atomic_output(path, overwrite=overwrite) as tmp:
         seg.save_as(tmp)
     return Path(path)
@@ -221,7 +224,8 @@ def _fill_frame_of_reference(sources: list[Any], folder: Path, pydicom: Any) -> 
     uid = pydicom.uid.generate_uid(entropy_srcs=[str(missing[0].get("SeriesInstanceUID", folder)), "frame of reference"])
     for ds in missing:
         ds.FrameOfReferenceUID = uid
-    log.info("%s: %d slices have no Frame of Reference UID; the SEG uses %s, derived from the series", folder, len(missing), uid)
+    log.debug("%s: %d slices have no Frame of Reference UID; the SEG uses %s, derived from the series", folder,
+              len(missing), uid)
 
 
 def _order_by_grid(sources: list[Any], shape: Sequence[int], affine: np.ndarray, folder: Path) -> list[Any]:
