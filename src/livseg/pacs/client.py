@@ -142,8 +142,8 @@ class PacsClient:
             without credentials in it.
         credentials: from :func:`read_credentials`.
         timeout_s: seconds to wait for each read of an answer (connecting waits at most 10 s).
-        retries: extra tries of a request the archive answers 429, 503 or 504 (exponential
-            back-off from 0.5 s), done by dicomweb-client.
+        retries: extra tries of a request that fails to connect, times out or is answered 429,
+            503 or 504 (exponential back-off from 0.5 s), done by dicomweb-client.
 
     Raises:
         ConfigError: a URL that is not http(s), or that holds a user name or password; or
@@ -178,7 +178,8 @@ class PacsClient:
                                        timeout=(min(CONNECT_TIMEOUT_S, self.timeout_s), self.timeout_s))
         except ValueError as exc:
             raise ConfigError(f"PACS URL {self.url!r}: {one_line(exc)}") from None
-        self._web.set_http_retry_params(retry=retries > 0, max_attempts=retries + 1, wait_exponential_multiplier=500)
+        self.tries = max(1, int(retries) + 1)
+        self._web.set_http_retry_params(retry=self.tries > 1, max_attempts=self.tries, wait_exponential_multiplier=500)
 
     def __repr__(self) -> str:
         return f"PacsClient({self.url!r})"
@@ -307,12 +308,13 @@ class PacsClient:
         import retrying
 
         where = f"{self.url} while {what}"
+        tries = f" ({self.tries} tries)" if self.tries > 1 else ""
         if isinstance(exc, requests.exceptions.Timeout):
-            return PacsUnavailableError(f"{where}: no answer within {self.timeout_s:g} s")
+            return PacsUnavailableError(f"{where}: no answer within {self.timeout_s:g} s{tries}")
         if isinstance(exc, requests.exceptions.ConnectionError):
             text = str(exc)
             reason = "connection refused" if "refused" in text.lower() else _short(text)
-            return PacsUnavailableError(f"cannot reach the archive at {where}: {reason}")
+            return PacsUnavailableError(f"cannot reach the archive at {where}: {reason}{tries}")
         if isinstance(exc, retrying.RetryError):
             return PacsUnavailableError(f"{where}: the archive stayed busy (HTTP 429/503/504) after retries")
         if isinstance(exc, requests.exceptions.HTTPError) and exc.response is not None:
@@ -325,7 +327,7 @@ class PacsClient:
                                  "http://host:8042/dicom-web) and the UIDs")
             kind = PacsUnavailableError if code >= 500 or code == 429 else PacsError
             return kind(f"{where}: HTTP {code}{f' ({body})' if body else ''}")
-        if isinstance(exc, requests.exceptions.RequestException):
+        if isinstance(exc, requests.exceptions.RequestException) and not isinstance(exc, ValueError):
             return PacsUnavailableError(f"{where}: {_short(str(exc))}")
         return PacsError(f"{where}: the answer is not DICOMweb ({type(exc).__name__}: {_short(str(exc))})")
 
