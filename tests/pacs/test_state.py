@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from livseg.errors import CorruptFileError, PacsError
+from livseg.errors import CorruptFileError, InputFileNotFoundError, PacsError
 from livseg.pacs.client import SeriesInfo
 from livseg.pacs.state import WatchState
 
@@ -60,10 +60,17 @@ def test_done_series_keep_seg_uid_timings_stats_and_the_review_flag(tmp_path: Pa
         assert state.due(1e9, settle_s=0, max_attempts=3) == []
 
 
-def test_one_loop_per_state_file(tmp_path: Path) -> None:
-    with WatchState(tmp_path / "state.sqlite"):
+def test_one_loop_per_state_file_and_readers_beside_it(tmp_path: Path) -> None:
+    with pytest.raises(InputFileNotFoundError, match="state file not found"):
+        WatchState(tmp_path / "state.sqlite", read_only=True)
+    with WatchState(tmp_path / "state.sqlite") as state:
+        state.record_seen(info(1), now=1.0)
         with pytest.raises(PacsError, match="in use by another livseg watch loop"):
             WatchState(tmp_path / "state.sqlite")
+        with WatchState(tmp_path / "state.sqlite", read_only=True) as reader:  # `livseg pacs status` meanwhile
+            assert [r.status for r in reader.records()] == ["new"]
+            with pytest.raises(sqlite3.OperationalError, match="readonly"):
+                reader.mark_skipped("1.2.1", "no")
     WatchState(tmp_path / "state.sqlite").close()  # free again
 
 

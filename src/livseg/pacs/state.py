@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from livseg.errors import CorruptFileError, OutputPathError, PacsError, one_line
+from livseg.errors import CorruptFileError, InputFileNotFoundError, OutputPathError, PacsError, one_line
 from livseg.pacs.client import SeriesInfo
 
 __all__ = ["STATUSES", "SeriesRecord", "WatchState"]
@@ -90,14 +90,22 @@ class SeriesRecord:
 class WatchState:
     """The state file, opened (and locked) for one watch loop; use as a context manager.
 
+    Args:
+        path: the SQLite file (created when missing).
+        read_only: only read it (``livseg pacs status``), without the lock, beside a running loop.
+
     Raises:
         OutputPathError: the file cannot be created there.
+        InputFileNotFoundError: ``read_only`` and no such file.
         CorruptFileError: the file is not a livseg state file.
         PacsError: another watch loop holds it.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, read_only: bool = False) -> None:
         self.path = Path(path)
+        if read_only:
+            self._open_read_only()
+            return
         if self.path.exists() and not self.path.is_file():
             raise OutputPathError(f"{self.path} is not a file; give the state a file name, e.g. livseg-watch.sqlite")
         try:
@@ -118,6 +126,19 @@ class WatchState:
         except BaseException:
             self._release_lock()
             raise
+
+    def _open_read_only(self) -> None:
+        self._lock = None
+        if not self.path.is_file():
+            raise InputFileNotFoundError(f"state file not found: {str(self.path)!r}")
+        try:
+            self._db = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=ro", uri=True)
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise CorruptFileError(f"{self.path}: not a livseg state file ({one_line(exc)})") from None
+        if version != SCHEMA_VERSION:
+            self._db.close()
+            raise CorruptFileError(f"{self.path}: not a livseg state file of version {SCHEMA_VERSION} (version {version})")
 
     def _take_lock(self) -> Any:
         try:
