@@ -64,15 +64,16 @@ def free_port() -> int:
 
 
 class Orthanc:
-    """One Orthanc process on free ports, storing under ``root``."""
+    """One Orthanc process on free ports, storing under ``root``; ``extra`` configuration on top
+    of the README's (``DicomModalities`` for the DIMSE tests)."""
 
-    def __init__(self, root: Path, binary: str, plugin: str) -> None:
+    def __init__(self, root: Path, binary: str, plugin: str, extra: dict | None = None) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.http_port, self.dicom_port = free_port(), free_port()
         config = readme_config()
         config.update(StorageDirectory=str(self.root / "db"), IndexDirectory=str(self.root / "db"),
-                      HttpPort=self.http_port, DicomPort=self.dicom_port, Plugins=[plugin])
+                      HttpPort=self.http_port, DicomPort=self.dicom_port, Plugins=[plugin], **(extra or {}))
         self.config_path = self.root / "orthanc.json"
         self.config_path.write_text(json.dumps(config, indent=1))
         self.binary = binary
@@ -127,6 +128,12 @@ class Orthanc:
             answer.raise_for_status()
             count += 1
         return count
+
+    def orthanc_id(self, uid: str) -> str:
+        """Orthanc's own identifier of a study, series or instance UID."""
+        found = requests.post(f"{self.base}/tools/lookup", data=uid, auth=self.auth, timeout=30)
+        found.raise_for_status()
+        return found.json()[0]["ID"]
 
     def series_of_study(self, study_uid: str) -> list[dict]:
         """The study's series as Orthanc's REST API sees them (MainDicomTags and instances)."""

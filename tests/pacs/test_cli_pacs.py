@@ -89,3 +89,24 @@ def test_watch_once_status_and_sigterm(archive: Orthanc, series: dict[str, str],
     assert child.returncode == 0, stderr
     assert "SIGTERM: finishing the current series, then stopping" in stderr and "Traceback" not in stderr
     assert "this run: 0 done, 0 failed, 0 skipped; the state holds 1 done" in stderr
+
+
+def test_listen_starts_stops_on_sigterm_and_refuses_a_bad_peer(tmp_path: Path) -> None:
+    pytest.importorskip("pynetdicom", reason="the DIMSE node needs pynetdicom (the pacs extra)")
+    from orthanc import free_port
+
+    bad = livseg("pacs", "listen", "--send-to", "ORTHANC@localhost", "--spool", str(tmp_path / "spool"),
+                 "--state", str(tmp_path / "s.sqlite"))
+    assert bad.returncode == 2 and bad.stderr.strip().endswith("expected AETITLE@host:port, e.g. ORTHANC@localhost:4242")
+    child = subprocess.Popen([sys.executable, "-m", "livseg", "pacs", "listen", "--send-to", "ORTHANC@127.0.0.1:4242",
+                              "--port", str(free_port()), "--address", "127.0.0.1", "--spool", str(tmp_path / "spool"),
+                              "--state", str(tmp_path / "s.sqlite")], stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in child.stderr:
+        seen.append(line)
+        if "listening on port" in line:
+            break
+    child.send_signal(signal.SIGTERM)
+    _, rest = child.communicate(timeout=60)
+    stderr = "".join(seen) + rest
+    assert child.returncode == 0 and "SIGTERM: finishing the current series, then stopping" in stderr, stderr

@@ -1,7 +1,7 @@
 """The ``livseg`` command: a thin layer over the Python API.
 
 One module per group of subcommands (``data``: phantom, preprocess; ``training``: train, cascade;
-``evaluation``: evaluate; ``inference``: predict, models; ``pacs``: send, watch, list, status;
+``evaluation``: evaluate; ``inference``: predict, models; ``pacs``: send, watch, list, status, listen;
 ``demo``). Each subcommand is a pair:
 ``add_<name>(subparsers)`` declares its arguments and ``_run_<name>(args)`` calls the library.
 Any :class:`~livseg.errors.LivsegError` becomes one line on stderr and exit status 2; no

@@ -1,4 +1,5 @@
-"""``livseg pacs send|watch|list|status``: segment studies of a DICOMweb archive and store the SEG there.
+"""``livseg pacs send|watch|list|status|listen``: segment studies of an archive and store the SEG there
+(DICOMweb; ``listen``: a DICOM node receiving by C-STORE).
 
 Exit status: 0 done; 1 ``watch --once`` left failed series (the state file says why); 2 bad
 input (the usual one line); 3 the archive could not be reached (down, too slow, 5xx: try again
@@ -13,7 +14,7 @@ import sys
 from pathlib import Path
 
 EXIT_FAILED_SERIES, EXIT_UNAVAILABLE = 1, 3
-QUIET = ("dicomweb_client", "highdicom", "retrying")  # their INFO lines narrate every request and copied module
+QUIET = ("dicomweb_client", "highdicom", "retrying", "pynetdicom")  # their INFO lines narrate every request and copied module
 
 
 def add_pacs(sub: argparse._SubParsersAction) -> None:
@@ -31,6 +32,7 @@ def add_pacs(sub: argparse._SubParsersAction) -> None:
     _add_watch(actions)
     _add_list(actions)
     _add_status(actions)
+    _add_listen(actions)
 
 
 def _add_archive(p: argparse.ArgumentParser) -> None:
@@ -110,6 +112,27 @@ def _add_status(actions: argparse._SubParsersAction) -> None:
                            "failure or skip, the SEG's UID. Safe beside a running loop.")
     p.add_argument("--state", type=Path, required=True, metavar="FILE", help="the watch loop's state file")
     p.set_defaults(func=_run_status)
+
+
+def _add_listen(actions: argparse._SubParsersAction) -> None:
+    p = actions.add_parser(
+        "listen", help="a DICOM node: receive CT by C-STORE, send each SEG back by C-STORE",
+        description="For archives without DICOMweb: listen as a Storage SCP for CT images, segment each series "
+        "once no image of it has arrived for --settle seconds, and C-STORE its SEG to --send-to. The state file "
+        "is the same as watch's (`livseg pacs status`). SIGTERM / Ctrl-C finish the current series.")
+    p.add_argument("--send-to", required=True, metavar="AET@HOST:PORT", help="where SEGs go, e.g. ORTHANC@pacs:4242")
+    p.add_argument("--ae-title", default="LIVSEG", help="this node's AE title (default LIVSEG)")
+    p.add_argument("--port", type=int, default=11112, help="port to listen on (default 11112)")
+    p.add_argument("--address", default="0.0.0.0", help="interface to listen on (default all)")
+    p.add_argument("--spool", type=Path, required=True, metavar="DIR", help="where received images wait")
+    p.add_argument("--state", type=Path, required=True, metavar="FILE", help="SQLite state file (created when missing)")
+    p.add_argument("--settle", type=float, default=10.0, metavar="S",
+                   help="segment a series once no image of it arrived for S seconds (default 10)")
+    p.add_argument("--max-attempts", type=int, default=3, metavar="N", help="tries of a failed send (default 3)")
+    p.add_argument("--backoff", type=float, default=60.0, metavar="S", help="wait before the first retry (default 60)")
+    p.add_argument("-o", "--out", type=Path, default=None, help="also keep each series' mask, SEG and stats here")
+    _add_model(p)
+    p.set_defaults(func=_run_listen)
 
 
 # ------------------------------------------------------------------------------------ running
@@ -215,4 +238,38 @@ def _run_status(args: argparse.Namespace) -> int:
         print(f"{record.status:8} {record.series.label()}{tries}: {detail}{review}")
     print(f"{len(records)} series: " + ", ".join(f"{n} {status}" for status, n in counts.items() if n)
           + f"; last poll {last_poll or 'never'}")
+    return 0
+
+
+def _run_listen(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from livseg.pacs.dimse import DicomNode, Peer
+    from livseg.pacs.state import WatchState
+    from livseg.pacs.watch import WatchOptions
+
+    for name in QUIET:
+        logging.getLogger(name).setLevel(logging.DEBUG if args.verbose else logging.ERROR)
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    destination = Peer.parse(args.send_to)
+    options = WatchOptions(settle_s=args.settle, max_attempts=args.max_attempts, backoff_s=args.backoff, out_dir=args.out)
+    stop = threading.Event()
+
+    def finish(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        logging.getLogger("livseg").info("%s: finishing the current series, then stopping", signal.Signals(signum).name)
+        stop.set()
+
+    with WatchState(args.state) as state:
+        node = DicomNode(_segmenter(args), state, spool=args.spool, destination=destination, ae_title=args.ae_title,
+                         port=args.port, address=args.address, options=options)
+        previous = {sig: signal.signal(sig, finish) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            node.serve(stop)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     return 0

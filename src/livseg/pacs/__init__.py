@@ -7,9 +7,11 @@
 - :mod:`livseg.pacs.send`: one-shot, a study or a series (``livseg pacs send``).
 - :mod:`livseg.pacs.watch` and :mod:`livseg.pacs.state`: the polling loop and its SQLite state
   file (``livseg pacs watch``).
+- :mod:`livseg.pacs.dimse`: a DICOM node for archives without DICOMweb, C-STORE in and out
+  (``livseg pacs listen``; pynetdicom).
 
-Needs the ``pacs`` extra (``pip install 'livseg[pacs]'``: dicomweb-client). Nothing else in
-livseg imports this package.
+Needs the ``pacs`` extra (``pip install 'livseg[pacs]'``: dicomweb-client, pynetdicom). Nothing
+else in livseg imports this package.
 
 Example::
 

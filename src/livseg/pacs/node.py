@@ -1,5 +1,8 @@
 """One series through the node: retrieve it, segment it, write the DICOM SEG, store it.
 
+:func:`process_series` does it over DICOMweb; :func:`segment_and_store` is the part after the
+retrieval, shared with the DIMSE node (:mod:`livseg.pacs.dimse`), which receives series by C-STORE.
+
 The segmentation is exactly ``livseg predict --output-type dicom-seg`` on the retrieved series
 (:class:`livseg.inference.predict.CaseRunner`), so the SEG in the archive and the files
 ``predict`` writes for the same series agree voxel for voxel. The SEG is written completely
@@ -22,7 +25,7 @@ from livseg.pacs.client import PacsClient, SeriesInfo
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Processed", "Segmenter", "process_series"]
+__all__ = ["Processed", "Segmenter", "local_outputs", "process_series", "segment_and_store"]
 
 STAGES = ("retrieve", "segment", "write", "store")  # the timings every processed series reports
 
@@ -91,7 +94,7 @@ def process_series(
     work_dir: str | os.PathLike[str] | None = None,
     before_store: Callable[[str], None] | None = None,
 ) -> Processed:
-    """Retrieve a series, segment it, and store its DICOM SEG into the same study.
+    """Retrieve a series (WADO-RS), segment it, and store its DICOM SEG into the same study (STOW-RS).
 
     Args:
         client: the archive.
@@ -113,26 +116,59 @@ def process_series(
         OutputExistsError: a local output exists and ``overwrite`` is False (checked first).
         LivsegError subclasses: the series cannot be read or segmented (nothing stored).
     """
-    import pydicom
-
-    from livseg.inference.predict import CaseRunner
-
     if out_dir is not None:
         prepare_output_dir(out_dir)
         refuse_existing(list(local_outputs(out_dir, series).values()), overwrite)
-    timings: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="livseg-pacs-", dir=work_dir) as tmp:
         start = time.perf_counter()
         source = Path(tmp) / series.series_uid
         client.retrieve_series(series.study_uid, series.series_uid, source)
-        timings["retrieve"] = time.perf_counter() - start
+        retrieve_s = time.perf_counter() - start
+        processed = segment_and_store(source, series, segmenter, store=client.store, out_dir=out_dir,
+                                      overwrite=overwrite, before_store=before_store,
+                                      address=f"{client.url}/studies/{series.study_uid}/series/{series.series_uid}",
+                                      timings={"retrieve": retrieve_s})
+    return processed
 
+
+def segment_and_store(
+    folder: Path,
+    series: SeriesInfo,
+    segmenter: Segmenter,
+    *,
+    store: Callable[[Path], Any],
+    address: str,
+    out_dir: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    before_store: Callable[[str], None] | None = None,
+    timings: dict[str, float] | None = None,
+) -> Processed:
+    """Segment a series already on disk and store its SEG with ``store`` (STOW-RS or C-STORE).
+
+    Args:
+        folder: the series' files (one series).
+        series: what the archive said about it.
+        segmenter: the loaded model.
+        store: sends one complete SEG file; raises on failure.
+        address: where the series came from, for the statistics' ``input``.
+        out_dir, overwrite, before_store: as for :func:`process_series`.
+        timings: stages already timed (``retrieve``), continued here.
+
+    Returns:
+        What was stored.
+    """
+    import pydicom
+
+    from livseg.inference.predict import CaseRunner
+
+    timings = dict(timings or {})
+    with tempfile.TemporaryDirectory(prefix="livseg-seg-", dir=folder.parent) as tmp:
         runner = CaseRunner(loaded=segmenter.loaded, checkpoint_name=segmenter.name,
-                            out_dir=Path(out_dir) if out_dir is not None else Path(tmp) / "out",
+                            out_dir=Path(out_dir) if out_dir is not None else Path(tmp),
                             output_type="both" if out_dir is not None else "dicom-seg", preview=False,
                             probabilities=(), threshold=segmenter.threshold, postprocess=segmenter.postprocess,
                             overwrite=overwrite)
-        case = (0, series.series_uid, source)
+        case = (0, series.series_uid, folder)
         start = time.perf_counter()
         volume = runner.load(case)
         result = runner.compute(case, volume)
@@ -147,11 +183,11 @@ def process_series(
         if before_store is not None:
             before_store(seg_uid)
         start = time.perf_counter()
-        client.store(written["seg"])
+        store(written["seg"])
         timings["store"] = time.perf_counter() - start
 
-    stats["input"] = f"{client.url}/studies/{series.study_uid}/series/{series.series_uid}"
-    stats["pacs"] = {"url": client.url, "study_uid": series.study_uid, "series_uid": series.series_uid,
+    stats["input"] = address
+    stats["pacs"] = {"source": address, "study_uid": series.study_uid, "series_uid": series.series_uid,
                      "seg_uid": seg_uid, "seg_series_uid": seg_series_uid, "timings_s": timings}
     if out_dir is not None:
         write_json(written["stats"], stats)  # the archive's address instead of the temporary folder

@@ -41,7 +41,7 @@ from livseg.pacs.state import SeriesRecord, WatchState
 
 log = logging.getLogger(__name__)
 
-__all__ = ["WatchOptions", "WatchSummary", "study_date_range", "watch"]
+__all__ = ["WatchOptions", "WatchSummary", "record_failure", "study_date_range", "watch"]
 
 _DATE = r"\d{8}"
 
@@ -259,12 +259,12 @@ def _process_one(client: PacsClient, segmenter: Segmenter, state: WatchState, op
         log.warning("interrupted %s: left for the next run", series.label())
         raise
     except PacsError as exc:
-        return _failed(state, options, record, one_line(exc), retry=True)
+        return record_failure(state, options, record, one_line(exc), retry=True)
     except LivsegError as exc:
-        return _failed(state, options, record, one_line(exc), retry=False)
+        return record_failure(state, options, record, one_line(exc), retry=False)
     except Exception as exc:  # noqa: BLE001 (a bug must not end an unattended loop; recorded, logged with its trace)
         log.debug("unexpected error on %s", series.label(), exc_info=True)
-        return _failed(state, options, record, f"internal error: {type(exc).__name__}: {one_line(exc)}", retry=True)
+        return record_failure(state, options, record, f"internal error: {type(exc).__name__}: {one_line(exc)}", retry=True)
     state.mark_done(uid, seg_uid=processed.seg_uid, timings=processed.timings, stats=processed.stats)
     times = ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in processed.timings.items())
     review = processed.stats.get("quality", {}).get("review") if isinstance(processed.stats.get("quality"), dict) else None
@@ -273,7 +273,9 @@ def _process_one(client: PacsClient, segmenter: Segmenter, state: WatchState, op
     return "done"
 
 
-def _failed(state: WatchState, options: WatchOptions, record: SeriesRecord, reason: str, *, retry: bool) -> str:
+def record_failure(state: WatchState, options: WatchOptions, record: SeriesRecord, reason: str, *, retry: bool) -> str:
+    """Record a failed try and log it: retried after a back-off while attempts remain (``retry``),
+    else left alone for good. Returns ``"failed"``."""
     attempts = record.attempts + 1
     if retry and attempts < options.max_attempts:
         wait = options.wait_after(attempts)
