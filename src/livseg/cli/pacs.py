@@ -53,6 +53,18 @@ def _add_model(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=0, metavar="N", help="CPU threads for the network (default 0: all)")
 
 
+def _add_node(p: argparse.ArgumentParser, *, settle_s: float) -> None:
+    """What watch and listen share: settling, retries, kept outputs, the model."""
+    p.add_argument("--settle", type=float, default=settle_s, metavar="S",
+                   help=f"process a series once its image count has not changed for S seconds (default {settle_s:g})")
+    p.add_argument("--max-attempts", type=int, default=3, metavar="N",
+                   help="tries of a series that fails because of the archive (default 3)")
+    p.add_argument("--backoff", type=float, default=60.0, metavar="S",
+                   help="wait before the first retry, doubled after each failure, at most an hour (default 60)")
+    p.add_argument("-o", "--out", type=Path, default=None, help="also keep each series' mask, SEG and stats here")
+    _add_model(p)
+
+
 def _add_send(actions: argparse._SubParsersAction) -> None:
     p = actions.add_parser(
         "send", help="segment one study (or series) and store its SEG in the study",
@@ -85,14 +97,7 @@ def _add_watch(actions: argparse._SubParsersAction) -> None:
     p.add_argument("--description", default=None, metavar="REGEX",
                    help="segment only series whose description contains a match (case-insensitive)")
     p.add_argument("--interval", type=float, default=60.0, metavar="S", help="seconds between polls (default 60)")
-    p.add_argument("--settle", type=float, default=60.0, metavar="S",
-                   help="process a series once its image count has not changed for S seconds (default 60)")
-    p.add_argument("--max-attempts", type=int, default=3, metavar="N",
-                   help="tries of a series that fails because of the archive (default 3)")
-    p.add_argument("--backoff", type=float, default=60.0, metavar="S",
-                   help="wait before the first retry, doubled after each failure, at most an hour (default 60)")
-    p.add_argument("-o", "--out", type=Path, default=None, help="also keep each series' mask, SEG and stats here")
-    _add_model(p)
+    _add_node(p, settle_s=60.0)
     p.set_defaults(func=_run_watch)
 
 
@@ -126,21 +131,24 @@ def _add_listen(actions: argparse._SubParsersAction) -> None:
     p.add_argument("--address", default="0.0.0.0", help="interface to listen on (default all)")
     p.add_argument("--spool", type=Path, required=True, metavar="DIR", help="where received images wait")
     p.add_argument("--state", type=Path, required=True, metavar="FILE", help="SQLite state file (created when missing)")
-    p.add_argument("--settle", type=float, default=10.0, metavar="S",
-                   help="segment a series once no image of it arrived for S seconds (default 10)")
-    p.add_argument("--max-attempts", type=int, default=3, metavar="N", help="tries of a failed send (default 3)")
-    p.add_argument("--backoff", type=float, default=60.0, metavar="S", help="wait before the first retry (default 60)")
-    p.add_argument("-o", "--out", type=Path, default=None, help="also keep each series' mask, SEG and stats here")
-    _add_model(p)
+    _add_node(p, settle_s=10.0)
     p.set_defaults(func=_run_listen)
 
 
 # ------------------------------------------------------------------------------------ running
 
 
-def _client(args: argparse.Namespace):  # noqa: ANN202 (livseg.pacs.PacsClient, imported lazily)
+def _quiet(args: argparse.Namespace, *, timestamps: bool = False) -> None:
+    """Third-party narration off (unless -v); a long-running service logs each line with its time."""
     for name in QUIET:
         logging.getLogger(name).setLevel(logging.DEBUG if args.verbose else logging.ERROR)
+    if timestamps:
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+
+
+def _client(args: argparse.Namespace):  # noqa: ANN202 (livseg.pacs.PacsClient, imported lazily)
+    _quiet(args)
     from livseg.pacs.client import PacsClient, read_credentials
 
     credentials = read_credentials(username=args.user, password_file=args.password_file, token_file=args.token_file)
@@ -185,8 +193,7 @@ def _run_watch(args: argparse.Namespace) -> int:
     from livseg.pacs.state import WatchState
     from livseg.pacs.watch import WatchOptions, study_date_range, watch
 
-    for handler in logging.getLogger().handlers:  # a long-running service: every line with its time
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    _quiet(args, timestamps=True)
     options = WatchOptions(modality=args.modality, study_date=study_date_range(args.study_date),
                            description=args.description, interval_s=args.interval, settle_s=args.settle,
                            max_attempts=args.max_attempts, backoff_s=args.backoff, out_dir=args.out)
@@ -242,34 +249,19 @@ def _run_status(args: argparse.Namespace) -> int:
 
 
 def _run_listen(args: argparse.Namespace) -> int:
-    import signal
     import threading
 
     from livseg.pacs.dimse import DicomNode, Peer
     from livseg.pacs.state import WatchState
-    from livseg.pacs.watch import WatchOptions
+    from livseg.pacs.watch import StopOnSignal, WatchOptions
 
-    for name in QUIET:
-        logging.getLogger(name).setLevel(logging.DEBUG if args.verbose else logging.ERROR)
-    for handler in logging.getLogger().handlers:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    _quiet(args, timestamps=True)
     destination = Peer.parse(args.send_to)
     options = WatchOptions(settle_s=args.settle, max_attempts=args.max_attempts, backoff_s=args.backoff, out_dir=args.out)
     stop = threading.Event()
-
-    def finish(signum: int, frame: object) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        logging.getLogger("livseg").info("%s: finishing the current series, then stopping", signal.Signals(signum).name)
-        stop.set()
-
     with WatchState(args.state) as state:
         node = DicomNode(_segmenter(args), state, spool=args.spool, destination=destination, ae_title=args.ae_title,
                          port=args.port, address=args.address, options=options)
-        previous = {sig: signal.signal(sig, finish) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
+        with StopOnSignal(stop).installed():
             node.serve(stop)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
     return 0

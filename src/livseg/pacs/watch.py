@@ -41,7 +41,7 @@ from livseg.pacs.state import SeriesRecord, WatchState
 
 log = logging.getLogger(__name__)
 
-__all__ = ["WatchOptions", "WatchSummary", "record_failure", "study_date_range", "watch"]
+__all__ = ["StopOnSignal", "WatchOptions", "WatchSummary", "record_failure", "study_date_range", "watch"]
 
 _DATE = r"\d{8}"
 
@@ -133,9 +133,10 @@ class WatchSummary:
     skipped: list[str] = field(default_factory=list)
 
 
-class _Stop:
-    """The first SIGTERM / SIGINT asks the loop to stop after the current series; the second
-    stops it at once (KeyboardInterrupt)."""
+class StopOnSignal:
+    """The first SIGTERM / SIGINT sets ``event`` (the loop stops after the current series); the
+    second stops it at once (KeyboardInterrupt). Handlers are installed only in the main thread,
+    where Python delivers signals, and restored afterwards."""
 
     def __init__(self, event: threading.Event) -> None:
         self.event = event
@@ -186,7 +187,7 @@ def watch(client: PacsClient, segmenter: Segmenter, state: WatchState, options: 
     for record in state.records("running"):  # the lock says no other loop runs: a previous run was killed during it
         state.mark_new(record.series.series_uid, "interrupted: the previous run stopped during it; processed again")
         log.info("%s was interrupted by the previous run; it will be processed again", record.series.label())
-    with _Stop(stop).installed():
+    with StopOnSignal(stop).installed():
         while not stop.is_set():
             try:
                 new = poll(client, state, options)
