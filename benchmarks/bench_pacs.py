@@ -1,10 +1,11 @@
 """Series per minute of the PACS watch loop against a real Orthanc, retrieval, inference and store
 timed apart.
 
-Starts a private Orthanc with its DICOMweb plugin (tests/orthanc.py: the README's configuration on
-free ports, a temporary storage folder), uploads N copies of 3D-IRCADb-01 patient 1 (129 slices of
-512 x 512, each under new Study/Series/SOP UIDs, so N studies), then runs one ``watch --once``
-cycle with the built-in model and prints each series' stages from the state file:
+Starts a private Orthanc with its DICOMweb plugin (tests/orthanc_server.py: the README's
+configuration on free ports, a temporary storage folder), uploads N copies of 3D-IRCADb-01
+patient 1 (129 slices of 512 x 512, each under new Study/Series/SOP UIDs, so N studies), then
+runs one ``watch --once`` cycle with the built-in model and prints each series' stages from the
+state file:
 
     retrieve   WADO-RS of the series into a temporary folder (129 files, 66 MB)
     segment    reading the DICOM series and the segmentation (preprocess, network, back-mapping)
@@ -25,9 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # tests/orthanc.py
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # tests/orthanc_server.py
 
-from orthanc import PASSWORD, USER, Orthanc, copy_series, find_binary, find_plugin  # noqa: E402
+from orthanc_server import PASSWORD, USER, Orthanc, copy_series, find_binary, find_plugin  # noqa: E402
 
 STAGES = ("retrieve", "segment", "write", "store")
 

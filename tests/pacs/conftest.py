@@ -7,9 +7,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from orthanc import PASSWORD, USER, Orthanc, find_binary, find_plugin
-
-from livseg.pacs.client import Credentials, PacsClient
+from orthanc_server import Orthanc, find_binary, find_plugin
 
 
 @pytest.fixture(scope="session")
@@ -45,10 +43,6 @@ def fresh_archive(orthanc_programs: tuple[str, str], tmp_path: Path) -> Iterator
     server = start_orthanc(tmp_path / "orthanc", orthanc_programs)
     yield server
     server.stop()
-
-
-def client_for(server: Orthanc, **kwargs: object) -> PacsClient:
-    return PacsClient(server.dicomweb, credentials=Credentials(USER, PASSWORD), **kwargs)
 
 
 @pytest.fixture(scope="session")

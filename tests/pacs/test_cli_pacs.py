@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from orthanc import PASSWORD, USER, Orthanc, copy_series
+from orthanc_server import PASSWORD, USER, Orthanc, copy_series
 
 pytestmark = pytest.mark.slow
 
@@ -93,7 +93,7 @@ def test_watch_once_status_and_sigterm(archive: Orthanc, series: dict[str, str],
 
 def test_listen_starts_stops_on_sigterm_and_refuses_a_bad_peer(tmp_path: Path) -> None:
     pytest.importorskip("pynetdicom", reason="the DIMSE node needs pynetdicom (the pacs extra)")
-    from orthanc import free_port
+    from orthanc_server import free_port
 
     bad = livseg("pacs", "listen", "--send-to", "ORTHANC@localhost", "--spool", str(tmp_path / "spool"),
                  "--state", str(tmp_path / "s.sqlite"))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pydicom
 import pytest
 import requests
-from orthanc import Orthanc, copy_series, free_port
+from orthanc_server import Orthanc, copy_series, free_port
 
 from livseg.errors import ConfigError, PacsUnavailableError
 from livseg.pacs.dimse import DicomNode, Peer, c_store

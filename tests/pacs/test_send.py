@@ -9,8 +9,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from conftest import client_for
-from orthanc import Orthanc, copy_series
+from orthanc_server import Orthanc, client_for, copy_series
 
 from livseg.data.io.volume import load_labels, load_volume
 from livseg.errors import PacsError, PacsUnavailableError

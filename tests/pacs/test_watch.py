@@ -13,8 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import client_for
-from orthanc import Orthanc, copy_series
+from orthanc_server import Orthanc, client_for, copy_series
 
 from livseg.pacs.client import PacsClient
 from livseg.pacs.state import WatchState

@@ -4,7 +4,7 @@ The configuration is the README's own ("Connect to your PACS"), with the ports, 
 folder and the plugin path replaced, so a test run also proves that configuration works. Each
 instance listens on free localhost ports and stores into a temporary folder; it can be stopped
 and started again on the same ports and storage (the archive going down and coming back).
-Imported as ``orthanc`` (tests/ is on sys.path; the benchmark adds it).
+Imported as ``orthanc_server`` (tests/ is on sys.path; the benchmark adds it).
 """
 
 from __future__ import annotations
@@ -141,6 +141,13 @@ class Orthanc:
                               json={"Level": "Series", "Query": {"StudyInstanceUID": study_uid}, "Expand": True})
         found.raise_for_status()
         return found.json()
+
+
+def client_for(server: Orthanc, **kwargs: object):  # noqa: ANN201 (livseg.pacs.PacsClient)
+    """A livseg PacsClient for the server, with the README's account."""
+    from livseg.pacs.client import Credentials, PacsClient
+
+    return PacsClient(server.dicomweb, credentials=Credentials(USER, PASSWORD), **kwargs)
 
 
 def copy_series(sources: list[Path], folder: Path, *, study_uid: str | None = None, description: str = "",
