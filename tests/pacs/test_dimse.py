@@ -107,3 +107,21 @@ def test_a_series_pushed_by_c_store_comes_back_as_a_seg(orthanc_programs: tuple[
         assert [s.SegmentLabel for s in seg.SegmentSequence] == ["Liver"] and int(seg.NumberOfFrames) > 10
     finally:
         server.stop()
+
+
+def test_images_spooled_before_a_restart_are_taken_up_again(ircadb_files: list[Path], tmp_path: Path) -> None:
+    from pydicom.uid import generate_uid
+
+    study = generate_uid()
+    _, series, _ = copy_series(ircadb_files[:12], tmp_path / "incoming", study_uid=study, number=7)
+    (tmp_path / "spool" / study).mkdir(parents=True)
+    (tmp_path / "incoming").rename(tmp_path / "spool" / study / series)  # spool/<study>/<series>/ as received
+    (tmp_path / "spool" / study / "livseg-seg-abc").mkdir()  # a killed run's temporary folder: not a series
+    stop = threading.Event()
+    stop.set()  # note the spool, start and stop the server, process nothing
+    with WatchState(tmp_path / "state.sqlite") as state:
+        DicomNode(None, state, spool=tmp_path / "spool", destination=Peer("ORTHANC", "127.0.0.1", 4242),
+                  port=free_port(), address="127.0.0.1").serve(stop)
+        (record,) = state.records()
+    assert (record.series.series_uid, record.series.study_uid, record.series.instances, record.status) == (
+        series, study, 12, "new")

@@ -122,7 +122,7 @@ class DicomNode:
         """Listen and process until ``stop`` is set (the current series is finished first)."""
         from pynetdicom import AE, evt
 
-        for folder in sorted(p for p in self.spool.glob("*/*") if p.is_dir()):  # received before a restart
+        for folder in sorted(p for p in self.spool.glob("*/*") if p.is_dir() and _UID.match(p.name)):  # before a restart
             self._note(folder)
         ae = AE(ae_title=self.ae_title)
         ae.add_supported_context(CT_IMAGE_STORAGE)
@@ -218,7 +218,8 @@ class DicomNode:
             processed = segment_and_store(folder, series, self.segmenter, out_dir=self.options.out_dir, overwrite=True,
                                           store=lambda path: c_store(path, self.destination, calling_ae=self.ae_title),
                                           address=f"dicom://{self.ae_title}/{series.study_uid}/{uid}",
-                                          before_store=lambda seg: self.state.set_seg_uid(uid, seg))
+                                          before_store=lambda seg: self.state.set_seg_uid(uid, seg),
+                                          work_dir=self.options.work_dir)
         except KeyboardInterrupt:
             self.state.mark_new(uid, "interrupted; will be processed again")
             raise

@@ -125,7 +125,7 @@ def process_series(
         client.retrieve_series(series.study_uid, series.series_uid, source)
         retrieve_s = time.perf_counter() - start
         processed = segment_and_store(source, series, segmenter, store=client.store, out_dir=out_dir,
-                                      overwrite=overwrite, before_store=before_store,
+                                      overwrite=overwrite, before_store=before_store, work_dir=tmp,
                                       address=f"{client.url}/studies/{series.study_uid}/series/{series.series_uid}",
                                       timings={"retrieve": retrieve_s})
     return processed
@@ -142,6 +142,7 @@ def segment_and_store(
     overwrite: bool = False,
     before_store: Callable[[str], None] | None = None,
     timings: dict[str, float] | None = None,
+    work_dir: str | os.PathLike[str] | None = None,
 ) -> Processed:
     """Segment a series already on disk and store its SEG with ``store`` (STOW-RS or C-STORE).
 
@@ -153,6 +154,8 @@ def segment_and_store(
         address: where the series came from, for the statistics' ``input``.
         out_dir, overwrite, before_store: as for :func:`process_series`.
         timings: stages already timed (``retrieve``), continued here.
+        work_dir: where the SEG is written before it is sent (a temporary folder inside it);
+            None: the system's temporary folder.
 
     Returns:
         What was stored.
@@ -162,7 +165,7 @@ def segment_and_store(
     from livseg.inference.predict import CaseRunner
 
     timings = dict(timings or {})
-    with tempfile.TemporaryDirectory(prefix="livseg-seg-", dir=folder.parent) as tmp:
+    with tempfile.TemporaryDirectory(prefix="livseg-seg-", dir=work_dir) as tmp:
         runner = CaseRunner(loaded=segmenter.loaded, checkpoint_name=segmenter.name,
                             out_dir=Path(out_dir) if out_dir is not None else Path(tmp),
                             output_type="both" if out_dir is not None else "dicom-seg", preview=False,
