@@ -94,6 +94,10 @@ def send(
     others = [check for check in checks if check is not chosen]
     log.info("study %s: segmenting %s: %s%s", study_uid, chosen.series.label(), chosen.reason,
              f" (also in the study: {describe_checks(others)})" if others else "")
+    earlier = [c.series for c in checks if c.series.modality.upper() == "SEG" and c.series.description.startswith("livseg")]
+    if earlier:
+        log.warning("study %s already holds %d livseg SEG series (%s); storing another", study_uid, len(earlier),
+                    ", ".join(info.series_uid for info in earlier))
     processed = process_series(client, chosen.series, segmenter, out_dir=out_dir, overwrite=overwrite,
                                work_dir=work_dir)
     return SendResult(chosen=chosen, checks=checks, processed=processed)
