@@ -83,3 +83,13 @@ class ConfigError(LivsegError, ValueError):
 
 class DatasetError(LivsegError, ValueError):
     """A dataset folder or case list is unusable; the message lists every bad case at once."""
+
+
+class PacsError(LivsegError):
+    """A DICOM archive (PACS) refused a request, answered something that is not DICOMweb, or
+    holds no series livseg can segment; the message names the archive (never its credentials)."""
+
+
+class PacsUnavailableError(PacsError):
+    """The archive could not be reached or did not answer in time (connection refused, timeout,
+    HTTP 5xx): worth trying again later."""

@@ -1,7 +1,8 @@
 """The ``livseg`` command: a thin layer over the Python API.
 
 One module per group of subcommands (``data``: phantom, preprocess; ``training``: train, cascade;
-``evaluation``: evaluate; ``inference``: predict, models; ``demo``). Each subcommand is a pair:
+``evaluation``: evaluate; ``inference``: predict, models; ``pacs``: send, watch, list, status, listen;
+``demo``). Each subcommand is a pair:
 ``add_<name>(subparsers)`` declares its arguments and ``_run_<name>(args)`` calls the library.
 Any :class:`~livseg.errors.LivsegError` becomes one line on stderr and exit status 2; no
 traceback reaches the user for bad input, and a command that fails or is interrupted removes the
@@ -19,7 +20,7 @@ import sys
 from typing import Callable, NoReturn, Sequence
 
 from livseg import __version__
-from livseg.cli import data, demo, evaluation, inference, training
+from livseg.cli import data, demo, evaluation, inference, pacs, training
 from livseg.errors import LivsegError, one_line
 
 log = logging.getLogger("livseg")
@@ -36,6 +37,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [  # in pipeline 
     evaluation.add_evaluate,
     inference.add_predict,
     inference.add_models,
+    pacs.add_pacs,
 ]
 
 

@@ -44,8 +44,8 @@ from livseg.inference.segment import Segmentation, load_model, segment
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OUTPUT_NIFTI_SUFFIXES", "OUTPUT_TYPES", "case_outputs", "check_output_folder", "check_output_type",
-           "expand_inputs", "finished_cases", "model_name", "predict"]
+__all__ = ["OUTPUT_NIFTI_SUFFIXES", "OUTPUT_TYPES", "CaseRunner", "case_outputs", "check_output_folder",
+           "check_output_type", "expand_inputs", "finished_cases", "model_name", "predict"]
 
 
 
@@ -206,7 +206,7 @@ def predict(
             if save_probabilities and isinstance(loaded[0], Cascade):  # stage 2 has a tumour probability too
                 refuse_existing([case_outputs(out_dir, cases[index][0], probabilities=("tumour",))["probability_tumour"]
                                  for index in todo], overwrite)
-            runner = _CaseRunner(
+            runner = CaseRunner(
                 loaded=loaded,
                 checkpoint_name=model_name(checkpoint),  # builtin:<name> for a shipped model
                 out_dir=Path(out_dir), output_type=output_type, preview=preview, probabilities=probabilities,
@@ -236,7 +236,7 @@ def predict(
     return combined
 
 
-def _run_cases(cases: list[tuple[int, str, Path]], runner: _CaseRunner, *, progress: bool,
+def _run_cases(cases: list[tuple[int, str, Path]], runner: CaseRunner, *, progress: bool,
                overlap: bool) -> list[tuple[int, dict[str, Any]]]:
     """This rank's cases through load (thread) -> segment (here) -> write (thread)."""
     from tqdm.auto import tqdm
@@ -247,8 +247,9 @@ def _run_cases(cases: list[tuple[int, str, Path]], runner: _CaseRunner, *, progr
 
 
 @dataclass(frozen=True)
-class _CaseRunner:
-    """The three stages of one case, with everything they share."""
+class CaseRunner:
+    """The three stages of one case (read, segment, write its outputs), with everything they
+    share; :func:`predict` runs them over a batch, :mod:`livseg.pacs` over one retrieved series."""
 
     loaded: tuple[nn.Module, RunConfig]
     checkpoint_name: str
@@ -286,12 +287,13 @@ class _CaseRunner:
             if "mask" in tmp:
                 save_mask(result.mask, volume, tmp["mask"], overwrite=True)
             if "seg" in tmp:
-                from livseg.data.io.dicom_seg import LITS_SEGMENTS, write_dicom_seg
+                from livseg.data.io.dicom_seg import LITS_SEGMENTS, seg_series_description, write_dicom_seg
 
                 # liver, and for a cascade the tumour too (LiTS labels 1 and 2)
                 numbers = (1, 2) if result.stage1_mask is not None else (1,)
                 write_dicom_seg(result.mask, volume, tmp["seg"], segments={k: LITS_SEGMENTS[k] for k in numbers},
-                                series_id=self.series_id, overwrite=True)
+                                series_id=self.series_id, overwrite=True,
+                                series_description=seg_series_description(result.stats))
             for structure, probability in result.input_probabilities.items():
                 save_probability(probability, volume, tmp[f"probability_{structure}"], overwrite=True)
             if "preview" in tmp:

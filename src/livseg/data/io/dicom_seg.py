@@ -32,7 +32,8 @@ from livseg.errors import ConfigError, CorruptFileError, GridMismatchError, Labe
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LITS_SEGMENTS", "LIVER", "LIVER_TUMOUR", "SegmentSpec", "is_dicom_seg", "read_dicom_seg", "write_dicom_seg"]
+__all__ = ["LITS_SEGMENTS", "LIVER", "LIVER_TUMOUR", "SegmentSpec", "is_dicom_seg", "read_dicom_seg", "seg_series_description",
+           "write_dicom_seg"]
 
 SEG_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.66.4": "Segmentation Storage",
@@ -65,6 +66,18 @@ class SegmentSpec:
 LIVER = SegmentSpec("Liver", "AnatomicalStructure", "Liver", rgb=(221, 130, 101))  # 3D Slicer's liver colour
 LIVER_TUMOUR = SegmentSpec("Liver tumour", "MorphologicallyAbnormalStructure", "Neoplasm", "Liver", rgb=(255, 213, 0))
 LITS_SEGMENTS: Mapping[int, SegmentSpec] = {1: LIVER, 2: LIVER_TUMOUR}
+
+
+DEFAULT_SERIES_DESCRIPTION = "livseg segmentation"
+REVIEW_MARK = " [REVIEW]"  # what a PACS series list shows for a mask the quality estimate flags
+
+
+def seg_series_description(stats: Mapping[str, Any]) -> str:
+    """The SEG's Series Description for a prediction's statistics: the default, marked
+    ``[REVIEW]`` when its quality block (issue 26: ``stats["quality"]["review"]``) flags it."""
+    quality = stats.get("quality")
+    review = isinstance(quality, Mapping) and bool(quality.get("review"))
+    return DEFAULT_SERIES_DESCRIPTION + (REVIEW_MARK if review else "")
 
 
 # ------------------------------------------------------------------------------------ geometry
@@ -106,7 +119,7 @@ def write_dicom_seg(
     segments: Mapping[int, SegmentSpec] = LITS_SEGMENTS,
     series_id: str | None = None,
     overwrite: bool = False,
-    series_description: str = "livseg segmentation",
+    series_description: str = DEFAULT_SERIES_DESCRIPTION,
 ) -> Path:
     """Write a label map as one DICOM SEG object referencing the series ``like`` was read from.
 
