@@ -15,7 +15,8 @@ from livseg.config import ModelConfig, PreprocessConfig, RunConfig
 from livseg.data.io.volume import Volume, load_volume
 from livseg.errors import ConfigError
 from livseg.inference.organs import organ_map
-from livseg.inference.predict import OUTPUT_NIFTI_SUFFIXES, case_outputs, predict
+from livseg.inference.outputs import OUTPUT_NIFTI_SUFFIXES, case_outputs
+from livseg.inference.predict import predict
 from livseg.inference.segment import segment
 from livseg.nn.checkpoint import save_checkpoint
 from livseg.nn.model import UNet3D
