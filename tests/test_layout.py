@@ -20,7 +20,9 @@ FORBIDDEN = {
     "data": ("nn", "training", "inference", "evaluation", "cli", "demo"),
     "nn": ("training", "inference", "evaluation", "cli", "demo"),
     "inference": ("training", "evaluation", "cli", "demo"),
-    "training": ("inference", "cli", "demo"),
+    # training validates patch runs with inference.segment itself, on each CT's own grid: best.pt is
+    # chosen by the number livseg predict gives (inference never imports training back)
+    "training": ("cli", "demo"),
     "evaluation": ("training", "cli", "demo"),
     "phantom": ("nn", "training", "inference", "evaluation", "cli", "demo"),
 }

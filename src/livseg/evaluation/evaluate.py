@@ -10,7 +10,8 @@
                    voxel over the whole field of view).
 ``original_grid``  what LiTS requires: the prediction mapped back to each CT's own grid,
                    thresholded and (by default) post-processed, against the liver (label in the
-                   checkpoint's ``preprocess.liver_labels``; LiTS: > 0) with the CT's real spacing.
+                   checkpoint's ``preprocess.liver_labels``, or ``liver_labels`` when given; LiTS: > 0)
+                   with the CT's real spacing.
 ``stage1_original_grid``  cascade checkpoints only: stage 1's liver alone, scored like
                    ``original_grid``, so that the effect of stage 2 on the liver is visible.
 
@@ -66,7 +67,7 @@ from livseg.evaluation.tumours import TUMOUR_METRICS, score_tumours, summarize_t
 
 log = logging.getLogger(__name__)
 
-__all__ = ["evaluate", "select_cases"]
+__all__ = ["evaluate", "evaluate_cases", "select_cases"]
 
 SPLITS = ("auto", "test", "val", "all")
 
@@ -156,8 +157,11 @@ def evaluate(
     progress: bool = True,
     figures: bool = True,
     overwrite: bool = False,
+    liver_labels: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Score a checkpoint on labelled cases on both grids and write the results.
+
+    :func:`livseg.evaluation.compare.compare` scores two checkpoints this way on the same cases.
 
     Writes into ``out_dir``: ``metrics.csv`` (one row per case and grid), ``summary.json``,
     ``figures/<case>.png`` (CT, ground truth, prediction on the axial slice with most liver,
@@ -175,6 +179,8 @@ def evaluate(
         progress: tqdm bar over cases.
         figures: draw the per-case figures.
         overwrite: replace existing results instead of refusing.
+        liver_labels: the label values of ``data`` that are liver (TotalSegmentator: 5); None:
+            the checkpoint's own ``preprocess.liver_labels`` (LiTS: 1, 2).
 
     Returns:
         The summary written to ``summary.json``.
@@ -184,6 +190,27 @@ def evaluate(
         CheckpointError, InputFileNotFoundError: bad checkpoint.
         DatasetError, ConfigError: bad data or split; LivsegError subclasses for unreadable cases.
     """
+    return evaluate_cases(checkpoint, data, select_cases(data, split, checkpoint), out_dir=out_dir,
+                          postprocess=postprocess, threshold=threshold, device=device, progress=progress,
+                          figures=figures, overwrite=overwrite, liver_labels=liver_labels)[0]
+
+
+def evaluate_cases(
+    checkpoint: str | os.PathLike[str] | None,
+    data: str | os.PathLike[str],
+    selection: tuple[list[Any], str, str],
+    *,
+    out_dir: str | os.PathLike[str],
+    postprocess: bool = True,
+    threshold: float = 0.5,
+    device: str = "auto",
+    progress: bool = True,
+    figures: bool = True,
+    overwrite: bool = False,
+    liver_labels: Sequence[int] | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """:func:`evaluate` on cases already chosen (:func:`select_cases`' result): the one place where
+    per-case rows are built. Returns the summary and the rows of ``metrics.csv``."""
     from tqdm.auto import tqdm
 
     from livseg.inference.cascade import Cascade
@@ -199,7 +226,8 @@ def evaluate(
         raise ConfigError(f"threshold must lie strictly between 0 and 1, got {threshold}")
     model, config = load_model(checkpoint, device)
     cascade = isinstance(model, Cascade)
-    cases, split, split_source = select_cases(data, split, checkpoint)
+    liver_labels = tuple(liver_labels or config.preprocess.liver_labels)
+    cases, split, split_source = selection
     if not cases:
         raise DatasetError(f"{data}: no cases to evaluate for split {split!r}")
     figure_paths = {case.case_id: out / "figures" / f"{case.case_id}.png" for case in cases} if figures else {}
@@ -210,8 +238,8 @@ def evaluate(
         if case.label is None:
             raise DatasetError(f"case {case.case_id}: image {case.image} has no label; cannot evaluate it")
         volume = load_volume(case.image)
-        labels = load_labels(case.label, like=volume, allowed=allowed_label_values(config.preprocess.liver_labels))
-        liver = binarize(labels, config.preprocess.liver_labels)  # the liver the checkpoint learned
+        labels = load_labels(case.label, like=volume, allowed=allowed_label_values(liver_labels))
+        liver = binarize(labels, liver_labels)  # the liver the checkpoint learned, or the data's own labels
         result = segment(volume, (model, config), threshold=threshold, postprocess=postprocess)
         scores = {
             "network_grid": score_network_grid(
@@ -256,7 +284,7 @@ def evaluate(
             writer.writerows(rows)
     write_json(out / "summary.json", summary, indent=2, allow_nan=False)
     _write_report(rows, summary, figure_paths, out / "report.html", write_html_report)
-    return summary
+    return summary, rows
 
 
 def _write_report(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any], figure_paths: Mapping[str, Path],
