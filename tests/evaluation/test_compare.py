@@ -58,3 +58,15 @@ def test_cli_prints_the_before_after_table(trained_run: dict[str, Path], tmp_pat
     assert [line.split()[0] for line in lines] == ["lits-0", "lits-1", "lits-2", "mean"]
     assert all(line.split()[3] == "+0.0000" and line.split()[6] == "+0.00" for line in lines)  # the same model
     assert "all split" in out
+
+
+def test_evaluate_scores_against_the_label_values_it_is_told(trained_run: dict[str, Path], tmp_path: Path) -> None:
+    """--liver-labels 1: tumour (2) is no longer liver in the reference (the TINY cases have one tumour voxel)."""
+    both = evaluate(trained_run["checkpoint"], trained_run["data"], split="all", out_dir=tmp_path / "a",
+                    progress=False, figures=False)
+    liver_only = evaluate(trained_run["checkpoint"], trained_run["data"], split="all", out_dir=tmp_path / "b",
+                          progress=False, figures=False, liver_labels=(1,))
+    volume = "volume_ref_ml"
+    assert liver_only["original_grid"]["metrics"][volume]["mean"] < both["original_grid"]["metrics"][volume]["mean"]
+    assert main(["evaluate", str(trained_run["data"]), "--checkpoint", str(trained_run["checkpoint"]), "--split",
+                 "all", "-o", str(tmp_path / "c"), "--liver-labels", "0"]) == 2

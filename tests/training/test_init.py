@@ -4,14 +4,13 @@ built-in model on a folder of labelled NIfTI cases and on `livseg phantom` outpu
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
 import nibabel as nib
 import pytest
 import torch
-from helpers import TINY_PATCHES, write_tumour_case
+from helpers import TINY_PATCHES
 
 from livseg.cli import main
 from livseg.config import apply_overrides, get_preset
@@ -24,12 +23,9 @@ from livseg.training.train import train
 ONE_STEP = ["patches.steps_per_round=1", "train.epochs=1", "patches.phantoms=0", "train.num_threads=1"]
 
 
-@pytest.fixture(scope="module")
-def cases(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("init-data")
-    for n in range(3):
-        write_tumour_case(folder, n)
-    return folder
+@pytest.fixture
+def cases(tumour_cases: Path) -> Path:
+    return tumour_cases
 
 
 def _hand_made_checkpoint(path: Path) -> Path:

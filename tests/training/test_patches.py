@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import TINY_PATCHES, write_tumour_case
+from helpers import TINY_PATCHES
 
 from livseg.config import PatchConfig, TrainConfig, apply_overrides, get_preset
 from livseg.errors import ConfigError, DatasetError
@@ -34,14 +34,6 @@ def block_case(shape: tuple[int, int, int] = (20, 18, 10), seed: int = 0) -> Pat
 
 def with_train(config, **changes):  # noqa: ANN001, ANN201
     return dataclasses.replace(config, train=dataclasses.replace(config.train, **changes))
-
-
-@pytest.fixture(scope="module")
-def tumour_cases(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("patch-data")
-    for n in range(5):
-        write_tumour_case(folder, n)
-    return folder
 
 
 def test_sample_patch_centres_on_liver_and_pads_small_cases() -> None:

@@ -235,12 +235,9 @@ def _preprocess_case(case: Case, out: Path, config: PreprocessConfig, region: Re
         raise DatasetError(f"no label for image {case.image}")
     volume = load_volume(case.image)
     labels = load_labels(case.label, like=volume, allowed=allowed_label_values(config.liver_labels))
-    return store_case(out, case.case_id, volume, labels, config, region=region, source={
-        "image": str(case.image.resolve()),
-        "label": str(case.label.resolve()),
-        "image_stamp": file_stamp(case.image),
-        "label_stamp": file_stamp(case.label),
-    })
+    source = {"image": str(case.image.resolve()), "label": str(case.label.resolve()),
+              "image_stamp": file_stamp(case.image), "label_stamp": file_stamp(case.label)}
+    return store_case(out, case.case_id, volume, labels, config, region=region, source=source)
 
 
 def case_arrays(volume: Volume, labels: np.ndarray, config: PreprocessConfig,
@@ -286,16 +283,9 @@ def store_case(out: Path, case_id: str, volume: Volume, labels: np.ndarray, conf
         np.save(tmp, image)
     with atomic_output(out / label_file, overwrite=True) as tmp:
         np.save(tmp, target)
-    return {
-        **source,
-        "shape": list(volume.shape),
-        "affine": volume.affine.tolist(),
-        "spacing": list(volume.spacing),
-        "liver_ml": float(np.count_nonzero(binarize(labels, config.liver_labels)) * volume.voxel_volume_ml),
-        "image_file": image_file,
-        "label_file": label_file,
-        **extra,
-    }
+    liver_ml = float(np.count_nonzero(binarize(labels, config.liver_labels)) * volume.voxel_volume_ml)
+    return {**source, "shape": list(volume.shape), "affine": volume.affine.tolist(), "spacing": list(volume.spacing),
+            "liver_ml": liver_ml, "image_file": image_file, "label_file": label_file, **extra}
 
 
 def update_split(path: Path, case_ids: list[str], val_fraction: float, seed: int, test_fraction: float) -> None:

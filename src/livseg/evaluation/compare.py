@@ -3,9 +3,9 @@
 
 :func:`compare` chooses the cases once (the split of the run folder of the checkpoint that has
 one, the second preferred: ``evaluate --compare run/best.pt`` scores the built-in model and the
-fine-tuned one on that run's validation or test cases), runs :func:`~livseg.evaluation.evaluate.
-evaluate_cases` for each into ``OUT/before`` and ``OUT/after`` (every output of ``evaluate``), and
-writes ``OUT/comparison.csv``: per case and as a mean over the cases, Dice and ASSD on each CT's
+fine-tuned one on that run's validation or test cases), runs :func:`~livseg.evaluation.evaluate.evaluate`
+for each into ``OUT/before`` and ``OUT/after`` (every output of ``evaluate``; the per-case rows
+are read back from their ``metrics.csv``), and writes ``OUT/comparison.csv``: per case and as a mean over the cases, Dice and ASSD on each CT's
 own grid for both checkpoints and the change (after minus before: a higher Dice and a lower ASSD
 are better), and ``OUT/comparison.json`` with the same and the two summaries.
 """
@@ -17,7 +17,7 @@ import math
 import os
 from typing import Any, Sequence
 
-from livseg.evaluation.evaluate import evaluate_cases, select_cases
+from livseg.evaluation.evaluate import evaluate, select_cases
 
 __all__ = ["COMPARED", "compare", "format_comparison"]
 
@@ -44,7 +44,8 @@ def compare(
         split: as for :func:`~livseg.evaluation.evaluate.evaluate`, looked up beside ``after``
             (else beside ``before``; ``auto`` with two built-in models: every case).
         overwrite: replace existing results.
-        **options: ``postprocess``, ``threshold``, ``device``, ``progress``, ``figures``.
+        **options: ``postprocess``, ``threshold``, ``device``, ``progress``, ``figures``,
+            ``liver_labels`` (as for ``evaluate``).
 
     Returns:
         ``{"before", "after" (their names), "split", "split_source", "cases": [row, ...],
@@ -64,8 +65,10 @@ def compare(
     selection = select_cases(data, split, owner)
     scored = {}
     for name, checkpoint in (("before", before), ("after", after)):
-        summary, rows = evaluate_cases(checkpoint, data, selection, out_dir=out / name, overwrite=overwrite, **options)
-        scored[name] = (summary, {row["case"]: row for row in rows if row["grid"] == GRID})
+        summary = evaluate(checkpoint, data, split=selection, out_dir=out / name, overwrite=overwrite, **options)
+        with open(out / name / "metrics.csv", newline="", encoding="utf-8") as handle:
+            rows = {row["case"]: row for row in csv.DictReader(handle) if row["grid"] == GRID}
+        scored[name] = (summary, rows)
     cases = [_row(case, scored["before"][1][case], scored["after"][1][case]) for case in scored["before"][1]]
     result = {"before": model_name(before), "after": model_name(after), "split": selection[1],
               "split_source": selection[2], "cases": cases, "mean": _mean(cases),

@@ -67,7 +67,7 @@ from livseg.evaluation.tumours import TUMOUR_METRICS, score_tumours, summarize_t
 
 log = logging.getLogger(__name__)
 
-__all__ = ["evaluate", "evaluate_cases", "select_cases"]
+__all__ = ["evaluate", "select_cases"]
 
 SPLITS = ("auto", "test", "val", "all")
 
@@ -149,7 +149,7 @@ def evaluate(
     checkpoint: str | os.PathLike[str] | None,
     data: str | os.PathLike[str],
     *,
-    split: str = "auto",
+    split: str | tuple[list[Any], str, str] = "auto",
     out_dir: str | os.PathLike[str],
     postprocess: bool = True,
     threshold: float = 0.5,
@@ -163,15 +163,17 @@ def evaluate(
 
     :func:`livseg.evaluation.compare.compare` scores two checkpoints this way on the same cases.
 
-    Writes into ``out_dir``: ``metrics.csv`` (one row per case and grid), ``summary.json``,
-    ``figures/<case>.png`` (CT, ground truth, prediction on the axial slice with most liver,
-    original grid) and ``report.html``.
+    Writes into ``out_dir``: ``metrics.csv`` (one row per case and grid: built here and only here),
+    ``summary.json``, ``figures/<case>.png`` (CT, ground truth, prediction on the axial slice with
+    most liver, original grid) and ``report.html``.
 
     Args:
         checkpoint: livseg checkpoint; None or ``"builtin:<name>"`` for a built-in model.
         data: a livseg cache (manifest.json + splits.json) or a dataset folder/CSV.
         split: ``"auto"`` (test when the split has test cases, else val), ``"test"``, ``"val"`` or
-            ``"all"``; see the module docstring for where the split comes from.
+            ``"all"``; see the module docstring for where the split comes from. Or the cases
+            already chosen, as :func:`select_cases` returns them (two checkpoints on the same
+            cases: :func:`livseg.evaluation.compare.compare`).
         out_dir: output folder.
         postprocess: post-process the original-grid prediction (the network-grid score never is).
         threshold: probability threshold on both grids (paper: 0.5).
@@ -190,27 +192,6 @@ def evaluate(
         CheckpointError, InputFileNotFoundError: bad checkpoint.
         DatasetError, ConfigError: bad data or split; LivsegError subclasses for unreadable cases.
     """
-    return evaluate_cases(checkpoint, data, select_cases(data, split, checkpoint), out_dir=out_dir,
-                          postprocess=postprocess, threshold=threshold, device=device, progress=progress,
-                          figures=figures, overwrite=overwrite, liver_labels=liver_labels)[0]
-
-
-def evaluate_cases(
-    checkpoint: str | os.PathLike[str] | None,
-    data: str | os.PathLike[str],
-    selection: tuple[list[Any], str, str],
-    *,
-    out_dir: str | os.PathLike[str],
-    postprocess: bool = True,
-    threshold: float = 0.5,
-    device: str = "auto",
-    progress: bool = True,
-    figures: bool = True,
-    overwrite: bool = False,
-    liver_labels: Sequence[int] | None = None,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """:func:`evaluate` on cases already chosen (:func:`select_cases`' result): the one place where
-    per-case rows are built. Returns the summary and the rows of ``metrics.csv``."""
     from tqdm.auto import tqdm
 
     from livseg.inference.cascade import Cascade
@@ -227,7 +208,7 @@ def evaluate_cases(
     model, config = load_model(checkpoint, device)
     cascade = isinstance(model, Cascade)
     liver_labels = tuple(liver_labels or config.preprocess.liver_labels)
-    cases, split, split_source = selection
+    cases, split, split_source = split if isinstance(split, tuple) else select_cases(data, split, checkpoint)
     if not cases:
         raise DatasetError(f"{data}: no cases to evaluate for split {split!r}")
     figure_paths = {case.case_id: out / "figures" / f"{case.case_id}.png" for case in cases} if figures else {}
@@ -284,7 +265,7 @@ def evaluate_cases(
             writer.writerows(rows)
     write_json(out / "summary.json", summary, indent=2, allow_nan=False)
     _write_report(rows, summary, figure_paths, out / "report.html", write_html_report)
-    return summary, rows
+    return summary
 
 
 def _write_report(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any], figure_paths: Mapping[str, Path],

@@ -32,12 +32,9 @@ FREE_KEYS = ("preprocess.liver_labels",)  # how the new data is labelled, not ho
 
 def init_spec(init: str | os.PathLike[str]) -> str:
     """The canonical name of an init: ``"builtin:<name>"`` for a built-in model, else the path."""
-    from livseg.weights import BUILTIN_PREFIX, DEFAULT_MODEL
+    from livseg.weights import builtin_name, is_builtin
 
-    text = str(init)
-    if text == "builtin":
-        return f"{BUILTIN_PREFIX}{DEFAULT_MODEL}"
-    return text
+    return builtin_name(str(init)) if is_builtin(str(init)) else str(init)
 
 
 def load_init(init: str | os.PathLike[str]) -> Checkpoint:
