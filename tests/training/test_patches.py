@@ -106,7 +106,8 @@ def test_patch_run_learns_and_validates_on_each_ct_own_grid(tumour_cases: Path, 
     # the validation Dice is evaluate's original-grid Dice of best.pt on the same cases
     summary = evaluate(result.paths["best"], tumour_cases, split="val", out_dir=tmp_path / "eval", progress=False,
                        figures=False)
-    assert summary["original_grid"]["metrics"]["dice"]["mean"] == pytest.approx(result.best_score, abs=1e-9)
+    # (evaluate folds the batch norms: a voxel at the threshold may flip, no more)
+    assert summary["original_grid"]["metrics"]["dice"]["mean"] == pytest.approx(result.best_score, abs=1e-3)
 
 
 def test_patch_run_resumes_bit_for_bit(tumour_cases: Path, tmp_path: Path) -> None:
@@ -180,3 +181,34 @@ def test_validating_on_a_generated_phantom_is_refused(tumour_cases: Path, tmp_pa
     assert read_json(cache / MANIFEST_FILE)["cases"]["lits-0"]["image"] == "phantom:12345"
     with pytest.raises(DatasetError, match="generated phantom without a CT file"):
         train(cache, tmp_path / "run", with_train(TINY_PATCHES, epochs=1), device="cpu", progress=False)
+
+
+@pytest.mark.slow
+def test_two_process_gloo_patch_run(tumour_cases: Path, tmp_path: Path) -> None:
+    """torchrun with two ranks: each draws its own patches, the validation CTs are shared out and the
+    own-grid Dice summed; only rank 0 writes."""
+    import os
+    import subprocess
+    import sys
+
+    from livseg.evaluation.evaluate import evaluate
+
+    flags = ["--preset", "builtin", "--set", "preprocess.target_shape=16,16,8", "--set", "preprocess.spacing=2,2,3",
+             "--set", "model.channels=4,8", "--set", "train.lr=0.01", "--set", "patches.steps_per_round=3",
+             "--set", "patches.warmup_steps=2", "--val-fraction", "0.4", "--epochs", "2", "--threads", "1",
+             "--no-progress"]
+    run = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "livseg",
+               "train", str(tumour_cases), "-o", str(run), *flags]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("best validation Dice") == 1 and done.stderr.count("epoch 2/2 (step 6)") == 1
+    last = torch.load(run / "last.pt", weights_only=True)
+    assert last["world_size"] == 2 and [sorted(r) for r in last["rng"]] == [["numpy", "patches", "python", "torch"]] * 2
+    assert last["rng"][0]["patches"] != last["rng"][1]["patches"]  # each rank draws its own patches
+    summary = evaluate(run / "last.pt", tumour_cases, split="val", out_dir=tmp_path / "eval", progress=False,
+                       figures=False)
+    assert summary["n_cases"] == 2  # one validation CT per rank, summed
+    assert last["history"][-1]["val_dice"] == pytest.approx(summary["original_grid"]["metrics"]["dice"]["mean"],
+                                                            abs=1e-3)
