@@ -212,3 +212,23 @@ def test_two_process_gloo_patch_run(tumour_cases: Path, tmp_path: Path) -> None:
     assert summary["n_cases"] == 2  # one validation CT per rank, summed
     assert last["history"][-1]["val_dice"] == pytest.approx(summary["original_grid"]["metrics"]["dice"]["mean"],
                                                             abs=1e-3)
+
+
+def test_patch_run_mixes_in_a_folder_of_phantoms(tumour_cases: Path, tmp_path: Path,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    from livseg.phantom.generator import write_phantoms
+
+    write_phantoms(tmp_path / "phantoms", 2, shape=(48, 48, 32))  # what `livseg phantom` writes
+    config = with_train(TINY_PATCHES, epochs=1, val_fraction=0.0)
+    with caplog.at_level("INFO", logger="livseg.training.inputs"):
+        train(tumour_cases, tmp_path / "run", config, phantoms=tmp_path / "phantoms", device="cpu", progress=False)
+    assert "and 2 phantom(s) (weight 1)" in caplog.text
+    cache = tmp_path / "run" / "phantoms"  # cached with the run's preprocessing, and reusable as it is
+    train(tumour_cases, tmp_path / "again", config, phantoms=cache, device="cpu", progress=False)
+    assert not (tmp_path / "again" / "phantoms").exists()
+    other = dataclasses.replace(config, preprocess=dataclasses.replace(config.preprocess, spacing=(3.0, 3.0, 3.0)))
+    with pytest.raises(ConfigError, match="phantom cache preprocessed differently from this run"):
+        train(tumour_cases, tmp_path / "third", other, phantoms=cache, device="cpu", progress=False)
+    with pytest.raises(ConfigError, match="set patches.phantoms=0 or drop the folder"):
+        train(tumour_cases, tmp_path / "fourth", dataclasses.replace(config, patches=dataclasses.replace(
+            config.patches, phantoms=3)), phantoms=cache, device="cpu", progress=False)
