@@ -12,6 +12,11 @@ Layout (written by :func:`preprocess_dataset`)::
     <cache>/<case_id>_label.npy  uint8 [X, Y, Z], binary liver: label in ``preprocess.liver_labels``
                                  (LiTS 1,2: tumour counts as liver)
 
+A fixed-spacing cache (``preprocess.spacing``: every case keeps its own extent, trained on
+patches) stores the image as float16 (steps of 0.25 HU in the liver window, half the memory)
+and the label as the liver's share of each voxel in steps of 1/255 (the soft target of patch
+training; the entry's ``"label_scale": 255`` says so, and :class:`CachedDataset` divides by it).
+
 A stage-2 cache (``region`` given: :mod:`livseg.data.patches`) holds instead each case's liver
 region at the region spacing, labels 0/1/2, and the manifest records ``"region": {"spacing_mm",
 "context_mm"}`` and per case ``"region": {"spacing", "start", "stop", "ras_shape"}``.
@@ -46,9 +51,16 @@ from livseg.data.datasets import (
     validate_cases,
 )
 from livseg.data.io.files import atomic_output, prepare_output_dir, read_json, write_json
-from livseg.data.io.volume import LITS_LIVER_LABELS, allowed_label_values, load_labels, load_volume
+from livseg.data.io.volume import LITS_LIVER_LABELS, Volume, allowed_label_values, load_labels, load_volume
 from livseg.data.nnunet import dataset_labels
-from livseg.data.preprocessing import binarize, preprocess_image, preprocess_labels
+from livseg.data.preprocessing import (
+    binarize,
+    liver_fraction,
+    network_input,
+    network_view,
+    preprocess_image,
+    preprocess_labels,
+)
 from livseg.errors import ConfigError, DatasetError, InputFileNotFoundError, LivsegError, one_line
 
 log = logging.getLogger(__name__)
@@ -56,6 +68,7 @@ log = logging.getLogger(__name__)
 CACHE_FORMAT = "livseg-cache"
 CACHE_VERSION = 1
 MANIFEST_FILE = "manifest.json"
+SHARE_SCALE = 255  # a fixed-spacing cache's label: the liver's share of each voxel times this (uint8)
 
 
 def preprocess_dataset(
@@ -110,7 +123,7 @@ def preprocess_dataset(
         raise DatasetError("no cases to preprocess")
     wanted = to_dict(config)
     region = region if region is not None and region.enabled else None
-    manifest = _open_cache(out, wanted, region_key(region))
+    manifest = open_cache(out, wanted, region_key(region))
     todo = [case for case in cases if not _is_done(out, manifest["cases"].get(case.case_id), case)]
     values = validate_cases(todo, liver_labels=config.liver_labels)
     if todo:
@@ -132,7 +145,7 @@ def preprocess_dataset(
     if failed:
         summary = f"{len(failed)} of {len(todo)} cases failed; the others are cached in {out}:"
         raise DatasetError("\n".join([summary, *failed]))
-    _update_split(out / SPLITS_FILE, list(manifest["cases"]), val_fraction, seed, test_fraction)
+    update_split(out / SPLITS_FILE, list(manifest["cases"]), val_fraction, seed, test_fraction)
     return manifest
 
 
@@ -207,8 +220,17 @@ def resolve_liver_labels(data: str | os.PathLike[str], config: PreprocessConfig)
     return replace(config, liver_labels=found)
 
 
-def _open_cache(out: Path, wanted: dict[str, Any], region: dict[str, Any] | None) -> dict[str, Any]:
-    """The existing manifest of ``out`` (same config required) or a new, empty one."""
+def open_cache(out: Path, wanted: dict[str, Any], region: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The existing manifest of ``out`` (same config required) or a new, empty one.
+
+    Args:
+        out: the cache folder.
+        wanted: ``to_dict(PreprocessConfig)`` the cache must have been made with.
+        region: :func:`region_key` of a stage-2 cache, else None.
+
+    Raises:
+        DatasetError: ``out`` is another kind of folder, or a cache made with other settings.
+    """
     if (out / MANIFEST_FILE).exists():
         manifest = load_manifest(out)
         old = {**manifest["preprocess"], "region": manifest.get("region")}
@@ -259,36 +281,62 @@ def _preprocess_case(case: Case, out: Path, config: PreprocessConfig, region: Re
         raise DatasetError(f"no label for image {case.image}")
     volume = load_volume(case.image)
     labels = load_labels(case.label, like=volume, allowed=allowed_label_values(config.liver_labels))
-    image_file, label_file = f"{case.case_id}_image.npy", f"{case.case_id}_label.npy"
-    extra: dict[str, Any] = {}
+    source = {"image": str(case.image.resolve()), "label": str(case.label.resolve()),
+              "image_stamp": file_stamp(case.image), "label_stamp": file_stamp(case.label)}
+    return store_case(out, case.case_id, volume, labels, config, region=region, source=source)
+
+
+def case_arrays(volume: Volume, labels: np.ndarray, config: PreprocessConfig,
+                region: RegionConfig | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """A CT and its label map as a cache stores them (see the module docstring).
+
+    Returns:
+        ``(image, target, extra manifest entries)``: float32 image and binary uint8 liver on the
+        network grid; with ``config.spacing`` a float16 image and the liver's share of each voxel
+        times :data:`SHARE_SCALE` (uint8); with ``region``, stage 2's liver region (0/1/2).
+    """
     if region is not None:
         from livseg.data.patches import region_case
 
-        image, target, extra["region"] = region_case(volume, labels, config, region)
-    else:
-        image = preprocess_image(volume, config).astype(np.float32, copy=False)
-        target = preprocess_labels(labels, config, affine=volume.affine).astype(np.uint8, copy=False)
+        image, target, box = region_case(volume, labels, config, region)
+        return image, target, {"region": box}
+    if config.spacing:
+        image, grid = network_input(volume, config)
+        share = liver_fraction(network_view(labels, volume.affine, config)[0], grid, config.liver_labels)
+        return (image.astype(np.float16), np.rint(share * SHARE_SCALE).astype(np.uint8),
+                {"label_scale": SHARE_SCALE})
+    image = preprocess_image(volume, config).astype(np.float32, copy=False)
+    return image, preprocess_labels(labels, config, affine=volume.affine).astype(np.uint8, copy=False), {}
+
+
+def store_case(out: Path, case_id: str, volume: Volume, labels: np.ndarray, config: PreprocessConfig, *,
+               source: dict[str, Any], region: RegionConfig | None = None) -> dict[str, Any]:
+    """Write one case's arrays into a cache folder (atomically) and return its manifest entry.
+
+    Args:
+        out: the cache folder (see :func:`open_cache`; the caller records the entry).
+        case_id: the case's id (file names ``<case_id>_image.npy``, ``<case_id>_label.npy``).
+        volume: the CT.
+        labels: its label map on the CT's grid.
+        config: the cache's preprocessing.
+        source: where the case came from: ``image`` and ``label`` (paths, or a description such
+            as ``phantom:<seed>`` for a case made in memory) and their stamps.
+        region: stage 2's settings, or None.
+    """
+    image, target, extra = case_arrays(volume, labels, config, region)
+    image_file, label_file = f"{case_id}_image.npy", f"{case_id}_label.npy"
     with atomic_output(out / image_file, overwrite=True) as tmp:
         np.save(tmp, image)
     with atomic_output(out / label_file, overwrite=True) as tmp:
         np.save(tmp, target)
-    return {
-        "image": str(case.image.resolve()),
-        "label": str(case.label.resolve()),
-        "image_stamp": file_stamp(case.image),
-        "label_stamp": file_stamp(case.label),
-        "shape": list(volume.shape),
-        "affine": volume.affine.tolist(),
-        "spacing": list(volume.spacing),
-        "liver_ml": float(np.count_nonzero(binarize(labels, config.liver_labels)) * volume.voxel_volume_ml),
-        "image_file": image_file,
-        "label_file": label_file,
-        **extra,
-    }
+    liver_ml = float(np.count_nonzero(binarize(labels, config.liver_labels)) * volume.voxel_volume_ml)
+    return {**source, "shape": list(volume.shape), "affine": volume.affine.tolist(), "spacing": list(volume.spacing),
+            "liver_ml": liver_ml, "image_file": image_file, "label_file": label_file, **extra}
 
 
-def _update_split(path: Path, case_ids: list[str], val_fraction: float, seed: int, test_fraction: float) -> None:
-    """Keep an existing split (it may be hand-edited) unless the cases or its parameters changed."""
+def update_split(path: Path, case_ids: list[str], val_fraction: float, seed: int, test_fraction: float) -> None:
+    """Write ``splits.json``; keep an existing split (it may be hand-edited) unless the cases or its
+    parameters changed."""
     if path.exists():
         try:
             old = load_split(path)
@@ -337,8 +385,8 @@ def is_cache(path: str | os.PathLike[str]) -> bool:
 
 
 class CachedDataset(torch.utils.data.Dataset):
-    """Cached cases as tensors: {"image": float32 [1, X, Y, Z], "label": float32 [1, X, Y, Z] (0/1),
-    "case_id": str}.
+    """Cached cases as tensors: {"image": float32 [1, X, Y, Z], "label": float32 [1, X, Y, Z] (0/1;
+    in [0, 1] for a fixed-spacing cache), "case_id": str}.
 
     Args:
         cache_dir: folder written by :func:`preprocess_dataset`.
@@ -372,6 +420,8 @@ class CachedDataset(torch.utils.data.Dataset):
             )
         mode = None if in_memory else "r"
         self._arrays = [(np.load(i, mmap_mode=mode), np.load(l, mmap_mode=mode)) for i, l in files]
+        # 1 for binary labels, SHARE_SCALE for a fixed-spacing cache's soft ones
+        self.label_scales = [float(entries[c].get("label_scale", 1)) for c in self.case_ids]
 
     def __len__(self) -> int:
         return len(self.case_ids)
@@ -382,9 +432,11 @@ class CachedDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         image, label = self._arrays[index]
-        # copies: a consumer writing into the tensor must not change the cached array
+        target = np.array(label, dtype=np.float32)  # a copy: writing into the tensor leaves the cache alone
+        if self.label_scales[index] != 1:
+            target /= np.float32(self.label_scales[index])
         return {
             "image": torch.from_numpy(np.array(image, dtype=np.float32))[None],
-            "label": torch.from_numpy(np.array(label, dtype=np.float32))[None],
+            "label": torch.from_numpy(target)[None],
             "case_id": self.case_ids[index],
         }
