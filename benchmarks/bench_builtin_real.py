@@ -90,8 +90,8 @@ def score_case(loaded: tuple, volume: Volume, liver: np.ndarray, organs: dict[st
     if multi:
         for organ, ref in organs.items():
             pred = result.organs == class_index(organ, loaded[1].model.classes)
-            row[f"dice_{organ}"] = round(2 * float(np.count_nonzero(pred & ref)) /
-                                         max(np.count_nonzero(pred) + np.count_nonzero(ref), 1), 4)
+            row[f"dice_{organ}"] = round(2 * float(np.count_nonzero(pred & ref)) / float(
+                                         max(np.count_nonzero(pred) + np.count_nonzero(ref), 1)), 4)
     return row
 
 

@@ -17,6 +17,10 @@ patches) stores the image as float16 (steps of 0.25 HU in the liver window, half
 and the label as the liver's share of each voxel in steps of 1/255 (the soft target of patch
 training; the entry's ``"label_scale": 255`` says so, and :class:`CachedDataset` divides by it).
 
+A multi-organ case (a liver-v2 build's, :func:`store_organ_case`) adds ``<case_id>_other.npy``
+(uint8: the most frequent class other than the liver in each voxel, indices into the entry's
+``"classes"``, the classes the case labels); a case without it labels background and liver only.
+
 A stage-2 cache (``region`` given: :mod:`livseg.data.patches`) holds instead each case's liver
 region at the region spacing, labels 0/1/2, and the manifest records ``"region": {"spacing_mm",
 "context_mm"}`` and per case ``"region": {"spacing", "start", "stop", "ras_shape"}``.
@@ -422,6 +426,10 @@ class CachedDataset(torch.utils.data.Dataset):
         self._arrays = [(np.load(i, mmap_mode=mode), np.load(l, mmap_mode=mode)) for i, l in files]
         # 1 for binary labels, SHARE_SCALE for a fixed-spacing cache's soft ones
         self.label_scales = [float(entries[c].get("label_scale", 1)) for c in self.case_ids]
+        # multi-organ cases: the other class of each voxel and the classes the case labels
+        self.others = [np.load(self.cache_dir / entries[c]["other_file"], mmap_mode=mode) if "other_file" in entries[c]
+                       else None for c in self.case_ids]
+        self.classes = [tuple(entries[c].get("classes", ("background", "liver"))) for c in self.case_ids]
 
     def __len__(self) -> int:
         return len(self.case_ids)
@@ -440,3 +448,29 @@ class CachedDataset(torch.utils.data.Dataset):
             "label": torch.from_numpy(target)[None],
             "case_id": self.case_ids[index],
         }
+
+
+def store_organ_case(out: Path, case_id: str, image: np.ndarray, share: np.ndarray, other: np.ndarray,
+                     classes: Sequence[str], *, source: dict[str, Any], voxel_ml: float) -> dict[str, Any]:
+    """Write one multi-organ case made on the network grid (a fixed-spacing cache) and return its
+    manifest entry.
+
+    Args:
+        out: the cache folder (see :func:`open_cache`; the caller records the entry).
+        case_id: the case's id.
+        image: float16 windowed image on the network grid.
+        share: uint8 liver share x :data:`SHARE_SCALE`.
+        other: uint8 index (into ``classes``' model class list, :mod:`livseg.data.organ_classes`)
+            of the most frequent other class of each voxel (:func:`livseg.data.organ_targets.organ_targets`).
+        classes: the names of the classes the case labels (background and liver included).
+        source: where it came from (``image``, ``label`` descriptions and stamps).
+        voxel_ml: a network voxel's volume (for the entry's ``liver_ml``).
+    """
+    files = {"image_file": f"{case_id}_image.npy", "label_file": f"{case_id}_label.npy",
+             "other_file": f"{case_id}_other.npy"}
+    for key, array in (("image_file", image.astype(np.float16)), ("label_file", share.astype(np.uint8)),
+                       ("other_file", other.astype(np.uint8))):
+        with atomic_output(out / files[key], overwrite=True) as tmp:
+            np.save(tmp, array)
+    return {**source, "shape": list(image.shape), "liver_ml": float(share.sum(dtype=np.float64)) / SHARE_SCALE * voxel_ml,
+            "label_scale": SHARE_SCALE, "classes": list(classes), **files}
