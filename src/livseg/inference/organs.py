@@ -3,8 +3,8 @@
 A multi-organ checkpoint (``model.classes``, e.g. liver-v2) gives softmax probabilities of every
 class on its network grid. The liver mask is made as for any model (the liver's channel, mapped
 back linearly, thresholded, post-processed); :func:`organ_map` adds the other classes around
-it: each non-liver class's probability is mapped back onto the CT's grid the same way (only
-where it exceeds a floor, so an organ costs its own size), and every voxel outside the liver
+it: each non-liver class's probability is mapped back onto the CT's grid the same way (the
+whole grid for each class: most of ``--organs``' cost), and every voxel outside the liver
 mask takes the most probable of background and those classes. The liver mask wins where it is
 set, so the liver in the organ map is exactly the default output's. No post-processing of the
 neighbours: their accuracy is what the model card states.
