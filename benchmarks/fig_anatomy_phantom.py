@@ -7,8 +7,9 @@ its liver and a coronal section; the next rows: phantoms made by
 ``livseg.phantom.real_anatomy.make_anatomy_phantom`` on the same label map (seeds 0 and 2 by default),
 at the same heights relative to the liver's top (a phantom's own z-range may differ: its label
 map was deformed and its scan cropped). Outlines: green liver, orange stomach, cyan bowel,
-magenta spleen/kidneys. Window [-160, 240] HU. The PNG shows third-party CT (CC BY 4.0): it is
-written under build/ (ignored by git), not committed.
+magenta spleen/kidneys. Window [-160, 240] HU. The PNG shows third-party CT (CC BY 4.0): wherever it is
+shown, attribute it (Wasserthal et al., TotalSegmentator dataset, as README.md does for the
+copy in docs/).
 """
 
 from __future__ import annotations
