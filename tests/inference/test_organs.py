@@ -14,7 +14,7 @@ from helpers import write_case
 from livseg.config import ModelConfig, PreprocessConfig, RunConfig
 from livseg.data.io.volume import Volume, load_volume
 from livseg.errors import ConfigError
-from livseg.inference.organs import organ_map
+from livseg.inference.organs import ORGAN_FLOOR, organ_map
 from livseg.inference.outputs import OUTPUT_NIFTI_SUFFIXES, case_outputs
 from livseg.inference.predict import predict
 from livseg.inference.segment import segment
@@ -45,6 +45,26 @@ def test_organ_map_hand_made() -> None:
     assert stats["legend"] == {"0": "background", "1": "liver", "2": "stomach", "3": "spleen"}
     assert stats["volume_ml"] == {"liver": pytest.approx(6 * 0.02), "stomach": pytest.approx(16 * 0.02),
                                   "spleen": pytest.approx(2 * 0.02)}
+
+
+def test_organ_map_is_the_argmax_of_a_softmax_outside_the_liver() -> None:
+    """Away from the liver mask the map is the argmax of background and the other classes; the
+    floor below which probabilities are not mapped back only matters where that argmax is itself
+    below the floor (the liver takes nearly everything there), which then stays background."""
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0.0, 2.0, (4, 6, 6, 3))
+    logits[1, :, :, 0] += 8.0  # the slice z=0: liver almost certain, the others below the floor
+    probs = (np.exp(logits) / np.exp(logits).sum(0)).astype(np.float32)
+    volume = Volume(np.zeros((6, 6, 3), np.float32), np.eye(4))
+    liver = np.zeros((6, 6, 3), bool)
+    liver[:2, :2, 1] = True
+    labels, _ = organ_map(probs, CLASSES, liver, volume, PreprocessConfig(target_shape=(6, 6, 3)), None)
+    others = probs[[0, 2, 3]]
+    expected = np.array([0, 2, 3], np.uint8)[others.argmax(0)]
+    expected[others.max(0) < ORGAN_FLOOR] = 0
+    expected[liver] = 1
+    assert np.count_nonzero(others.max(0) < ORGAN_FLOOR) > 0  # the floor is exercised
+    assert np.array_equal(labels, expected)
 
 
 @pytest.fixture()

