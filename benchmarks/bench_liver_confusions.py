@@ -32,7 +32,7 @@ import torch
 from scipy import ndimage
 
 from livseg.data.io.volume import Volume, load_labels, load_volume
-from livseg.data.organ_classes import PHANTOM_TO_CLASS, TOTALSEG_TO_CLASS, TOTALSEG_V2_IDS, read_name_table
+from livseg.data.organ_classes import PHANTOM_TO_CLASS, TOTALSEG_TO_CLASS, read_name_table
 from livseg.inference.segment import load_model, segment
 from livseg.phantom.generator import SCAN_RANGES, make_phantom
 from livseg.phantom.organs import ORGANS
