@@ -75,7 +75,8 @@ def ircadb(work: Path) -> Path:
 
 
 def timed_train(args: list[str], log: Path) -> dict[str, float]:
-    """`livseg train ARGS` under /usr/bin/time -v: wall seconds and peak memory (GB)."""
+    """`livseg train ARGS` under /usr/bin/time -v: wall seconds, CPU seconds (user + system: with one
+    thread about the wall time of an idle machine) and peak memory (GB)."""
     command = ["/usr/bin/time", "-v", sys.executable, "-m", "livseg", "train", *args]
     with log.open("w") as handle:
         code = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT).returncode
@@ -85,7 +86,8 @@ def timed_train(args: list[str], log: Path) -> dict[str, float]:
     wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", text).group(1)
     seconds = sum(float(part) * 60**k for k, part in enumerate(reversed(wall.split(":"))))
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1))
-    return {"wall_s": round(seconds, 1), "peak_gb": round(rss / 1024**2, 2)}
+    cpu = sum(float(re.search(rf"{kind} time \(seconds\): (\S+)", text).group(1)) for kind in ("User", "System"))
+    return {"wall_s": round(seconds, 1), "cpu_s": round(cpu, 1), "peak_gb": round(rss / 1024**2, 2)}
 
 
 def experiment(name: str, work: Path, build: Path | None, extra: list[str], threads: int) -> dict:
@@ -136,12 +138,13 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(experiment(name, args.work, args.build, extra, args.threads))
         (args.work / name / "result.json").write_text(json.dumps(rows[-1], indent=1, default=str) + "\n")
     print(f"{'experiment':<15} {'held-out case':<16} {'Dice before':>11} {'after':>7} {'ASSD before':>11} "
-          f"{'after':>7} {'IRCADb before':>13} {'after':>7} {'wall':>7} {'peak GB':>7}")
+          f"{'after':>7} {'IRCADb before':>13} {'after':>7} {'wall':>7} {'CPU':>7} {'peak GB':>7}")
     for row in rows:
         for case in row["cases"]:
             print(f"{row['experiment']:<15} {case['case']:<16} {case['dice_before']:11.4f} {case['dice_after']:7.4f} "
                   f"{case['assd_before']:11.2f} {case['assd_after']:7.2f} {row['ircadb']['dice_before']:13.4f} "
-                  f"{row['ircadb']['dice_after']:7.4f} {row['wall_s'] / 60:6.1f}m {row['peak_gb']:7.2f}")
+                  f"{row['ircadb']['dice_after']:7.4f} {row['wall_s'] / 60:6.1f}m {row['cpu_s'] / 60:6.1f}m "
+                  f"{row['peak_gb']:7.2f}")
     return 0
 
 
