@@ -17,14 +17,15 @@ PACKAGE = Path(livseg.__file__).parent
 
 # stage -> the livseg subpackages/modules it must never import
 FORBIDDEN = {
-    "data": ("nn", "training", "inference", "evaluation", "cli", "demo"),
-    "nn": ("training", "inference", "evaluation", "cli", "demo"),
-    "inference": ("training", "evaluation", "cli", "demo"),
+    "data": ("nn", "training", "inference", "evaluation", "pacs", "cli", "demo"),
+    "nn": ("training", "inference", "evaluation", "pacs", "cli", "demo"),
+    "inference": ("training", "evaluation", "pacs", "cli", "demo"),
     # training validates patch runs with inference.segment itself, on each CT's own grid: best.pt is
     # chosen by the number livseg predict gives (inference never imports training back)
-    "training": ("cli", "demo"),
-    "evaluation": ("training", "cli", "demo"),
-    "phantom": ("nn", "training", "inference", "evaluation", "cli", "demo"),
+    "training": ("pacs", "cli", "demo"),
+    "evaluation": ("training", "pacs", "cli", "demo"),
+    "phantom": ("nn", "training", "inference", "evaluation", "pacs", "cli", "demo"),
+    "pacs": ("training", "evaluation", "cli", "demo"),  # it uses inference and data.io; nothing below imports it
 }
 
 
