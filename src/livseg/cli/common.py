@@ -26,22 +26,13 @@ def add_liver_labels(p: argparse.ArgumentParser) -> None:
                    "is tumour inside the liver; e.g. 5 for TotalSegmentator masks)")
 
 
-def parse_liver_labels(text: str | None) -> tuple[int, ...] | None:
-    """``--liver-labels 1,2`` as label values (None when not given)."""
+def liver_labels_override(text: str | None) -> list[str]:
+    """``--liver-labels 1,2`` as a ``--set`` override (checked like one)."""
     from livseg.errors import ConfigError
 
     if text is None:
-        return None
+        return []
     parts = [part.strip() for part in text.split(",")]
     if not all(part.isdigit() for part in parts):
         raise ConfigError(f"--liver-labels: expected label values like 1,2 or 5, got {text!r}")
-    values = tuple(int(part) for part in parts)
-    if min(values) < 1:  # as the configuration says it (0 is background)
-        raise ConfigError(f"preprocess.liver_labels: expected one or more label values >= 1, got {values}")
-    return values
-
-
-def liver_labels_override(text: str | None) -> list[str]:
-    """``--liver-labels 1,2`` as a ``--set`` override (checked like one)."""
-    values = parse_liver_labels(text)
-    return [] if values is None else [f"preprocess.liver_labels={','.join(map(str, values))}"]
+    return [f"preprocess.liver_labels={','.join(parts)}"]
