@@ -117,7 +117,7 @@ def experiment(name: str, work: Path, build: Path | None, extra: list[str], thre
     options = {"split": "all", "overwrite": True, "progress": False, "figures": False}
     held_out = compare(init, run / "best.pt", test, out_dir=folder / "compare", liver_labels=labels, **options)
     row["cases"] = held_out["cases"]
-    check = compare(init, run / "best.pt", ircadb(work), out_dir=folder / "ircadb", **options)
+    check = compare(init, run / "best.pt", ircadb(work), out_dir=folder / "ircadb", liver_labels=(1,), **options)
     row["ircadb"] = check["cases"][0]
     if name.startswith("site-") and build is not None:  # forgetting: the CTs the built-in model trained on
         own = compare(init, run / "best.pt", build / "real" / "cases.csv", out_dir=folder / "builtin-cases",
