@@ -14,8 +14,9 @@ Experiments (every training run is the command a user types, timed with /usr/bin
   scripts/build_builtin_model.py run): leave-one-out over the real CTs the built-in model trains
   on (B/real/cases.csv): fine-tune the phantom-only stage-1 weights (B/liver-v1.stage1.pt;
   liver-v1 itself saw all three CTs) on the others, score the held-out one.
-- every fine-tuned model is also scored on 3D-IRCADb-01 patient 1 (never trained on), to see
-  whether adapting to a site costs accuracy elsewhere.
+- every fine-tuned model is also scored on 3D-IRCADb-01 patient 1 (never trained on), and a
+  site-* model (with ``--build B``) on the built-in model's own real CTs (B/real/cases.csv, mean
+  and LIDC-0001), to see whether adapting to a site costs accuracy elsewhere.
 
 Arguments after ``--`` go to every `livseg train` (e.g. ``-- --set train.lr=3e-4 --phantoms 0``).
 Prints one table; writes W/EXPERIMENT/result.json. Third-party data is read from ../shared/data and
@@ -75,17 +76,19 @@ def ircadb(work: Path) -> Path:
 
 
 def timed_train(args: list[str], log: Path) -> dict[str, float]:
-    """`livseg train ARGS` under /usr/bin/time -v: wall seconds and peak memory (GB)."""
+    """`livseg train ARGS` under /usr/bin/time -v: wall seconds, CPU seconds (user + system: with one
+    thread about the wall time of an idle machine) and peak memory (GB)."""
     command = ["/usr/bin/time", "-v", sys.executable, "-m", "livseg", "train", *args]
     with log.open("w") as handle:
-        code = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT).returncode
+        code = subprocess.run(command, check=False, stdout=handle, stderr=subprocess.STDOUT).returncode
     text = log.read_text()
     if code != 0:
         raise SystemExit(f"livseg train failed ({code}); see {log}")
     wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): (\S+)", text).group(1)
     seconds = sum(float(part) * 60**k for k, part in enumerate(reversed(wall.split(":"))))
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1))
-    return {"wall_s": round(seconds, 1), "peak_gb": round(rss / 1024**2, 2)}
+    cpu = sum(float(re.search(rf"{kind} time \(seconds\): (\S+)", text).group(1)) for kind in ("User", "System"))
+    return {"wall_s": round(seconds, 1), "cpu_s": round(cpu, 1), "peak_gb": round(rss / 1024**2, 2)}
 
 
 def experiment(name: str, work: Path, build: Path | None, extra: list[str], threads: int) -> dict:
@@ -111,11 +114,15 @@ def experiment(name: str, work: Path, build: Path | None, extra: list[str], thre
         flags += ["--liver-labels", ",".join(map(str, labels))]
     row = {"experiment": name, "init": init, "extra": " ".join(extra),
            **timed_train([str(data), "-o", str(run), "--init", init, *flags, *extra], folder / "train.log")}
-    options = dict(split="all", overwrite=True, progress=False, figures=False)
+    options = {"split": "all", "overwrite": True, "progress": False, "figures": False}
     held_out = compare(init, run / "best.pt", test, out_dir=folder / "compare", liver_labels=labels, **options)
     row["cases"] = held_out["cases"]
-    check = compare(init, run / "best.pt", ircadb(work), out_dir=folder / "ircadb", **options)
+    check = compare(init, run / "best.pt", ircadb(work), out_dir=folder / "ircadb", liver_labels=(1,), **options)
     row["ircadb"] = check["cases"][0]
+    if name.startswith("site-") and build is not None:  # forgetting: the CTs the built-in model trained on
+        own = compare(init, run / "best.pt", build / "real" / "cases.csv", out_dir=folder / "builtin-cases",
+                      liver_labels=(5,), **options)
+        row["builtin_cases"] = {"mean": own["mean"], "cases": own["cases"]}
     return row
 
 
@@ -136,12 +143,16 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(experiment(name, args.work, args.build, extra, args.threads))
         (args.work / name / "result.json").write_text(json.dumps(rows[-1], indent=1, default=str) + "\n")
     print(f"{'experiment':<15} {'held-out case':<16} {'Dice before':>11} {'after':>7} {'ASSD before':>11} "
-          f"{'after':>7} {'IRCADb before':>13} {'after':>7} {'wall':>7} {'peak GB':>7}")
+          f"{'after':>7} {'IRCADb before':>13} {'after':>7} {'own CTs before':>14} {'after':>7} {'wall':>7} "
+          f"{'CPU':>7} {'peak GB':>7}")
     for row in rows:
+        own = row.get("builtin_cases", {}).get("mean", {})
         for case in row["cases"]:
             print(f"{row['experiment']:<15} {case['case']:<16} {case['dice_before']:11.4f} {case['dice_after']:7.4f} "
                   f"{case['assd_before']:11.2f} {case['assd_after']:7.2f} {row['ircadb']['dice_before']:13.4f} "
-                  f"{row['ircadb']['dice_after']:7.4f} {row['wall_s'] / 60:6.1f}m {row['peak_gb']:7.2f}")
+                  f"{row['ircadb']['dice_after']:7.4f} {own.get('dice_before', float('nan')):14.4f} "
+                  f"{own.get('dice_after', float('nan')):7.4f} {row['wall_s'] / 60:6.1f}m {row['cpu_s'] / 60:6.1f}m "
+                  f"{row['peak_gb']:7.2f}")
     return 0
 
 

@@ -158,8 +158,12 @@ def rounds(steps: int) -> list[str]:
 
 
 def run_stage(data: Path, run: Path, config: RunConfig, **kwargs: object) -> Path:
-    """One stage through livseg's training path (continuing a killed one); its best.pt."""
-    result = train(data, run, config, resume=(run / "last.pt").is_file(), device="cpu", progress=False, **kwargs)
+    """One stage through livseg's training path (continuing a killed one: its run keeps the init it
+    started from, so ``init`` is only passed to a fresh one); its best.pt."""
+    resume = (run / "last.pt").is_file()
+    if resume:
+        kwargs.pop("init", None)
+    result = train(data, run, config, resume=resume, device="cpu", progress=False, **kwargs)
     return result.paths["best"]
 
 

@@ -136,3 +136,20 @@ def test_the_builtin_presets_are_liver_v1s_network_and_grid() -> None:
     shipped = load_init("builtin").config
     for name in ("builtin", "builtin-stage2", "finetune"):
         check_init_config(get_preset(name), shipped, "builtin")  # --preset NAME --init builtin is accepted
+
+
+def test_the_build_script_continues_a_killed_stage_started_from_an_init(cases: Path, tmp_path: Path) -> None:
+    """scripts/build_builtin_model.py's stages: a stage 2 killed after round 1 (its init given again
+    by the same command) resumes from last.pt instead of being refused."""
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "build_builtin_model.py"
+    spec = importlib.util.spec_from_file_location("build_builtin_model", script)
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)  # type: ignore[union-attr]
+    init = _hand_made_checkpoint(tmp_path / "init.pt")
+    config = apply_overrides(TINY_PATCHES, ["patches.steps_per_round=1", "train.epochs=2", "train.num_threads=1"])
+    build.run_stage(cases, tmp_path / "stage2", config, init=init, stop_after_epoch=1)  # the kill
+    best = build.run_stage(cases, tmp_path / "stage2", config, init=init)  # the same command again
+    assert load_checkpoint(tmp_path / "stage2" / "last.pt").epoch == 2
+    assert load_checkpoint(best).config.train.init == str(init)

@@ -22,15 +22,15 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("data", type=Path, help=DATA_HELP + ", or a cache folder from `livseg preprocess`")
     p.add_argument("-o", "--out", type=Path, required=True, help="run folder")
     p.add_argument("--preset", default=None,
-                   help=f"{presets_help()}; tumour, demo-tumour and tumour-cpu train stage 2 of a cascade; "
-                   "builtin and builtin-stage2 are the built-in model's recipe (default: paper; with --init: finetune; "
-                   "with --resume: the run's own config.json)")
+                   help=f"{presets_help()}; tumour, demo-tumour and tumour-cpu train stage 2 of a cascade; builtin and "
+                   "builtin-stage2 are the built-in model's recipe, finetune adapts a model (default: paper; with "
+                   "--init: finetune; with --resume: the run's own config.json)")
     p.add_argument("--init", default=None, metavar="CHECKPOINT",
                    help="start from these weights: builtin (the built-in model), builtin:NAME, or a best.pt; "
                    "the network and its preprocessing come from there (a --set that changes them is refused)")
     p.add_argument("--phantoms", default=None, metavar="N|FOLDER",
                    help="patch sampling: generate N phantoms into OUT/phantoms and mix them in (patches.phantoms; "
-                   "finetune: 16), or mix in a folder of phantoms (`livseg phantom` output or a cache); 0: none")
+                   "default 0), or mix in a folder of phantoms (`livseg phantom` output or a cache); 0: none")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, e.g. train.lr=3e-4 or model.channels=16,32,64 (repeatable)")
     add_liver_labels(p)

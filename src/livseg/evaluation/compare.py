@@ -45,7 +45,10 @@ def compare(
             (else beside ``before``; ``auto`` with two built-in models: every case).
         overwrite: replace existing results.
         **options: ``postprocess``, ``threshold``, ``device``, ``progress``, ``figures``,
-            ``liver_labels`` (as for ``evaluate``).
+            ``liver_labels`` (as for ``evaluate``; both are scored against the same reference:
+            without ``liver_labels``, the cache's or dataset.json's, else those of the checkpoint
+            whose split is used, so a run fine-tuned with ``--liver-labels 5`` and the built-in
+            model, trained on LiTS's 1 and 2, are both scored against label 5).
 
     Returns:
         ``{"before", "after" (their names), "split", "split_source", "cases": [row, ...],
@@ -63,6 +66,11 @@ def compare(
     refuse_existing([out / "comparison.csv", out / "comparison.json"], overwrite)
     owner = after if not is_builtin(after) else before
     selection = select_cases(data, split, owner)
+    if options.get("liver_labels") is None:  # one reference for both: a built-in model's own labels are LiTS's
+        from livseg.data.cache import resolve_liver_labels
+        from livseg.nn.checkpoint import read_checkpoint
+
+        options["liver_labels"] = resolve_liver_labels(data, read_checkpoint(owner).config.preprocess).liver_labels
     scored = {}
     for name, checkpoint in (("before", before), ("after", after)):
         summary = evaluate(checkpoint, data, split=selection, out_dir=out / name, overwrite=overwrite, **options)
