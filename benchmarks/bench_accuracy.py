@@ -46,7 +46,7 @@ from livseg.config import RunConfig, apply_overrides, get_preset
 from livseg.data.cache import CachedDataset, preprocess_dataset
 from livseg.data.datasets import load_split
 from livseg.data.io.volume import load_labels, load_volume
-from livseg.evaluation.evaluate import score_case, score_network_grid
+from livseg.evaluation.scoring import score_case, score_network_grid
 from livseg.inference.segment import load_model, segment
 from livseg.phantom.generator import find_liver_shapes, write_phantoms
 from livseg.training.distributed import DistInfo

@@ -30,8 +30,9 @@ import numpy as np
 import torch
 
 from livseg.data.io.volume import load_volume
-from livseg.evaluation.evaluate import score_case
-from livseg.evaluation.lesions import label_lesions, match_lesions
+from livseg.evaluation.scoring import score_case
+from livseg.data.lesions import label_lesions
+from livseg.evaluation.lesions import match_lesions
 from livseg.evaluation.tumours import score_tumours
 from livseg.inference.segment import load_model, segment
 

@@ -105,3 +105,11 @@ def write_dicom_series(
         writer.SetFileName(str(folder / f"slice{k:03d}.dcm"))
         writer.Execute(image)
     return folder
+
+
+def voxel_mask(shape: tuple[int, int, int], *voxels: tuple) -> np.ndarray:
+    """A boolean array of ``shape`` that is True at each index (voxel or slices) given."""
+    mask = np.zeros(shape, dtype=bool)
+    for index in voxels:
+        mask[index] = True
+    return mask

@@ -14,14 +14,8 @@ import pytest
 from livseg.cli import main
 from livseg.config import PreprocessConfig
 from livseg.errors import CheckpointError, DatasetError, OutputExistsError
-from livseg.evaluation.evaluate import (
-    METRICS,
-    evaluate,
-    network_grid_spacing,
-    score_case,
-    score_network_grid,
-    summarize,
-)
+from livseg.evaluation.evaluate import evaluate
+from livseg.evaluation.scoring import METRICS, network_grid_spacing, score_case, score_network_grid, summarize
 from livseg.nn.checkpoint import load_checkpoint
 from helpers import TINY, write_case
 

@@ -19,7 +19,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from livseg.evaluation.lesions import SIZE_SPLIT_MM, match_lesions
+from livseg.data.lesions import SIZE_SPLIT_MM
+from livseg.evaluation.lesions import match_lesions
 from livseg.evaluation.metrics import dice
 
 __all__ = ["TUMOUR_METRICS", "score_tumours", "summarize_tumours"]

@@ -31,7 +31,7 @@ from livseg.config import RunConfig
 from livseg.data.io.volume import Volume
 from livseg.data.preprocessing import from_ras, resample_linear
 from livseg.data.region import cut_liver_region
-from livseg.evaluation.lesions import lesion_table, remove_small_lesions
+from livseg.data.lesions import lesion_table, remove_small_lesions
 from livseg.inference.postprocess import clean_mask
 from livseg.nn.sliding_window import sliding_window
 
@@ -155,7 +155,7 @@ def tumour_stats(labels: np.ndarray, volume: Volume) -> dict[str, Any]:
         ``tumour_burden_percent`` (tumour / liver volume, liver including tumour; 0 without
         liver) and ``tumours``: per lesion, largest first, ``volume_ml``, ``diameter_mm`` (longest
         axial diameter, RECIST) and ``centroid_mm`` (world RAS); see
-        :mod:`livseg.evaluation.lesions`.
+        :mod:`livseg.data.lesions`.
     """
     lesions = lesion_table(labels == 2, volume.affine)
     tumour_ml = float(np.count_nonzero(labels == 2)) * volume.voxel_volume_ml

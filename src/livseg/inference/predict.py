@@ -255,7 +255,7 @@ def predict(
                    "median_hu", "n_components_before_postprocess", "seconds")
         rows = [{key: stats[key] for key in columns if key in stats} for stats in combined]
         figures = {s["case"]: s["outputs"]["preview"] for s in combined if "preview" in s["outputs"]}
-        from livseg.evaluation.report import write_html_report  # matplotlib costs 0.6 s to import: only when drawing
+        from livseg.figures import write_html_report  # matplotlib costs 0.6 s to import: only when drawing
 
         write_html_report(rows, figures, report, title="livseg predict")
     return combined
@@ -320,7 +320,7 @@ class _CaseRunner:
             for structure, probability in result.input_probabilities.items():
                 save_probability(probability, volume, tmp[f"probability_{structure}"], overwrite=True)
             if "preview" in tmp:
-                from livseg.evaluation.report import plot_preview
+                from livseg.figures import plot_preview
 
                 plot_preview(volume.array, result.mask, volume.affine, tmp["preview"], title=name)
             timings["write"] = time.perf_counter() - start  # the JSON itself is not counted

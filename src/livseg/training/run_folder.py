@@ -222,7 +222,7 @@ def save_epoch(
     Adam's two moments per weight); last.pt also holds the optimiser, grad-scaler and RNG states
     and the data order, which is all that ``--resume`` reads.
     """
-    from livseg.evaluation.report import plot_curves  # matplotlib only where figures are drawn
+    from livseg.figures import plot_curves  # matplotlib only where figures are drawn
 
     common: dict[str, Any] = {
         "config": config, "model_state": model.state_dict(), "epoch": epoch, "best_score": best_score,

@@ -1,0 +1,60 @@
+"""``livseg evaluate``: scoring a network on labelled cases."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score a checkpoint on labelled cases",
+        description="Dice, VOE, RVD, ASSD, MSSD, HD95 and volumes per case, on the network grid "
+        "(the paper's measurement) and on each CT's own grid (LiTS). Writes metrics.csv, "
+        "summary.json, figures/<case>.png and report.html. The split's ids come from splits.json "
+        "beside the checkpoint, else from the cache's splits.json; by default the test split when "
+        "there is one (train --test-fraction), else the validation split. Every output names the split.",
+    )
+    p.add_argument("data", type=Path, help="livseg cache folder, or dataset folder / CSV")
+    p.add_argument("--checkpoint", default=None, metavar="PT",
+                   help="livseg checkpoint (best.pt), or builtin:NAME (default: the built-in model, which scores every case)")
+    p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
+    p.add_argument("--split", default="auto", choices=("auto", "test", "val", "all"),
+                   help="cases to score (default auto: test when the split has one, else val)")
+    p.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
+    p.add_argument("--no-postprocess", action="store_true", help="score the raw original-grid prediction")
+    p.add_argument("--no-figures", action="store_true", help="skip the per-case figures")
+    p.add_argument("--overwrite", action="store_true", help="replace existing results")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from livseg.evaluation.evaluate import evaluate
+
+    summary = evaluate(
+        args.checkpoint,
+        args.data,
+        split=args.split,
+        out_dir=args.out,
+        postprocess=not args.no_postprocess,
+        threshold=args.threshold,
+        device=args.device,
+        progress=not args.no_progress and sys.stderr.isatty(),
+        figures=not args.no_figures,
+        overwrite=args.overwrite,
+    )
+    from livseg.evaluation.scoring import GRIDS, tumour_note
+
+    for grid in (g for g in GRIDS if g in summary):
+        dice = summary[grid]["metrics"]["dice"]
+        print(f"{grid}: mean Dice {dice['mean']:.4f} (median {dice['median']:.4f}), "
+              f"global Dice {summary[grid]['global_dice']:.4f}, {summary[grid]['n_cases']} cases, "
+              f"{summary['split']} split")
+    if "tumour" in summary:
+        print(tumour_note(summary["tumour"]))
+    print(f"results in {args.out}")
+    return 0
