@@ -14,7 +14,8 @@ map) changed after the scan in one of these ways (:data:`VARIANTS`):
   closed: a food-filled stomach joined to the left lobe, as in the private case A (liver-v1 took
   such a stomach for liver, Dice 0.84);
 - ``case_a``: ``food_stomach`` plus ``big_lesions``: case A had a large tumour as well;
-- ``liver_like_spleen``: the spleen repainted at the liver's HU (native-phase look), joined likewise;
+- ``liver_like_spleen``: the spleen repainted at the liver's HU (native-phase look), joined likewise
+  (not in the benchmark's sets: on the first six cases liver-v1's Dice did not move);
 - ``noise``: extra correlated noise of 25-60 HU (a low-dose scan);
 - ``low_contrast``: the liver pulled towards the surrounding soft tissue's HU (unenhanced look);
 - ``hu_offset``: the whole scan shifted by -60..+60 HU (a miscalibrated or odd-kernel scanner);
@@ -43,7 +44,8 @@ from livseg.phantom.generator import ORGANS, make_phantom, read_liver_mask
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import build_builtin_model as builtin  # noqa: E402  (the real-CT loaders of the model's build)
 
-VARIANTS = ("plain", "food_stomach", "case_a", "liver_like_spleen", "noise", "low_contrast", "hu_offset", "big_lesions")
+VARIANTS = ("plain", "food_stomach", "case_a", "noise", "low_contrast", "hu_offset", "big_lesions")
+ALL_VARIANTS = (*VARIANTS, "liver_like_spleen")  # the last one changed no Dice in a first look: not in the sets
 
 
 @dataclass
@@ -169,7 +171,7 @@ def harden(phantom, variant: str, rng: np.random.Generator) -> np.ndarray:  # no
     elif variant == "big_lesions":
         _big_lesions(ct, labels, phantom.affine, liver_hu, noise_hu, rng)
     else:
-        raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
+        raise ValueError(f"unknown variant {variant!r}; expected one of {ALL_VARIANTS}")
     return ct
 
 
@@ -184,7 +186,7 @@ def phantom_cases(seed: int, variants: tuple[str, ...] = VARIANTS, shape_file: P
     reference = (phantom.labels > 0).astype(np.uint8)
     cases = []
     for variant in variants:
-        ct = harden(phantom, variant, np.random.default_rng([seed, VARIANTS.index(variant)]))
+        ct = harden(phantom, variant, np.random.default_rng([seed, ALL_VARIANTS.index(variant)]))
         cases.append(Case(f"phantom-{seed}-{variant}", Volume(ct.astype(np.float32), phantom.affine), reference,
                           "phantom", {**facts, "variant": variant}))
     return cases

@@ -12,8 +12,9 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
         "evaluate",
         help="score a checkpoint on labelled cases",
         description="Dice, VOE, RVD, ASSD, MSSD, HD95 and volumes per case, on the network grid "
-        "(the paper's measurement) and on each CT's own grid (LiTS). Writes metrics.csv, "
-        "summary.json, figures/<case>.png and report.html. The split's ids come from splits.json "
+        "(the paper's measurement) and on each CT's own grid (LiTS), and the quality estimate's "
+        "predicted Dice against the actual one. Writes metrics.csv, summary.json, figures/<case>.png, "
+        "quality.png and report.html. The split's ids come from splits.json "
         "beside the checkpoint, else from the cache's splits.json; by default the test split when "
         "there is one (train --test-fraction), else the validation split. Every output names the split.",
     )
@@ -47,7 +48,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         figures=not args.no_figures,
         overwrite=args.overwrite,
     )
-    from livseg.evaluation.scoring import GRIDS, tumour_note
+    from livseg.evaluation.scoring import GRIDS, quality_note, tumour_note
 
     for grid in (g for g in GRIDS if g in summary):
         dice = summary[grid]["metrics"]["dice"]
@@ -56,5 +57,6 @@ def _run_evaluate(args: argparse.Namespace) -> int:
               f"{summary['split']} split")
     if "tumour" in summary:
         print(tumour_note(summary["tumour"]))
+    print(f"{quality_note(summary['quality'])}; {summary['split']} split")
     print(f"results in {args.out}")
     return 0
