@@ -44,7 +44,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality_cases import REAL, VARIANTS, Case, phantom_cases, real_cases, train_weak_models  # noqa: E402
 
 from livseg.evaluation.metrics import dice  # noqa: E402
-from livseg.inference.quality_model import QUALITY_FILE, Feature, QualityModel, assess  # noqa: E402
+from livseg.inference.quality import volume_excess  # noqa: E402
+from livseg.inference.quality_model import (QUALITY_FILE, Feature, QualityModel, assess,  # noqa: E402
+                                            shipped_large_volume_ml)
 from livseg.inference.segment import load_model, segment  # noqa: E402
 from livseg.phantom.generator import find_liver_shapes  # noqa: E402
 
@@ -59,9 +61,10 @@ REAL_MODELS = ("builtin", "weak-200", "weak-400")  # weak models on real CTs: re
 # candidate terms: (signal, log offset or None); the fit chooses among them
 CANDIDATES = (("uncertain_share", 0.01), ("boundary_band_mm", 0.1), ("entropy_inside", 0.005),
               ("entropy_surface", 0.01), ("removed_share", 0.01), ("variation_disagreement", 0.005),
-              ("left_share", 0.05), ("shape_distance", 0.5), ("volume_ml", 100.0))
+              ("left_share", 0.05), ("shape_distance", 0.5), ("volume_excess", 0.05))
 MAX_TERMS = 4
 ERROR_FLOOR = 0.01  # Dice above 0.99 counts as 0.99: no case is that good, and log(0) is not
+ERROR_CAP = 0.5  # Dice under 0.5 counts as 0.5 (see target)
 GOOD, BAD = 0.95, 0.90  # the issue's "good" and "must be flagged" Dice
 GOOD_FLAG_RATE = 0.15  # review threshold: at most this share of good calibration cases flagged
 
@@ -70,9 +73,15 @@ GOOD_FLAG_RATE = 0.15  # review threshold: at most this share of good calibratio
 
 
 def _rows(path: Path) -> dict[str, dict[str, Any]]:
+    """Cached rows by tag; a signal added to livseg after a row was collected and computable from
+    the row's other signals is filled in the way ``quality_signals`` computes it."""
     if not path.is_file():
         return {}
-    return {row["tag"]: row for row in map(json.loads, path.read_text().splitlines())}
+    rows = {row["tag"]: row for row in map(json.loads, path.read_text().splitlines())}
+    for row in rows.values():
+        if "volume_excess" not in row["signals"]:
+            row["signals"]["volume_excess"] = volume_excess(row["signals"]["volume_ml"], shipped_large_volume_ml())
+    return rows
 
 
 def score_case(case: Case, model_name: str, loaded: tuple, maps: Path | None = None) -> dict[str, Any]:
@@ -133,12 +142,21 @@ def design(rows: list[dict], terms: tuple[tuple[str, float], ...], neutral: dict
 
 
 def target(rows: list[dict]) -> np.ndarray:
-    return np.log(np.maximum(1.0 - np.array([r["dice"] for r in rows]), ERROR_FLOOR))
+    """log(1 - Dice), with Dice above 0.99 counted as 0.99 and under 0.5 as 0.5 (a mask that bad
+    is simply wrong: how wrong must not steer the fit away from the cases near the flag)."""
+    return np.log(np.clip(1.0 - np.array([r["dice"] for r in rows]), ERROR_FLOOR, ERROR_CAP))
 
 
 def least_squares(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    a = np.column_stack([np.ones(len(x)), x])
-    return np.linalg.lstsq(a, y, rcond=None)[0]
+    """``[intercept, weights...]`` minimising the squared error with every weight >= 0: each term
+    may only lower the predicted Dice as its signal grows (more doubt never predicts a better
+    mask), which keeps the model readable and its reasons true. The intercept is free (the
+    difference of two non-negative columns)."""
+    from scipy.optimize import nnls
+
+    a = np.column_stack([np.ones(len(x)), -np.ones(len(x)), x])
+    coef = nnls(a, y)[0]
+    return np.concatenate([[coef[0] - coef[1]], coef[2:]])
 
 
 def choose_terms(rows: list[dict], neutral: dict[str, float]) -> tuple[tuple[str, float], ...]:
@@ -177,10 +195,12 @@ def fit(rows: list[dict], shape_reference: dict, fitted: str) -> QualityModel:
         values = [r["signals"][signal] for r in good if r["signals"].get(signal) is not None]
         features.append(Feature(signal, round(float(weight), 5), offset, round(neutral[signal], 6),
                                 round(float(np.percentile(values, 95)), 6) if values else None))
-    model = QualityModel("quality-v1", round(float(coef[0]), 5), tuple(features), 0.0, shape_reference, fitted)
+    model = QualityModel("quality-v1", round(float(coef[0]), 5), tuple(features), 0.0, shape_reference, fitted,
+                         shipped_large_volume_ml())
     predicted = np.array([model.predict_dice(r["signals"]) for r in good])
     review_below = float(np.quantile(predicted, GOOD_FLAG_RATE)) if len(predicted) else GOOD
-    return QualityModel(model.name, model.intercept, model.features, round(review_below, 4), shape_reference, fitted)
+    return QualityModel(model.name, model.intercept, model.features, round(review_below, 4), shape_reference, fitted,
+                        model.large_volume_ml)
 
 
 def model_json(model: QualityModel, shape_note: str) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from helpers import write_case
 
 from livseg.data.io.volume import load_volume
 from livseg.inference.quality import (binary_entropy, quality_signals, shape_descriptors, shape_distance,
-                                      surface_area_mm2, varied_probabilities)
+                                      surface_area_mm2, varied_probabilities, volume_excess)
 from livseg.inference.quality_model import QUALITY_FILE, Feature, QualityModel, assess, load_quality_model
 from livseg.inference.segment import load_model, segment
 
@@ -45,7 +45,7 @@ def test_surface_area_of_a_box() -> None:
 
 def test_a_sharp_confident_cube() -> None:
     s = quality_signals(cube(0.95), SPACING)
-    assert s["volume_ml"] == pytest.approx(1000 * 27 / 1000)
+    assert s["volume_ml"] == pytest.approx(1000 * 27 / 1000) and s["volume_excess"] == 0
     assert s["uncertain_share"] == 0 and s["boundary_band_mm"] == 0
     assert s["entropy_inside"] == pytest.approx(float(binary_entropy(np.array(0.95))), rel=1e-5)
     assert s["removed_share"] == 0 and s["cut_by_scan"] == 0
@@ -110,6 +110,12 @@ def test_shape_descriptors_of_a_box_and_an_l() -> None:
     # leftmost 4 columns hold 4 * 2 = 8 voxels per slice, rightmost 4: 2 * 2 + 2 * 10 = 24; the smaller end counts
     assert d["left_share"] == pytest.approx(16 / 72)
     assert shape_descriptors(np.zeros((4, 4, 4), bool), SPACING) is None
+
+
+def test_volume_excess_by_hand() -> None:
+    assert volume_excess(3000.0, 2500.0) == pytest.approx(0.2)
+    assert volume_excess(2000.0, 2500.0) == 0.0
+    assert quality_signals(cube(0.95), SPACING, large_ml=20.0)["volume_excess"] == pytest.approx(27 / 20 - 1)
 
 
 def test_shape_distance_by_hand() -> None:

@@ -3,7 +3,9 @@
 Every signal is computed on stage 1's network grid (:attr:`Segmentation.probabilities`: for the
 built-in model RAS, 3 mm voxels, about 0.7 M voxels for an abdomen), so it costs milliseconds
 whatever the CT's own size. The mask there is the prediction as :func:`segment` makes it on the
-CT's grid: ``probability >= threshold``, largest 6-connected component, holes filled.
+CT's grid: ``probability >= threshold``, largest 6-connected component, holes filled. For a
+cascade checkpoint the estimate is about stage 1's liver, which stage 2 then refines (usually for
+the better: the estimate errs on the side of caution there).
 
 Signals (names are the keys of ``stats["quality"]["signals"]``):
     uncertain_share     voxels with probability in (0.1, 0.9) per voxel of the mask: a wide
@@ -21,6 +23,11 @@ Signals (names are the keys of ``stats["quality"]["signals"]``):
                         8 % larger: respects the RAS prior, unlike a flip); a mask that moves
                         under a change this small was not held firmly. None when not computed.
     volume_ml           the mask's volume on the network grid.
+    volume_excess       how far that volume lies above what real livers reach: ``volume_ml /
+                        large_ml - 1`` when positive, else 0, ``large_ml`` the 95th percentile
+                        of the 112 LiTS training livers (about 2.5 L): a stomach or spleen taken
+                        for liver adds hundreds of mL (hepatomegaly does too: then a person should
+                        look anyway).
     cut_by_scan         1.0 when the mask touches the first or last slice of the scan (the liver
                         continues outside it: volume and shape say little), else 0.0.
     left_share          the share of the mask's volume at its left end (see
@@ -45,7 +52,7 @@ from livseg.data.masks import bounding_box
 from livseg.inference.postprocess import clean_mask
 
 __all__ = ["UNCERTAIN", "VARIATION_ZOOM", "quality_signals", "shape_descriptors", "shape_distance",
-           "surface_area_mm2", "varied_probabilities", "VARIATION_MARGIN"]
+           "surface_area_mm2", "varied_probabilities", "volume_excess", "VARIATION_MARGIN"]
 
 UNCERTAIN = (0.1, 0.9)  # a probability strictly between these is "uncertain"
 VARIATION_ZOOM = 1.08  # the test-time variation: the input scaled up by 8 %
@@ -152,6 +159,12 @@ def varied_probabilities(forward: Callable[[np.ndarray], np.ndarray], image: np.
     return out
 
 
+def volume_excess(volume_ml: float, large_ml: float) -> float:
+    """``volume_ml / large_ml - 1`` when positive, else 0: the share by which a liver volume
+    exceeds what real livers reach."""
+    return max(float(volume_ml) / float(large_ml) - 1.0, 0.0)
+
+
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
     total = int(np.count_nonzero(a)) + int(np.count_nonzero(b))
     return 2.0 * np.count_nonzero(a & b) / total if total else 1.0
@@ -165,6 +178,8 @@ def quality_signals(
     varied: np.ndarray | None = None,
     ras: bool = True,
     shape_reference: Mapping[str, Mapping[str, float]] | None = None,
+    large_ml: float | None = None,
+    mask: np.ndarray | None = None,
 ) -> dict[str, float | None]:
     """The quality signals of one prediction (see the module docstring).
 
@@ -177,6 +192,10 @@ def quality_signals(
         ras: whether the grid's axes are RAS (needed for the shape signal).
         shape_reference: medians and MADs of the shape descriptors of real livers (default: the
             shipped LiTS statistics).
+        large_ml: the liver volume that real livers stay under (default: the shipped LiTS 95th
+            percentile).
+        mask: the post-processed mask of ``probabilities`` if the caller has it already
+            (``clean_mask(probabilities >= threshold)``); computed when None.
 
     Returns:
         ``{name: value}``; a signal that cannot be computed (empty mask, no variation, not RAS)
@@ -184,13 +203,18 @@ def quality_signals(
     """
     p = np.asarray(probabilities, dtype=np.float32)
     thresholded = p >= threshold
-    mask = clean_mask(thresholded)[0].astype(bool)
+    mask = clean_mask(thresholded)[0].astype(bool) if mask is None else np.asarray(mask, dtype=bool)
     n_mask, n_thresholded = int(np.count_nonzero(mask)), int(np.count_nonzero(thresholded))
     voxel_mm3 = float(np.prod(spacing))
     signals: dict[str, float | None] = dict.fromkeys(
         ("uncertain_share", "boundary_band_mm", "entropy_inside", "entropy_surface", "removed_share",
-         "variation_disagreement", "volume_ml", "cut_by_scan", "left_share", "shape_distance"))
+         "variation_disagreement", "volume_ml", "volume_excess", "cut_by_scan", "left_share", "shape_distance"))
     signals["volume_ml"] = n_mask * voxel_mm3 / 1000.0
+    if large_ml is None:
+        from livseg.inference.quality_model import shipped_large_volume_ml
+
+        large_ml = shipped_large_volume_ml()
+    signals["volume_excess"] = volume_excess(signals["volume_ml"], large_ml)
     signals["removed_share"] = float(np.count_nonzero(thresholded & ~mask)) / n_thresholded if n_thresholded else 0.0
     if varied is not None:
         signals["variation_disagreement"] = 1.0 - _dice(mask, clean_mask(np.asarray(varied) >= threshold)[0] > 0)

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["QUALITY_FILE", "Feature", "QualityModel", "assess", "load_quality_model", "shipped_shape_reference"]
+__all__ = ["QUALITY_FILE", "Feature", "QualityModel", "assess", "load_quality_model", "shipped_large_volume_ml",
+           "shipped_shape_reference"]
 
 QUALITY_FILE = Path(__file__).with_name("quality-v1.json")
 
@@ -37,7 +38,8 @@ _WORDS = {
     "entropy_surface": ("the network is unsure where it drew the boundary", "mean entropy {:.3f} bits"),
     "removed_share": ("post-processing removed much of what the network called liver", "{:.1%} of the voxels"),
     "variation_disagreement": ("the mask changes when the CT is rescaled by a few percent", "{:.1%} of it differs"),
-    "volume_ml": ("an unusual liver volume", "{:.0f} mL"),
+    "volume_excess": ("the mask is larger than real livers are (another organ taken for liver?)",
+                      "{:.0%} above the LiTS 95th percentile"),
     "left_share": ("much of the mask lies at the liver's left end (a stomach or spleen taken for liver?)",
                    "{:.0%} of its volume"),
     "shape_distance": ("the mask's shape is unlike real livers", "{:.1f} robust SDs from LiTS livers"),
@@ -79,6 +81,7 @@ class QualityModel:
     review_below: float
     shape_reference: dict[str, dict[str, float]]
     fitted: str
+    large_volume_ml: float = 2466.0  # the LiTS livers' 95th percentile on the 3 mm grid
 
     def predict_dice(self, signals: Mapping[str, float | None]) -> float:
         """The predicted Dice of a mask with these signals, in [0, 1]."""
@@ -97,6 +100,7 @@ def load_quality_model(path: str | os.PathLike[str] | None = None) -> QualityMod
         review_below=float(predictor["review_below"]),
         shape_reference={k: {s: float(v) for s, v in d.items()} for k, d in data["shape_reference"].items()},
         fitted=str(data.get("fitted", "")),
+        large_volume_ml=float(data["volume_reference"]["p95_ml"]),
     )
 
 
@@ -108,6 +112,11 @@ def _shipped() -> QualityModel:
 def shipped_shape_reference() -> dict[str, dict[str, float]]:
     """Medians and MADs of the shape descriptors of the 112 LiTS training livers (shipped)."""
     return _shipped().shape_reference
+
+
+def shipped_large_volume_ml() -> float:
+    """The liver volume (mL) that 95 % of the LiTS training livers stay under (shipped)."""
+    return _shipped().large_volume_ml
 
 
 def _reason(feature: Feature, value: float) -> str:

@@ -10,8 +10,8 @@ Pipeline of :func:`segment` (each stage timed):
     postprocess   largest 3D connected component + hole filling (:mod:`livseg.inference.postprocess`)
     stage2        cascade checkpoints only: liver and tumour on the liver's region at a fine
                   spacing (:mod:`livseg.inference.cascade`); the mask becomes 0/1/2 (LiTS labels)
-    quality       one more forward pass on a slightly rescaled crop around the liver, the quality signals on the
-                  network grid and the calibrated predicted Dice with a review flag
+    quality       one more forward pass on a slightly rescaled crop around the liver, the quality
+                  signals on the network grid and the calibrated predicted Dice with a review flag
                   (:mod:`livseg.inference.quality`, :mod:`livseg.inference.quality_model`):
                   ``stats["quality"]``
 
@@ -334,10 +334,10 @@ def estimate_quality(model: nn.Module, image: np.ndarray, probabilities: np.ndar
     one more forward pass on the rescaled input, then the calibrated predictor and review rule
     (:func:`livseg.inference.quality_model.assess`)."""
     device = _model_device(model)
-    varied = varied_probabilities(lambda x: _forward(model, x, device), image,
-                                  clean_mask(probabilities >= threshold)[0])
+    mask = clean_mask(probabilities >= threshold)[0]
+    varied = varied_probabilities(lambda x: _forward(model, x, device), image, mask)
     signals = quality_signals(probabilities, network_spacing(volume, config, grid), threshold=threshold,
-                              varied=varied, ras=config.preprocess.reorient)
+                              varied=varied, ras=config.preprocess.reorient, mask=mask)
     return assess(signals)
 
 
