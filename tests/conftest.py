@@ -1,5 +1,9 @@
-"""Shared fixtures: the real-data folder, tiny synthetic datasets in the LiTS / MSD layouts, and one
-trained TINY run that every test needing a checkpoint shares."""
+"""Shared fixtures: the real-data folder, tiny synthetic datasets in the LiTS / MSD layouts, one
+trained TINY run that every test needing a checkpoint shares, and for tests/pacs/ a real Orthanc
+(one per module, or a fresh one per test), IRCADb's slices in order and the built-in model.
+
+The PACS fixtures live here, not in tests/pacs/conftest.py: test folders are not packages, so a
+second conftest.py would take the module name ``conftest`` that tests import helpers from."""
 
 from __future__ import annotations
 
@@ -136,3 +140,66 @@ def tiny_dataset(tmp_path: Path) -> Callable[..., Path]:
         return root
 
     return make
+
+
+# ------------------------------------------------------------------ PACS (tests/pacs/): a real Orthanc
+
+
+@pytest.fixture(scope="session")
+def orthanc_programs() -> tuple[str, str]:
+    """Orthanc and its DICOMweb plugin (tests/pacs/); skips only where Orthanc is not installed."""
+    from orthanc_server import find_binary, find_plugin
+
+    binary = find_binary()
+    if binary is None:
+        pytest.skip("Orthanc is not installed (Debian: apt-get install orthanc orthanc-dicomweb; .ci/run does it "
+                    "as root): the PACS tests run against a real archive")
+    plugin = find_plugin()
+    if plugin is None:
+        pytest.fail("Orthanc is installed but not its DICOMweb plugin: apt-get install orthanc-dicomweb "
+                    "(or set LIVSEG_ORTHANC_DICOMWEB to the plugin's .so)")
+    return binary, plugin
+
+
+def _start_orthanc(root: Path, programs: tuple[str, str]):  # noqa: ANN202 (orthanc_server.Orthanc)
+    from orthanc_server import Orthanc
+
+    server = Orthanc(root, *programs)
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="module")
+def archive(orthanc_programs: tuple[str, str], tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 (yields orthanc_server.Orthanc)
+    """One Orthanc for a test module (tests in it must not depend on what others stored)."""
+    server = _start_orthanc(tmp_path_factory.mktemp("orthanc"), orthanc_programs)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fresh_archive(orthanc_programs: tuple[str, str], tmp_path: Path):  # noqa: ANN201 (yields orthanc_server.Orthanc)
+    """An empty Orthanc of the test's own."""
+    server = _start_orthanc(tmp_path / "orthanc", orthanc_programs)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ircadb_files(shared_data: Path) -> list[Path]:
+    """3D-IRCADb-01 patient 1: 129 axial CT slices (no Frame of Reference UID, empty PatientID),
+    in slice order (by position: the file names sort as image_0, image_1, image_10, ...)."""
+    import pydicom
+
+    folder = shared_data / "real/ircadb-01-patient1/PATIENT_DICOM"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} not found: the PACS tests upload this real CT series")
+    return sorted(folder.iterdir(), key=lambda f: float(pydicom.dcmread(f, stop_before_pixels=True).ImagePositionPatient[2]))
+
+
+@pytest.fixture(scope="session")
+def segmenter():  # noqa: ANN201 (livseg.pacs.Segmenter; imported here so collection stays light)
+    """The built-in model, loaded once for every PACS test."""
+    from livseg.pacs.node import Segmenter
+
+    return Segmenter(device="cpu")

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -113,3 +115,58 @@ def voxel_mask(shape: tuple[int, int, int], *voxels: tuple) -> np.ndarray:
     for index in voxels:
         mask[index] = True
     return mask
+
+
+def nifti_with_header(path: Path, array: np.ndarray, affine: np.ndarray, **fields: object) -> Path:
+    """An uncompressed NIfTI of ``array`` whose raw header fields are then set as given, byte for
+    byte, without nibabel's checks or fixes (``qform_code=0``, ``srow_x={1: 1.5}`` sets one entry,
+    ``pixdim={1: -2.0}``, ``xyzt_units=1`` metres): how a header written by another tool looks."""
+    assert path.name.endswith(".nii"), "raw header editing needs an uncompressed .nii"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(array, affine), str(path))
+    raw = bytearray(path.read_bytes())
+    header = nib.Nifti1Header(binaryblock=bytes(raw[:348]), check=False)
+    for key, value in fields.items():
+        if isinstance(value, dict):
+            for index, entry in value.items():
+                header[key][index] = entry
+        else:
+            header[key] = value
+    raw[:348] = header.binaryblock
+    path.write_bytes(bytes(raw))
+    return path
+
+
+# ----------------------------------------------------------------------------- the command line, for bad-input tests
+
+AFFINE = np.diag([-0.8, -0.8, 2.5, 1.0])  # LiTS-like: x and y flipped
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``livseg args`` as its own process: stderr whole, C-level writes (ITK) and log lines included."""
+    return subprocess.run([sys.executable, "-m", "livseg", *args], capture_output=True, text=True, timeout=300)
+
+
+def refused(capsys, argv: list[str], message: str, *untouched: Path) -> str:  # noqa: ANN001 (pytest's capsys)
+    """Run ``livseg argv`` in this process: exit 2 and one line on stderr that matches ``message``;
+    each path in ``untouched`` does not exist afterwards. Returns the line. (Log lines go to pytest's
+    log capture here: a test of everything on stderr uses :func:`run_cli`.)"""
+    import re
+
+    from livseg.cli import main
+
+    capsys.readouterr()
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert re.search(message, err), err
+    for path in untouched:
+        assert not path.exists(), path
+    return err
+
+
+def body_ct(shape: tuple[int, int, int] = (24, 20, 12), inside: float = 40.0) -> np.ndarray:
+    """Air around a box of ``inside`` HU (int16)."""
+    ct = np.full(shape, -1000, np.int16)
+    ct[2:-2, 2:-2, :] = inside
+    return ct

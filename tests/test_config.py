@@ -80,7 +80,13 @@ def test_overrides() -> None:
                                                     r"voxels; at most 134,217,728"),
         ("train.augment.flip_prob=1.5", r"train.augment.flip_prob: expected 0 <= p <= 1, got 1.5"),
         ("loss.dice_weight=-1", r"loss.dice_weight: expected >= 0, got -1.0"),
-        ("model.in_channels=0", r"model.in_channels: expected >= 1, got 0"),
+        ("model.in_channels=0", r"model.in_channels: livseg feeds the network one CT channel, got 0; expected 1"),
+        # issue 24, case 12: refused here, before a run folder is written, not at the first batch
+        ("model.in_channels=2", r"model.in_channels: livseg feeds the network one CT channel, got 2; expected 1"),
+        ("model.out_channels=3", r"model.out_channels: a liver network \(region.enabled=false\) has one output, got 3"),
+        # case 6: a label value that no uint8 label map can hold
+        ("preprocess.liver_labels=300", r"preprocess.liver_labels: expected one or more label values from 1 to 255 "
+                                        r"\(label maps are read as uint8\), got \[300\]"),
         ("train.seed=-1", r"train.seed: expected >= 0, got -1"),
     ],
 )

@@ -17,12 +17,13 @@ PACKAGE = Path(livseg.__file__).parent
 
 # stage -> the livseg subpackages/modules it must never import
 FORBIDDEN = {
-    "data": ("nn", "training", "inference", "evaluation", "cli", "demo"),
-    "nn": ("training", "inference", "evaluation", "cli", "demo"),
-    "inference": ("training", "evaluation", "cli", "demo"),
-    "training": ("inference", "cli", "demo"),
-    "evaluation": ("training", "cli", "demo"),
-    "phantom": ("nn", "training", "inference", "evaluation", "cli", "demo"),
+    "data": ("nn", "training", "inference", "evaluation", "pacs", "cli", "demo"),
+    "nn": ("training", "inference", "evaluation", "pacs", "cli", "demo"),
+    "inference": ("training", "evaluation", "pacs", "cli", "demo"),
+    "training": ("inference", "pacs", "cli", "demo"),
+    "evaluation": ("training", "pacs", "cli", "demo"),
+    "phantom": ("nn", "training", "inference", "evaluation", "pacs", "cli", "demo"),
+    "pacs": ("training", "evaluation", "cli", "demo"),  # it uses inference and data.io; nothing below imports it
 }
 
 

@@ -40,11 +40,17 @@ def resolve_device(device: str | torch.device, local_rank: int = 0) -> torch.dev
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cpu":
         return torch.device("cpu")
-    if name.startswith("cuda"):
+    if name == "cuda" or name.startswith("cuda:"):
+        index = name.partition(":")[2]
+        if index and not index.isdigit():
+            raise ConfigError(f"unknown device {device!r}; expected auto, cpu, cuda or cuda:N")
         if not torch.cuda.is_available():
             raise ConfigError(f"device {device!r} requested but CUDA is not available here; use --device cpu or auto")
+        if index and int(index) >= torch.cuda.device_count():
+            raise ConfigError(f"device {device!r}: this machine has {torch.cuda.device_count()} GPU(s), cuda:0 to "
+                              f"cuda:{torch.cuda.device_count() - 1}")
         # under torchrun each rank takes the GPU of its local rank
-        return torch.device(name if ":" in name else f"cuda:{local_rank}")
+        return torch.device(name if index else f"cuda:{local_rank}")
     raise ConfigError(f"unknown device {device!r}; expected auto, cpu, cuda or cuda:N")
 
 

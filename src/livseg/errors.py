@@ -21,6 +21,10 @@ class InputFileNotFoundError(LivsegError, FileNotFoundError):
     """A path given as input does not exist."""
 
 
+class UnreadableInputError(LivsegError, OSError):
+    """A path given as input exists but cannot be opened: permission denied, a symbolic-link loop."""
+
+
 class CorruptFileError(LivsegError, ValueError):
     """A file exists but cannot be read as what it claims to be (truncated, wrong format)."""
 
@@ -34,12 +38,19 @@ class EmptyDicomFolderError(LivsegError, ValueError):
 
 
 class GeometryError(LivsegError, ValueError):
-    """An image without a usable voxel grid: a zero voxel spacing, or DICOM slices that are not
-    one evenly spaced, untilted stack (a missing or duplicate slice, two series mixed, gantry tilt)."""
+    """An image without a usable voxel grid: a zero, implausible or non-finite voxel spacing, a
+    sheared grid, a NIfTI header without orientation, or DICOM slices that are not one evenly spaced,
+    untilted stack of equal slices (a missing or duplicate slice, two series mixed, gantry tilt,
+    slices of different pixel spacing or size)."""
+
+
+class ModalityError(LivsegError, ValueError):
+    """An image that is not CT: a DICOM series (or one slice of it) whose Modality or SOP class is
+    another (MR, PET, ...)."""
 
 
 class VoxelTypeError(LivsegError, ValueError):
-    """An image whose voxels are not real numbers (complex values)."""
+    """An image whose voxels are not single real numbers (complex values, RGB colours)."""
 
 
 class GridMismatchError(LivsegError, ValueError):
@@ -72,3 +83,13 @@ class ConfigError(LivsegError, ValueError):
 
 class DatasetError(LivsegError, ValueError):
     """A dataset folder or case list is unusable; the message lists every bad case at once."""
+
+
+class PacsError(LivsegError):
+    """A DICOM archive (PACS) refused a request, answered something that is not DICOMweb, or
+    holds no series livseg can segment; the message names the archive (never its credentials)."""
+
+
+class PacsUnavailableError(PacsError):
+    """The archive could not be reached or did not answer in time (connection refused, timeout,
+    HTTP 5xx): worth trying again later."""

@@ -263,7 +263,9 @@ def test_old_cache_without_liver_labels_still_opens(tiny_dataset, tmp_path):
 
 def test_cli_liver_labels_flag_is_checked(tiny_dataset, tmp_path, capsys):
     root = tiny_dataset(n_cases=2)
-    for bad, message in (("0", "liver_labels: expected one or more label values >= 1"),
+    for bad, message in (("0", "liver_labels: expected one or more label values from 1 to 255"),
+                         ("300", "liver_labels: expected one or more label values from 1 to 255 (label maps are "
+                                 "read as uint8), got [300]"),  # issue 24, case 6
                          ("liver", "--liver-labels: expected label values like 1,2 or 5")):
         assert main(["preprocess", str(root), "-o", str(tmp_path / "c"), "--liver-labels", bad, "--no-progress"]) == 2
         err = capsys.readouterr().err.strip()

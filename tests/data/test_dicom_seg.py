@@ -154,3 +154,15 @@ def test_probability_map_is_two_bytes_and_keeps_the_half_threshold(tmp_path: Pat
     assert np.abs(back - values).max() <= 0.5 / 65535 + 1e-7
     np.testing.assert_array_equal(back >= 0.5, values >= 0.5)  # 0.49999997 stays below, 0.5 stays at
     np.testing.assert_allclose(image.affine, like.affine)
+
+
+@pytest.mark.parametrize("stats, description", [
+    ({"liver_volume_ml": 1500.0}, "livseg segmentation"),  # no quality estimate in the statistics
+    ({"quality": {"review": False, "predicted_dice": 0.95}}, "livseg segmentation"),
+    ({"quality": {"review": True, "predicted_dice": 0.81}}, "livseg segmentation [REVIEW]"),
+    ({"quality": "not a block"}, "livseg segmentation"),
+])
+def test_the_seg_series_description_carries_the_review_flag(stats: dict, description: str) -> None:
+    from livseg.data.io.dicom_seg import seg_series_description
+
+    assert seg_series_description(stats) == description

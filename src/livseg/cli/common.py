@@ -1,8 +1,23 @@
-"""What several subcommands share: the ``--liver-labels`` option and its check."""
+"""What several subcommands share: the ``--liver-labels`` option and its check, the dataset and
+preset help texts, and the ``--device`` option."""
 
 from __future__ import annotations
 
 import argparse
+
+DATA_HELP = ("dataset folder (LiTS volume-N/segmentation-N, MSD Task03_Liver imagesTr/labelsTr, or nnU-Net raw "
+             "DatasetXXX_Name with dataset.json), or a CSV of image,label[,case_id]")
+
+
+def presets_help() -> str:
+    """The preset names, for --preset help texts (every preset, stage 2's included)."""
+    from livseg.config import PRESETS
+
+    return ", ".join(sorted(PRESETS))
+
+
+def add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
 
 
 def add_liver_labels(p: argparse.ArgumentParser) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from livseg.cli.common import add_liver_labels, liver_labels_override
+from livseg.cli.common import DATA_HELP, add_liver_labels, liver_labels_override, presets_help
 
 
 def add_phantom(sub: argparse._SubParsersAction) -> None:
@@ -45,12 +46,13 @@ def add_preprocess(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "preprocess",
         help="resample a dataset to the network grid and cache it",
-        description="Discover a LiTS, MSD or CSV dataset, validate every pair, and write the "
+        description="Discover a LiTS, MSD, nnU-Net raw or CSV dataset, validate every pair, and write the "
         "preprocessed arrays plus a manifest (original geometry kept). Resumable.",
     )
-    p.add_argument("data", type=Path, help="dataset folder (LiTS or MSD layout) or CSV of image,label pairs")
+    p.add_argument("data", type=Path, help=DATA_HELP)
     p.add_argument("-o", "--out", type=Path, required=True, help="cache folder to write")
-    p.add_argument("--preset", default="paper", help="preset whose preprocessing to use (default: paper)")
+    p.add_argument("--preset", default="paper",
+                   help=f"preset whose preprocessing to use: {presets_help()} (default: paper)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, e.g. preprocess.target_shape=96,96,48 (repeatable)")
     add_liver_labels(p)
@@ -73,7 +75,7 @@ def _run_preprocess(args: argparse.Namespace) -> int:
         config=config.preprocess,
         val_fraction=args.val_fraction,
         seed=args.seed,
-        progress=not args.no_progress,
+        progress=not args.no_progress and sys.stderr.isatty(),  # no bar residue in logs or before an error
         test_fraction=args.test_fraction,
         region=config.region,
     )

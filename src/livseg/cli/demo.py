@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from livseg.cli.common import add_device
+
 
 def add_demo(sub: argparse._SubParsersAction) -> None:
     from livseg.demo import DEFAULT_MINUTES, N_TEST, N_TRAIN
@@ -24,7 +26,7 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of phantoms, split, weights and augmentation (default 0)")
     p.add_argument("--n-train", type=int, default=N_TRAIN, help=f"training phantoms, a fifth validate (default {N_TRAIN})")
     p.add_argument("--n-test", type=int, default=N_TEST, help=f"held-out phantoms (default {N_TEST})")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
+    add_device(p)
     p.add_argument("--overwrite", action="store_true", help="replace an earlier demo in --out")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(func=_run_demo)

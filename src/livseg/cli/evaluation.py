@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from livseg.cli.common import add_device, add_liver_labels, liver_labels_override
+
 
 def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -18,14 +20,15 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
         "beside the checkpoint, else from the cache's splits.json; by default the test split when "
         "there is one (train --test-fraction), else the validation split. Every output names the split.",
     )
-    p.add_argument("data", type=Path, help="livseg cache folder, or dataset folder / CSV")
+    p.add_argument("data", type=Path, help="livseg cache folder, or a dataset folder (LiTS, MSD, nnU-Net raw) or CSV")
     p.add_argument("--checkpoint", default=None, metavar="PT",
                    help="livseg checkpoint (best.pt), or builtin:NAME (default: the built-in model, which scores every case)")
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
     p.add_argument("--split", default="auto", choices=("auto", "test", "val", "all"),
                    help="cases to score (default auto: test when the split has one, else val)")
     p.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
+    add_device(p)
+    add_liver_labels(p)
     p.add_argument("--no-postprocess", action="store_true", help="score the raw original-grid prediction")
     p.add_argument("--no-figures", action="store_true", help="skip the per-case figures")
     p.add_argument("--overwrite", action="store_true", help="replace existing results")
@@ -34,8 +37,12 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
+    from livseg.config import RunConfig, apply_overrides
     from livseg.evaluation.evaluate import evaluate
 
+    liver_labels = None
+    if args.liver_labels is not None:  # checked as --set preprocess.liver_labels=... is
+        liver_labels = apply_overrides(RunConfig(), liver_labels_override(args.liver_labels)).preprocess.liver_labels
     summary = evaluate(
         args.checkpoint,
         args.data,
@@ -47,6 +54,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         progress=not args.no_progress and sys.stderr.isatty(),
         figures=not args.no_figures,
         overwrite=args.overwrite,
+        liver_labels=liver_labels,
     )
     from livseg.evaluation.scoring import GRIDS, quality_note, tumour_note
 

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from livseg.cli.common import add_device
+
 
 def add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -24,7 +26,7 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
                    help="livseg checkpoint (best.pt), or builtin:NAME (default: the built-in model, see `livseg models`)")
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
     p.add_argument("--threshold", type=float, default=0.5, help="probability threshold (default 0.5)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="default: auto")
+    add_device(p)
     p.add_argument("--no-postprocess", action="store_true",
                    help="keep every component and hole (default: largest component, holes filled)")
     p.add_argument("--output-type", default="nifti", choices=("nifti", "dicom-seg", "both"),
@@ -44,7 +46,10 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
                               "in memory; default on a GPU or with one CPU thread per torchrun rank)")
     overlap.add_argument("--no-overlap", dest="overlap", action="store_false",
                          help="one case at a time, start to end (default when the network uses several CPU threads)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    existing = p.add_mutually_exclusive_group()
+    existing.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    existing.add_argument("--skip-existing", action="store_true",
+                          help="go on where an interrupted batch stopped: cases whose outputs all exist are skipped")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=_run_predict)
 
@@ -69,12 +74,16 @@ def _run_predict(args: argparse.Namespace) -> int:
         series_id=args.series_id,
         overlap=args.overlap,
         quality=not args.no_quality,
+        skip_existing=args.skip_existing,
     )
     if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 reports every rank's cases
         return 0
     from livseg.inference.predict import review_first
 
     for stats in review_first(results):  # flagged cases first: the ones a person must open
+        if stats.get("skipped"):
+            print(f"{stats['case']}: skipped, its outputs exist in {args.out} (--skip-existing)")
+            continue
         written = ", ".join(str(args.out / stats["outputs"][key]) for key in ("mask", "seg") if key in stats["outputs"])
         tumour = (f", {stats['tumour_count']} tumour(s) {stats['tumour_volume_ml']:.1f} mL "
                   f"(burden {stats['tumour_burden_percent']:.1f} %)" if "tumour_count" in stats else "")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from livseg.cli.common import add_liver_labels, liver_labels_override
+from livseg.cli.common import DATA_HELP, add_liver_labels, liver_labels_override, presets_help
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
@@ -18,11 +18,11 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         "(best validation Dice) and last.pt (for --resume) into the run folder. Under "
         "`torchrun --nproc_per_node=N -m livseg train ...` it trains with DistributedDataParallel.",
     )
-    p.add_argument("data", type=Path, help="dataset folder (LiTS or MSD layout), CSV of image,label pairs, or cache folder")
+    p.add_argument("data", type=Path, help=DATA_HELP + ", or a cache folder from `livseg preprocess`")
     p.add_argument("-o", "--out", type=Path, required=True, help="run folder")
     p.add_argument("--preset", default=None,
-                   help="paper, default, demo; tumour or demo-tumour for stage 2 of a cascade (default: paper; "
-                   "with --resume: the run's own config.json)")
+                   help=f"{presets_help()}; tumour, demo-tumour and tumour-cpu train stage 2 of a cascade "
+                   "(default: paper; with --resume: the run's own config.json)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, e.g. train.lr=3e-4 or model.channels=16,32,64 (repeatable)")
     add_liver_labels(p)
@@ -99,8 +99,8 @@ def add_cascade(sub: argparse._SubParsersAction) -> None:
         "the whole CT, stage 2 (trained with --preset tumour or demo-tumour) segments liver and tumour on "
         "the liver's region. `livseg predict --checkpoint CASCADE` then writes 0/1/2 label maps (LiTS).",
     )
-    p.add_argument("--liver", type=Path, required=True, help="stage 1: a liver run's best.pt")
-    p.add_argument("--tumour", type=Path, required=True, help="stage 2: a tumour run's best.pt")
+    p.add_argument("--liver", required=True, metavar="PT", help="stage 1: a liver run's best.pt, or builtin:NAME")
+    p.add_argument("--tumour", required=True, metavar="PT", help="stage 2: a tumour run's best.pt")
     p.add_argument("-o", "--out", type=Path, required=True, help="cascade checkpoint to write (e.g. cascade.pt)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file")
     p.set_defaults(func=_run_cascade)

@@ -13,6 +13,7 @@ from livseg.errors import ConfigError
 MAX_TARGET_VOXELS = 512**3  # 134 M voxels (about 17 GB of activations per 32 channels); the paper uses 2 M
 MAX_THREADS = 1024  # torch.set_num_threads fails with a long OpenMP traceback far above this
 MAX_WORKERS = 256  # DataLoader worker processes
+MAX_LABEL = 255  # label maps are read as uint8
 
 
 def validate_config(config: RunConfig) -> None:
@@ -37,8 +38,9 @@ def validate_config(config: RunConfig) -> None:
             f"preprocess.target_shape {pre.target_shape} has {voxels:,} voxels; at most {MAX_TARGET_VOXELS:,} "
             "(512 x 512 x 512) are allowed"
         )
-    if not pre.liver_labels or min(pre.liver_labels) < 1:
-        raise ConfigError(f"preprocess.liver_labels: expected one or more label values >= 1, got {pre.liver_labels}")
+    if not pre.liver_labels or min(pre.liver_labels) < 1 or max(pre.liver_labels) > MAX_LABEL:
+        raise ConfigError(f"preprocess.liver_labels: expected one or more label values from 1 to {MAX_LABEL} (label maps "
+                          f"are read as uint8), got {list(pre.liver_labels)}")
     if len(model.channels) < 2 or min(model.channels) < 1:
         raise ConfigError(f"model.channels: expected at least two positive widths, got {model.channels}")
     factor = 2 ** (len(model.channels) - 1)
@@ -47,8 +49,13 @@ def validate_config(config: RunConfig) -> None:
             f"preprocess.target_shape {pre.target_shape} must be divisible by {factor} "
             f"for a U-Net with {len(model.channels)} levels"
         )
-    _at_least(("model.in_channels", model.in_channels, 1), ("model.out_channels", model.out_channels, 1),
-              ("model.negative_slope", model.negative_slope, 0.0))
+    if model.in_channels != 1:  # refused here, before a run folder or a cache is written, not at the first batch
+        raise ConfigError(f"model.in_channels: livseg feeds the network one CT channel, got {model.in_channels}; "
+                          "expected 1")
+    if not config.region.enabled and model.out_channels != 1:
+        raise ConfigError(f"model.out_channels: a liver network (region.enabled=false) has one output, got "
+                          f"{model.out_channels}; stage 2 (--preset tumour) has two")
+    _at_least(("model.negative_slope", model.negative_slope, 0.0))
     if not 0.0 <= model.dropout < 1.0:
         raise ConfigError(f"model.dropout: expected 0 <= p < 1, got {model.dropout}")
     weights = {"dice_weight": loss.dice_weight, "bce_weight": loss.bce_weight,

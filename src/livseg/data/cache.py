@@ -99,8 +99,12 @@ def preprocess_dataset(
     check_val_fraction(val_fraction)  # before hours of work, not after
     check_test_fraction(test_fraction, val_fraction)
     out = prepare_output_dir(out_dir)
+    named = ""
     if isinstance(data, (str, os.PathLike)):
         config = resolve_liver_labels(data, config)
+        listed = dataset_labels(Path(data))  # train resolves them first: compare, to say where they came from
+        if listed and tuple(config.liver_labels) == tuple(sorted(set(listed.get("liver", ()) + listed.get("tumour", ())))):
+            named = f" (named by {data}'s dataset.json)"
     cases = list(data) if not isinstance(data, (str, os.PathLike)) else discover_cases(data)
     if not cases:
         raise DatasetError("no cases to preprocess")
@@ -108,8 +112,14 @@ def preprocess_dataset(
     region = region if region is not None and region.enabled else None
     manifest = _open_cache(out, wanted, region_key(region))
     todo = [case for case in cases if not _is_done(out, manifest["cases"].get(case.case_id), case)]
-    log.info("%d of %d cases already cached in %s", len(cases) - len(todo), len(cases), out)
-    validate_cases(todo, liver_labels=config.liver_labels)
+    values = validate_cases(todo, liver_labels=config.liver_labels)
+    if todo:
+        where = str(data) if isinstance(data, (str, os.PathLike)) else "the dataset"
+        check_liver_present(values, manifest, config.liver_labels, where=where, named=named)
+    if named:  # every check has passed: now say what happens (else the error is the only line)
+        log.info("liver labels %s%s", list(config.liver_labels), named)
+    if len(todo) < len(cases):
+        log.info("%d of %d cases already cached in %s", len(cases) - len(todo), len(cases), out)
     write_json(out / MANIFEST_FILE, manifest)  # marks the folder as ours before any array lands
     failed = []
     for case in tqdm(todo, desc="preprocess", unit="case", disable=not progress):
@@ -124,6 +134,39 @@ def preprocess_dataset(
         raise DatasetError("\n".join([summary, *failed]))
     _update_split(out / SPLITS_FILE, list(manifest["cases"]), val_fraction, seed, test_fraction)
     return manifest
+
+
+def check_liver_present(values: dict[str, list[int]], manifest: dict[str, Any], liver_labels: Sequence[int], *,
+                        where: str, named: str = "") -> None:
+    """Refuse a dataset in which no label map holds a liver label: every training target would
+    be empty (a dataset.json naming the wrong value, ``--liver-labels`` of another dataset).
+
+    Args:
+        values: the values each new case's label map holds (:func:`validate_cases`); {} to
+            check a cache alone.
+        manifest: the cache's manifest; a cached case with liver counts too.
+        liver_labels: the values that count as liver.
+        where: the dataset, for the message.
+        named: where the liver labels came from, for the message.
+
+    Raises:
+        DatasetError: naming the liver labels and the values the label maps hold instead.
+    """
+    wanted = set(int(v) for v in liver_labels)
+    if any(wanted & set(found) for found in values.values()):
+        return
+    if any(entry.get("liver_ml", 1) > 0 for entry in manifest["cases"].values()):  # no entry: an older cache
+        return
+    if not values:
+        raise DatasetError(f"{where}: no case of the cache holds a liver label {sorted(wanted)} (liver_ml is 0 in every "
+                           "case), so every training target would be empty: make the cache again with the liver's "
+                           "value(s) (livseg preprocess --liver-labels)")
+    held = sorted({v for found in values.values() for v in found})
+    raise DatasetError(
+        f"{where}: no label map of the {len(values)} case(s) holds a liver label {sorted(wanted)}{named}; they hold "
+        f"{held[:20]}, so every training target would be empty: name the liver's value(s) (--liver-labels, "
+        "preprocess.liver_labels)"
+    )
 
 
 def region_key(region: RegionConfig | None) -> dict[str, Any] | None:
@@ -141,7 +184,11 @@ def resolve_liver_labels(data: str | os.PathLike[str], config: PreprocessConfig)
     nnU-Net or MSD ``dataset.json`` names its liver and tumour values
     (:func:`livseg.data.nnunet.dataset_labels`); with the default both take over, so
     ``livseg preprocess Dataset003_Liver`` and then ``livseg train cache`` need no flag. An
-    explicit other choice is kept (a dataset.json that disagrees is logged).
+    explicit other choice is kept (a dataset.json that disagrees is logged). The labels taken over
+    are not logged here: callers say so once their checks have passed (an error is then the only line).
+
+    Raises:
+        DatasetError: a malformed dataset.json label (:func:`livseg.data.nnunet.dataset_labels`).
     """
     data = Path(data)
     if is_cache(data):
@@ -157,7 +204,6 @@ def resolve_liver_labels(data: str | os.PathLike[str], config: PreprocessConfig)
         log.warning("liver labels %s differ from %s; using %s as asked", list(config.liver_labels), source,
                     list(config.liver_labels))
         return config
-    log.info("liver labels %s, from %s", list(found), source)
     return replace(config, liver_labels=found)
 
 

@@ -29,9 +29,10 @@ from typing import Any, Iterable, Sequence
 import nibabel as nib
 import numpy as np
 
-from livseg.data.io.files import read_json, write_json
+from livseg.data.io.files import check_input, read_json, write_json
 from livseg.data.io.dicom_seg import is_dicom_seg
-from livseg.data.io.nifti import is_nifti
+from livseg.data.io.grid import check_grid, describe_origin
+from livseg.data.io.nifti import check_header, is_nifti, nifti_affine
 from livseg.data.nnunet import dataset_root, is_nnunet_raw, nnunet_cases
 from livseg.data.io.volume import (
     LITS_LIVER_LABELS,
@@ -41,7 +42,7 @@ from livseg.data.io.volume import (
     load_volume,
     same_grid,
 )
-from livseg.errors import ConfigError, DatasetError, InputFileNotFoundError, LivsegError, one_line
+from livseg.errors import ConfigError, DatasetError, LivsegError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +91,7 @@ def discover_cases(path: str | os.PathLike[str]) -> list[Case]:
         InputFileNotFoundError: ``path`` does not exist.
         DatasetError: no recognised layout, or unpaired labels / duplicate cases (all listed).
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputFileNotFoundError(f"dataset not found: {str(path)!r}")
+    path = check_input(path, "dataset")
     problems: list[str] = []
     if path.is_file():
         if path.suffix.lower() != ".csv":
@@ -160,7 +159,9 @@ def _cases_from_csv(path: Path, problems: list[str]) -> list[Case]:
         if case_id.startswith(".") or any(c in case_id for c in "/\\\0"):
             problems.append(f"line {line}: case id {case_id!r} is not a valid file name")
         elif case_id in cases:
-            problems.append(f"line {line}: case id {case_id!r} is used twice; add a case_id column to tell them apart")
+            fix = ("case ids must be unique" if row.get("case_id") else
+                   "two images have this file name: add a case_id column to tell them apart")
+            problems.append(f"line {line}: case id {case_id!r} is used twice; {fix}")
         else:
             cases[case_id] = Case(case_id, image, label)
     return list(cases.values())
@@ -171,7 +172,7 @@ def _cases_from_csv(path: Path, problems: list[str]) -> list[Case]:
 
 def validate_cases(
     cases: Sequence[Case], *, check_labels: bool = True, liver_labels: Sequence[int] = LITS_LIVER_LABELS
-) -> None:
+) -> dict[str, list[int]]:
     """Check every case and report all problems at once.
 
     Shape, affine and dimensionality come from the NIfTI headers (cheap); readability is checked
@@ -184,20 +185,26 @@ def validate_cases(
             ``liver_labels`` is not LiTS's 1,2: see :func:`~livseg.data.io.volume.allowed_label_values`).
         liver_labels: the label values that count as liver.
 
+    Returns:
+        The values each label map holds, by case id (with ``check_labels``; else empty).
+
     Raises:
         DatasetError: one line per unusable case, after a summary line ("3 of 10 cases are
             unusable:").
     """
     bad = []
+    values: dict[str, list[int]] = {}
     for case in cases:
-        problems = _case_problems(case, check_labels, allowed_label_values(liver_labels))
+        problems = _case_problems(case, check_labels, allowed_label_values(liver_labels), values)
         if problems:
             bad.append(f"  {case.case_id}: " + "; ".join(problems))
     if bad:
         raise DatasetError(f"{len(bad)} of {len(cases)} cases are unusable:\n" + "\n".join(bad))
+    return values
 
 
-def _case_problems(case: Case, check_labels: bool, allowed: Sequence[int] | None) -> list[str]:
+def _case_problems(case: Case, check_labels: bool, allowed: Sequence[int] | None,
+                   values: dict[str, list[int]]) -> list[str]:
     problems: list[str] = []
     image_grid = _grid(case.image, "image", problems, stream=True)
     if case.label is None:
@@ -207,7 +214,8 @@ def _case_problems(case: Case, check_labels: bool, allowed: Sequence[int] | None
     if is_dicom_seg(case.label):  # frames, not a grid of its own: they must lie on the image's grid
         if image_grid:
             try:
-                load_labels(case.label, like=load_volume(case.image), allowed=allowed if check_labels else None)
+                labels = load_labels(case.label, like=load_volume(case.image), allowed=allowed if check_labels else None)
+                values[case.case_id] = np.unique(labels).tolist()
             except LivsegError as exc:
                 problems.append(one_line(exc))
         return problems
@@ -218,10 +226,11 @@ def _case_problems(case: Case, check_labels: bool, allowed: Sequence[int] | None
             problems.append(f"label shape {shape_l} does not match image shape {shape_i}")
         elif not same_grid(shape_i, affine_i, shape_l, affine_l):
             diff = float(np.abs(affine_i - affine_l).max())
-            problems.append(f"label affine differs from the image affine by up to {diff:.4g} mm; expected one grid")
+            problems.append(f"label affine differs from the image affine by up to {diff:.4g} mm (label "
+                            f"{describe_origin(affine_l)}, image {describe_origin(affine_i)}); expected one grid")
     if check_labels and label_grid:
         try:
-            load_labels(case.label, allowed=allowed)
+            values[case.case_id] = np.unique(load_labels(case.label, allowed=allowed)).tolist()
         except LivsegError as exc:
             problems.append(one_line(exc))
     return problems
@@ -239,7 +248,9 @@ def _grid(path: Path, role: str, problems: list[str], *, stream: bool) -> tuple[
         if not is_nifti(path):  # DICOM folder, .mha, .nrrd: no cheap header reader, read it all
             volume = load_volume(path)
             return volume.shape, volume.affine
-        image = nib.load(str(path))
+        with nib.imageglobals.LoggingOutputSuppressor():
+            image = nib.load(str(path))
+            check_header(path, image)  # the grid io would refuse (no orientation, NaN pixdim, ...)
         shape = tuple(int(s) for s in image.shape)
         while len(shape) > 3 and shape[-1] == 1:  # one-frame 4D is 3D, as io reads it
             shape = shape[:-1]
@@ -248,7 +259,9 @@ def _grid(path: Path, role: str, problems: list[str], *, stream: bool) -> tuple[
             return None
         if stream:
             _check_complete(path, image)
-        return shape, np.asarray(image.affine, dtype=np.float64)
+        affine = nifti_affine(image)  # in mm, whatever the header's unit
+        check_grid(affine, str(path))
+        return shape, affine
     except LivsegError as exc:
         problems.append(one_line(exc))
     except Exception as exc:  # nibabel and gzip raise many types for damaged files

@@ -119,22 +119,32 @@ def dataset_labels(path: Path) -> dict[str, tuple[int, ...]]:
     Returns:
         ``{"liver": (values...), "tumour": (values...)}`` with the keys that were found; {}
         for a folder without dataset.json labels.
+
+    Raises:
+        DatasetError: a label whose value is not an integer 0-255 (or a list of them), e.g.
+            ``"liver": true`` or ``"liver": 300``: training on it would give empty targets.
     """
     root = dataset_root(path)
     labels = read_dataset_json(root).get("labels") if root is not None else None
-    if not isinstance(labels, dict):
+    if labels is None:
         return {}
+    where = (root / DATASET_JSON) if root is not None else path
+    if not isinstance(labels, dict):
+        raise DatasetError(f"{where}: 'labels' is a {type(labels).__name__}; expected an object of name: value")
     pairs: list[tuple[str, Any]] = []
     for key, value in labels.items():
-        if isinstance(value, str) and str(key).isdigit():  # MSD: value -> name
+        if isinstance(value, str) and str(key).lstrip("-").isdigit():  # MSD: value -> name
             pairs.append((value, int(key)))
         else:
             pairs.append((str(key), value))
     found: dict[str, list[int]] = {}
     for name, value in pairs:
-        kind = _kind(name)
         values = value if isinstance(value, list) else [value]
-        if kind and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        if not values or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in values):
+            raise DatasetError(f"{where}: label {name!r} has value {value!r}; expected an integer from 0 to 255 (or a "
+                               "list of them, nnU-Net's regions), as the label maps store it")
+        kind = _kind(name)
+        if kind:
             found.setdefault(kind, []).extend(values)
     return {kind: tuple(sorted(set(values))) for kind, values in found.items()}
 

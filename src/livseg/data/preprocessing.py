@@ -34,6 +34,7 @@ import torch
 
 from livseg.config import PreprocessConfig
 from livseg.data.body import body_box
+from livseg.data.io.grid import check_grid_voxels
 from livseg.data.io.volume import Volume
 from livseg.data.orientation import from_ras, ras_orientation, to_ras
 from livseg.data.resample import (
@@ -123,13 +124,17 @@ class GridMap:
                      for n, s, m in zip(self.box_shape, source_spacing, self.shape))
 
 
-def plan_grid(array: np.ndarray, spacing: Sequence[float], config: PreprocessConfig) -> GridMap:
+def plan_grid(array: np.ndarray, spacing: Sequence[float], config: PreprocessConfig, *, where: str = "") -> GridMap:
     """The network grid of a CT already in the network's axis order (see :func:`network_view`).
 
     Args:
         array: the CT in HU (only read when ``config.crop_body``).
         spacing: its voxel size in mm per axis.
         config: the preprocessing config.
+        where: the CT, for messages.
+
+    Raises:
+        GeometryError: a fixed-spacing grid of more than 512^3 voxels (a field of view of metres).
     """
     shape = tuple(int(s) for s in array.shape)
     box = body_box(array, spacing) if config.crop_body else tuple((0, n) for n in shape)
@@ -137,6 +142,9 @@ def plan_grid(array: np.ndarray, spacing: Sequence[float], config: PreprocessCon
         return GridMap(shape, box, tuple(int(s) for s in config.target_shape), corners=True)  # type: ignore[arg-type]
     lengths = [b - a for a, b in box]
     grid = tuple(max(1, int(round(n * float(s) / float(t)))) for n, s, t in zip(lengths, spacing, config.spacing))
+    extent = " x ".join(f"{n * float(s):.0f}" for n, s in zip(lengths, spacing))
+    check_grid_voxels(grid, what=f"{where or 'the CT'}: its {extent} mm resampled to the model's "
+                                 f"{' x '.join(f'{t:g}' for t in config.spacing)} mm grid")
     return GridMap(shape, box, grid, corners=False)  # type: ignore[arg-type]
 
 
@@ -177,7 +185,7 @@ def network_input(
     else:
         oriented, oriented_affine = network_view(array, affine, config)
         spacing = tuple(np.linalg.norm(oriented_affine[:3, :3], axis=0))
-    grid = plan_grid(oriented, spacing, config)
+    grid = plan_grid(oriented, spacing, config, where=volume.source if isinstance(volume, Volume) else "")
     return _to_grid(window(oriented[grid.slices], config.hu_min, config.hu_max), replace(grid, box=_full(grid))), grid
 
 

@@ -27,6 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
+from livseg.data.io.grid import check_grid_voxels
 from livseg.data.io.volume import Volume, spacing_from_affine
 from livseg.data.masks import bounding_box
 from livseg.data.preprocessing import from_ras, resample_linear, resample_nearest, to_ras, window
@@ -125,6 +126,9 @@ def liver_region(mask_ras: np.ndarray, ras_spacing: Sequence[float], *, margin_m
 
     Returns:
         The :class:`Region`, or None for an empty mask.
+
+    Raises:
+        GeometryError: a region grid of more than 512^3 voxels (a CT of metres).
     """
     box = bounding_box(mask_ras)
     if box is None:
@@ -132,7 +136,10 @@ def liver_region(mask_ras: np.ndarray, ras_spacing: Sequence[float], *, margin_m
     start, stop = grow_box((tuple(s.start for s in box), tuple(s.stop for s in box)), [margin_mm] * 3, [margin_mm] * 3,
                            ras_spacing, mask_ras.shape)
     crop = tuple(b - a for a, b in zip(start, stop))
-    return Region(start, stop, region_shape(crop, ras_spacing, target_mm), tuple(mask_ras.shape))  # type: ignore[arg-type]
+    shape = region_shape(crop, ras_spacing, target_mm)
+    check_grid_voxels(shape, what=f"the liver's region ({' x '.join(f'{(n - 1) * s:.0f}' for n, s in zip(crop, ras_spacing))} "
+                                  f"mm) at {' x '.join(f'{t:g}' for t in target_mm)} mm")
+    return Region(start, stop, shape, tuple(mask_ras.shape))  # type: ignore[arg-type]
 
 
 def crop_region(array_ras: np.ndarray, region: Region, *, labels: bool = False) -> np.ndarray:

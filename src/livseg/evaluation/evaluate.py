@@ -9,8 +9,9 @@
                    ``(n_in - 1) * spacing_in / (n_out - 1)`` apart, which differs by under one
                    voxel over the whole field of view).
 ``original_grid``  what LiTS requires: the prediction mapped back to each CT's own grid,
-                   thresholded and (by default) post-processed, against the liver (label in the
-                   checkpoint's ``preprocess.liver_labels``; LiTS: > 0) with the CT's real spacing.
+                   thresholded and (by default) post-processed, against the liver (label in
+                   ``liver_labels``: given, else a cache's or dataset.json's, else the checkpoint's
+                   ``preprocess.liver_labels``; LiTS: > 0) with the CT's real spacing.
 ``stage1_original_grid``  cascade checkpoints only: stage 1's liver alone, scored like
                    ``original_grid``, so that the effect of stage 2 on the liver is visible.
 
@@ -51,14 +52,16 @@ and preprocessed with the checkpoint's own config, so the cache's preprocessing 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 
-from livseg.errors import ConfigError, DatasetError
+from livseg.errors import ConfigError, DatasetError, OutputPathError
 from livseg.evaluation.scoring import (
     COUNTS,
     GRIDS,
@@ -166,6 +169,7 @@ def evaluate(
     progress: bool = True,
     figures: bool = True,
     overwrite: bool = False,
+    liver_labels: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Score a checkpoint on labelled cases on both grids and write the results.
 
@@ -185,33 +189,56 @@ def evaluate(
         progress: tqdm bar over cases.
         figures: draw the per-case figures.
         overwrite: replace existing results instead of refusing.
+        liver_labels: the reference's label values that count as liver (TotalSegmentator: 5).
+            None: those of a cache (``livseg preprocess --liver-labels``) or of a dataset.json,
+            else the checkpoint's own (LiTS: 1, 2).
 
     Returns:
         The summary written to ``summary.json``.
 
     Raises:
         OutputExistsError: results exist in ``out_dir`` and ``overwrite`` is False.
+        OutputPathError: ``out_dir`` cannot be written, or is a training run folder.
         CheckpointError, InputFileNotFoundError: bad checkpoint.
-        DatasetError, ConfigError: bad data or split; LivsegError subclasses for unreadable cases.
+        DatasetError, ConfigError: bad data or split, references of which none holds a liver
+            label (a wrong ``liver_labels``), or other liver labels than LiTS's for a
+            cascade (its tumour is LiTS's label 2); LivsegError subclasses for unreadable cases.
     """
     from tqdm.auto import tqdm
 
     from livseg.inference.cascade import Cascade
     from livseg.inference.predict import model_name
     from livseg.inference.segment import load_model, segment
+    from livseg.config import validate_config
+    from livseg.data.cache import resolve_liver_labels
     from livseg.data.io.files import atomic_output, prepare_output_dir, refuse_existing, write_json
     from livseg.data.io.volume import allowed_label_values, load_labels, load_volume
     from livseg.data.preprocessing import binarize
     from livseg.figures import plot_case_panels, plot_quality_scatter, write_html_report
 
     out = prepare_output_dir(out_dir)  # before the model loads: a bad -o fails in a second, not after the run
+    if (out / "last.pt").is_file() or (out / "best.pt").is_file():  # --overwrite would replace training's metrics.csv
+        raise OutputPathError(f"-o {out} is a training run folder: evaluate's metrics.csv and report would replace the "
+                              "run's own; choose another output folder (e.g. a folder inside it)")
     if not 0.0 < float(threshold) < 1.0:
         raise ConfigError(f"threshold must lie strictly between 0 and 1, got {threshold}")
     model, config = load_model(checkpoint, device)
     cascade = isinstance(model, Cascade)
+    if liver_labels is not None:
+        scoring = replace(config.preprocess, liver_labels=tuple(int(v) for v in liver_labels))
+        validate_config(replace(config, preprocess=scoring))  # 1..255, as --set preprocess.liver_labels
+    else:
+        scoring = resolve_liver_labels(data, config.preprocess)  # a cache's or a dataset.json's labels
+    if cascade and tuple(scoring.liver_labels) != (1, 2):
+        raise ConfigError(f"liver labels {list(scoring.liver_labels)}: a cascade's tumour is LiTS's label 2, so it is "
+                          "scored on LiTS labels (1 liver, 2 tumour) only; score the liver with its stage-1 checkpoint")
     cases, split, split_source = select_cases(data, split, checkpoint)
     if not cases:
         raise DatasetError(f"{data}: no cases to evaluate for split {split!r}")
+    unlabelled = [case for case in cases if case.label is None]
+    if unlabelled:  # before the first case is scored, not after
+        raise DatasetError(f"{len(unlabelled)} of {len(cases)} cases have no label, e.g. {unlabelled[0].case_id} "
+                           f"({unlabelled[0].image}); cannot evaluate them")
     figure_paths = {case.case_id: out / "figures" / f"{case.case_id}.png" for case in cases} if figures else {}
     quality_plot = out / "quality.png" if figures else None
     refuse_existing([out / "metrics.csv", out / "summary.json", out / "report.html", *figure_paths.values(),
@@ -219,15 +246,14 @@ def evaluate(
 
     rows: list[dict[str, Any]] = []
     for case in tqdm(cases, desc="evaluate", unit="case", disable=not progress):
-        if case.label is None:
-            raise DatasetError(f"case {case.case_id}: image {case.image} has no label; cannot evaluate it")
         volume = load_volume(case.image)
-        labels = load_labels(case.label, like=volume, allowed=allowed_label_values(config.preprocess.liver_labels))
-        liver = binarize(labels, config.preprocess.liver_labels)  # the liver the checkpoint learned
+        # every case has a label (checked above)
+        labels = load_labels(case.label, like=volume, allowed=allowed_label_values(scoring.liver_labels))  # type: ignore[arg-type]
+        liver = binarize(labels, scoring.liver_labels)
         result = segment(volume, (model, config), threshold=threshold, postprocess=postprocess)
         scores = {
             "network_grid": score_network_grid(
-                result.probabilities, labels, volume.affine, config.preprocess, threshold=threshold,
+                result.probabilities, labels, volume.affine, scoring, threshold=threshold,
                 grid=result.grid,
             ),
             "original_grid": score_case(result.mask, liver, volume.spacing),
@@ -248,6 +274,15 @@ def evaluate(
                              + (f", tumour Dice {tumour_dice:.3f}" if tumour_dice == tumour_dice else ""),
                              tumour=cascade)
 
+    if not any(row["n_ref"] for row in rows if row["grid"] == "original_grid"):
+        for path in figure_paths.values():  # this run's figures: no result is written for a wrong reference
+            path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            (out / "figures").rmdir()
+        raise DatasetError(
+            f"{data}: no reference of the {len(cases)} case(s) holds a liver label {list(scoring.liver_labels)}, so every "
+            "score would be against an empty liver; name the liver's value(s) in the references with --liver-labels"
+        )
     summary = {
         "checkpoint": model_name(checkpoint),
         "data": str(data),
@@ -257,6 +292,7 @@ def evaluate(
         "threshold": float(threshold),
         "postprocess": bool(postprocess),
         "network_shape": [int(s) for s in config.preprocess.target_shape],  # the training patch with preprocess.spacing
+        "liver_labels": [int(v) for v in scoring.liver_labels],
         "statistics": SUMMARY_NOTE,
         **summarize(rows),
     }

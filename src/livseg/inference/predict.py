@@ -24,25 +24,29 @@ from torch import nn
 
 from livseg import __version__
 from livseg.config import RunConfig
-from livseg.data.io.files import atomic_output, prepare_output_dir, refuse_existing
+from livseg.data.io.files import atomic_output, check_input, prepare_output_dir, refuse_existing
 from livseg.data.image_folders import find_images
 from livseg.data.io.volume import Volume, case_name_and_source, load_volume, save_mask, save_probability
 from livseg.device import cpu_count, resolve_device
 from livseg.distributed import all_gather_objects, cleanup, env_world, setup
-from livseg.errors import ConfigError, DatasetError, InputFileNotFoundError, LivsegError
+from livseg.errors import ConfigError, DatasetError, LivsegError
 from livseg.inference.cascade import Cascade
+from livseg.inference.outputs import (
+    OUTPUT_NIFTI_SUFFIXES,
+    OUTPUT_TYPES,
+    case_outputs,
+    check_output_folder,
+    check_output_type,
+    finished_cases,
+)
 from livseg.inference.pipeline import run_pipeline
 from livseg.inference.segment import Segmentation, load_model, segment
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OUTPUT_NIFTI_SUFFIXES", "OUTPUT_TYPES", "case_outputs", "check_output_type", "expand_inputs", "model_name",
-           "predict", "review_first"]
+__all__ = ["OUTPUT_NIFTI_SUFFIXES", "OUTPUT_TYPES", "CaseRunner", "case_outputs", "check_output_folder",
+           "check_output_type", "expand_inputs", "finished_cases", "model_name", "predict", "review_first"]
 
-OUTPUT_TYPES = ("nifti", "dicom-seg", "both")  # mask as NIfTI, as DICOM SEG, or both
-# endings of every NIfTI that case_outputs names: a folder given to predict skips them (its own
-# earlier outputs when -o is the input folder); a test keeps this in step with case_outputs
-OUTPUT_NIFTI_SUFFIXES = ("_liver.nii.gz", "_probability.nii.gz")
 
 
 def model_name(checkpoint: str | os.PathLike[str] | None) -> str:
@@ -71,9 +75,7 @@ def expand_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[tuple[str, P
     """
     cases: list[tuple[str, Path]] = []
     for raw in inputs:
-        path = Path(raw)
-        if not path.exists():
-            raise InputFileNotFoundError(f"input not found: {str(path)!r}")
+        path = check_input(raw, "input")
         found = find_images(path, skip_suffixes=OUTPUT_NIFTI_SUFFIXES) if path.is_dir() else None
         if found is None:
             cases.append((case_name_and_source(path)[0], path))
@@ -94,51 +96,6 @@ def expand_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[tuple[str, P
     return cases
 
 
-def case_outputs(
-    out_dir: str | os.PathLike[str],
-    case: str,
-    *,
-    preview: bool = False,
-    output_type: str = "nifti",
-    probabilities: Sequence[str] = (),
-) -> dict[str, Path]:
-    """Output paths of one case: ``mask`` (NIfTI) and/or ``seg`` (DICOM SEG) by ``output_type``,
-    ``stats``, ``preview`` (with ``preview``) and ``probability_<name>`` per name in
-    ``probabilities`` (``"liver"``)."""
-    out = Path(out_dir)
-    paths = {}
-    if output_type in ("nifti", "both"):
-        paths["mask"] = out / f"{case}_liver.nii.gz"
-    if output_type in ("dicom-seg", "both"):
-        paths["seg"] = out / f"{case}_seg.dcm"
-    paths["stats"] = out / f"{case}_stats.json"
-    if preview:
-        paths["preview"] = out / f"{case}_preview.png"
-    for name in probabilities:
-        paths[f"probability_{name}"] = out / f"{case}_{name}_probability.nii.gz"
-    return paths
-
-
-def check_output_type(cases: Sequence[tuple[str, Path]], output_type: str) -> None:
-    """Refuse an output type the inputs cannot have, before any work.
-
-    Raises:
-        ConfigError: unknown type, or a DICOM SEG asked for an input that is not a DICOM series
-            (a SEG references the source slices; a NIfTI file has none).
-    """
-    if output_type not in OUTPUT_TYPES:
-        raise ConfigError(f"unknown output type {output_type!r}; expected one of {', '.join(OUTPUT_TYPES)}")
-    if output_type == "nifti":
-        return
-    files = [str(path) for _, path in cases if not path.is_dir()]
-    if files:
-        raise ConfigError(
-            f"--output-type {output_type} needs DICOM series folders (a DICOM SEG references the source slices), "
-            f"but {files[0]!r}{f' and {len(files) - 1} more' if len(files) > 1 else ''} is not one; "
-            "use --output-type nifti for NIfTI input"
-        )
-
-
 def predict(
     inputs: Sequence[str | os.PathLike[str]],
     *,
@@ -155,6 +112,7 @@ def predict(
     series_id: str | None = None,
     overlap: bool | None = None,
     quality: bool = True,
+    skip_existing: bool = False,
 ) -> list[dict[str, Any]]:
     """Segment many CTs with one model load; write a mask, statistics and a preview per case.
 
@@ -201,42 +159,59 @@ def predict(
         quality: estimate each mask's quality (``stats["quality"]``: predicted Dice, ``review``
             flag and its ``reasons``; one more forward pass on a crop around the liver). Flagged
             cases come first in ``report.html``, and their preview says so.
+        skip_existing: go on where an interrupted batch stopped: a case whose outputs all exist
+            is not predicted again (its statistics are read back, marked ``"skipped": True``),
+            and ``report.html`` is written anew.
 
     Returns:
         The statistics dict of every case (all ranks' cases, in input order), as written to its JSON.
 
     Raises:
         InputFileNotFoundError, DatasetError: bad input list.
-        ConfigError: ``dicom-seg``/``both`` for an input that is not a DICOM series.
-        OutputExistsError: an output exists and ``overwrite`` is False.
+        ConfigError: ``dicom-seg``/``both`` for an input that is not a DICOM series; both
+            ``overwrite`` and ``skip_existing``.
+        OutputPathError: ``out_dir`` is (inside) a DICOM input folder, or cannot be written.
+        OutputExistsError: an output exists and neither ``overwrite`` nor ``skip_existing`` is
+            given; with ``skip_existing``, a case with some of its outputs but not all.
         CheckpointError, ConfigError: bad checkpoint or device.
         LivsegError subclasses from :func:`livseg.data.io.volume.load_volume` for an unreadable
         CT (under torchrun: the first error of any rank, raised on every rank).
     """
+    if overwrite and skip_existing:
+        raise ConfigError("overwrite and skip_existing exclude each other: one redoes every case, the other keeps "
+                          "finished ones")
     prepare_output_dir(out_dir)
     if not 0.0 < float(threshold) < 1.0:  # NaN too; before an hour of inference, not after
         raise ConfigError(f"threshold must lie strictly between 0 and 1, got {threshold}")
     cases = expand_inputs(inputs)
+    check_output_folder(cases, out_dir)
     check_output_type(cases, output_type)
+    if series_id is not None and any(not path.is_dir() for _, path in cases):
+        files = [str(path) for _, path in cases if not path.is_dir()]
+        log.warning("series_id %s applies to DICOM folders only; ignored for %d file input(s), e.g. %s", series_id,
+                    len(files), files[0])
     probabilities = ("liver",) if save_probabilities else ()
     planned = [case_outputs(out_dir, name, preview=preview, output_type=output_type, probabilities=probabilities)
                for name, _ in cases]
     report = Path(out_dir) / "report.html" if len(cases) > 1 else None
-    refuse_existing([p for paths in planned for p in paths.values()] + ([report] if report else []), overwrite)
+    skipped = finished_cases(cases, planned) if skip_existing else {}
+    refuse_existing([p for index, paths in enumerate(planned) if index not in skipped for p in paths.values()]
+                    + ([report] if report and not skip_existing else []), overwrite)
+    todo = [index for index in range(len(cases)) if index not in skipped]
 
     target = resolve_device(device, env_world().local_rank)
     info = setup(target)
     try:
-        mine = [(index, *cases[index]) for index in range(info.rank, len(cases), info.world_size)]
+        mine = [(index, *cases[index]) for index in todo[info.rank :: info.world_size]]
         results: list[tuple[int, dict[str, Any]]] = []
         error: LivsegError | None = None
         try:
             threads = max(1, cpu_count() // info.local_world_size) if target.type == "cpu" else 0
             loaded = load_model(checkpoint, target, num_threads=threads)
             if save_probabilities and isinstance(loaded[0], Cascade):  # stage 2 has a tumour probability too
-                refuse_existing([case_outputs(out_dir, name, probabilities=("tumour",))["probability_tumour"]
-                                 for name, _ in cases], overwrite)
-            runner = _CaseRunner(
+                refuse_existing([case_outputs(out_dir, cases[index][0], probabilities=("tumour",))["probability_tumour"]
+                                 for index in todo], overwrite)
+            runner = CaseRunner(
                 loaded=loaded,
                 checkpoint_name=model_name(checkpoint),  # builtin:<name> for a shipped model
                 out_dir=Path(out_dir), output_type=output_type, preview=preview, probabilities=probabilities,
@@ -254,10 +229,10 @@ def predict(
     errors = [rank_error for _, rank_error in gathered if rank_error is not None]
     if errors:
         raise error if error is not None else errors[0]
-    combined = [stats for _, stats in sorted((pair for rank_results, _ in gathered for pair in rank_results),
-                                             key=lambda pair: pair[0])]
+    pairs = [pair for rank_results, _ in gathered for pair in rank_results] + list(skipped.items())
+    combined = [stats for _, stats in sorted(pairs, key=lambda pair: pair[0])]
     if report is not None and info.is_main:
-        _write_report(combined, report)
+        _write_report(combined, report)  # replaces an older one (skip_existing)
     return combined
 
 
@@ -293,7 +268,7 @@ def _write_report(results: Sequence[dict[str, Any]], path: Path) -> None:
     write_html_report(rows, figures, path, title="livseg predict", notes=notes)
 
 
-def _run_cases(cases: list[tuple[int, str, Path]], runner: _CaseRunner, *, progress: bool,
+def _run_cases(cases: list[tuple[int, str, Path]], runner: CaseRunner, *, progress: bool,
                overlap: bool) -> list[tuple[int, dict[str, Any]]]:
     """This rank's cases through load (thread) -> segment (here) -> write (thread)."""
     from tqdm.auto import tqdm
@@ -304,8 +279,9 @@ def _run_cases(cases: list[tuple[int, str, Path]], runner: _CaseRunner, *, progr
 
 
 @dataclass(frozen=True)
-class _CaseRunner:
-    """The three stages of one case, with everything they share."""
+class CaseRunner:
+    """The three stages of one case (read, segment, write its outputs), with everything they
+    share; :func:`predict` runs them over a batch, :mod:`livseg.pacs` over one retrieved series."""
 
     loaded: tuple[nn.Module, RunConfig]
     checkpoint_name: str
@@ -344,12 +320,13 @@ class _CaseRunner:
             if "mask" in tmp:
                 save_mask(result.mask, volume, tmp["mask"], overwrite=True)
             if "seg" in tmp:
-                from livseg.data.io.dicom_seg import LITS_SEGMENTS, write_dicom_seg
+                from livseg.data.io.dicom_seg import LITS_SEGMENTS, seg_series_description, write_dicom_seg
 
                 # liver, and for a cascade the tumour too (LiTS labels 1 and 2)
                 numbers = (1, 2) if result.stage1_mask is not None else (1,)
                 write_dicom_seg(result.mask, volume, tmp["seg"], segments={k: LITS_SEGMENTS[k] for k in numbers},
-                                series_id=self.series_id, overwrite=True)
+                                series_id=self.series_id, overwrite=True,
+                                series_description=seg_series_description(result.stats))
             for structure, probability in result.input_probabilities.items():
                 save_probability(probability, volume, tmp[f"probability_{structure}"], overwrite=True)
             if "preview" in tmp:

@@ -42,8 +42,9 @@ from livseg.data.io.volume import Volume
 from livseg.data.masks import as_bool, bounding_box
 from livseg.data.preprocessing import GridMap, network_input, ras_orientation, to_input_grid
 from livseg.device import autocast, cpu_count, resolve_device
-from livseg.errors import ConfigError, DimensionError
+from livseg.errors import CheckpointError, ConfigError, DimensionError
 from livseg.inference.cascade import Cascade, segment_region, tumour_stats
+from livseg.inference.plausibility import result_warnings
 from livseg.inference.postprocess import clean_mask, count_components
 from livseg.inference.quality import quality_signals, varied_probabilities
 from livseg.inference.quality_model import assess
@@ -164,18 +165,20 @@ def load_model(
 
     Raises:
         InputFileNotFoundError: no such file.
-        CheckpointError: truncated, foreign, or inconsistent checkpoint.
+        CheckpointError: truncated, foreign, or inconsistent checkpoint, or a stage-2 (region)
+            checkpoint alone (it belongs in a cascade: ``livseg cascade``).
         ConfigError: unavailable device, or no built-in model of that name.
     """
-    from livseg.nn.checkpoint import build_model, load_checkpoint
-    from livseg.weights import DEFAULT_MODEL, builtin_path, is_builtin
+    from livseg.nn.checkpoint import build_model, read_checkpoint
 
     target = resolve_device(device)
-    if is_builtin(checkpoint_path):
-        with builtin_path(str(checkpoint_path or DEFAULT_MODEL)) as path:
-            checkpoint = load_checkpoint(path, map_location="cpu")
-    else:
-        checkpoint = load_checkpoint(checkpoint_path, map_location="cpu")  # type: ignore[arg-type]
+    checkpoint = read_checkpoint(checkpoint_path, map_location="cpu")
+    if checkpoint.cascade is None and checkpoint.config.region.enabled:
+        raise CheckpointError(
+            f"{checkpoint_path}: a stage-2 (region) checkpoint: it segments liver and tumour inside a liver's region, "
+            "not a whole CT; join it with a liver checkpoint first: livseg cascade --liver LIVER.pt --tumour "
+            f"{checkpoint_path} -o cascade.pt, then predict with --checkpoint cascade.pt"
+        )
     model = build_model(checkpoint)
     if checkpoint.cascade is not None:
         model = Cascade(model, build_model(checkpoint.cascade), checkpoint.cascade.config)
@@ -246,6 +249,9 @@ def segment(
 
     Returns:
         The mask on the input grid, the network-grid probabilities, statistics and timings.
+        An image whose intensities do not look like CT, and an empty mask, are logged as one
+        warning line and listed in ``stats["warnings"]``
+        (:mod:`livseg.inference.plausibility`).
 
     Raises:
         DimensionError: fewer than 8 voxels along an axis.
@@ -302,7 +308,11 @@ def segment(
         timings["stage2"] = time.perf_counter() - start
 
     stats = mask_stats(mask, volume)
+    warnings = result_warnings(volume.array, mask, volume.source)
+    if warnings:  # one line, exit 0: the result stands, the user is told it is doubtful
+        log.warning("%s", "; ".join(warnings))
     stats.update(
+        warnings=warnings,
         n_components_before_postprocess=n_before,
         threshold=float(threshold),
         postprocess=bool(postprocess),

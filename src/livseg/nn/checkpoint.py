@@ -35,8 +35,8 @@ import torch
 
 from livseg import __version__
 from livseg.config import ModelConfig, RunConfig, from_dict, to_dict, validate_config
-from livseg.data.io.files import atomic_output, refuse_existing
-from livseg.errors import CheckpointError, ConfigError, InputFileNotFoundError, one_line
+from livseg.data.io.files import atomic_output, check_input, probe_output_dir, refuse_existing
+from livseg.errors import CheckpointError, ConfigError, OutputPathError, one_line
 
 FORMAT = "livseg-checkpoint"
 VERSION = 2
@@ -108,9 +108,9 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.d
             overrides are, see :func:`check_stored_config`), weights that do not fit it or hold
             NaN/inf (:func:`check_model_state`), or a non-finite optimizer state.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputFileNotFoundError(f"checkpoint not found: {str(path)!r}")
+    path = check_input(path, "checkpoint")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder; expected a checkpoint file (a run folder's best.pt)")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as exc:
@@ -142,6 +142,21 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.d
         checkpoint.cascade = _stage(stage2, path, where="cascade ")
         _check_cascade(checkpoint.config, checkpoint.cascade.config, path)
     return checkpoint
+
+
+def read_checkpoint(spec: str | os.PathLike[str] | None, *, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """:func:`load_checkpoint` of a file, or of a built-in model: None (the default) or
+    ``"builtin:<name>"`` (``livseg models``).
+
+    Raises:
+        ConfigError: no built-in model of that name; else as :func:`load_checkpoint`.
+    """
+    from livseg.weights import DEFAULT_MODEL, builtin_path, is_builtin
+
+    if is_builtin(spec):
+        with builtin_path(str(spec or DEFAULT_MODEL)) as path:
+            return load_checkpoint(path, map_location=map_location)
+    return load_checkpoint(spec, map_location=map_location)  # type: ignore[arg-type]
 
 
 _KNOWN = {"format", "version", "livseg", "config", "model", CASCADE_KEY, *_STAGE_KEYS}
@@ -283,7 +298,7 @@ def _check_cascade(stage1: RunConfig, stage2: RunConfig, path: str | os.PathLike
 
 def save_cascade(
     path: str | os.PathLike[str],
-    liver: str | os.PathLike[str],
+    liver: str | os.PathLike[str] | None,
     tumour: str | os.PathLike[str],
     *,
     overwrite: bool = False,
@@ -295,7 +310,8 @@ def save_cascade(
 
     Args:
         path: the cascade file to write (atomically).
-        liver: stage 1: a liver checkpoint (``best.pt`` of a ``paper``/``default``/``demo`` run).
+        liver: stage 1: a liver checkpoint (``best.pt`` of a ``paper``/``default``/``demo`` run), or
+            a built-in model (None or ``"builtin:<name>"``).
         tumour: stage 2: a region checkpoint (``best.pt`` of a ``tumour``/``demo-tumour`` run).
         overwrite: replace an existing ``path``.
 
@@ -304,11 +320,21 @@ def save_cascade(
 
     Raises:
         OutputExistsError: ``path`` exists and ``overwrite`` is False.
+        OutputPathError: ``path`` is a folder, one of the two inputs, or in a folder that cannot be written.
         InputFileNotFoundError, CheckpointError: a missing or unreadable checkpoint, or stages of
             the wrong kind (each checkpoint is checked before anything is written).
     """
-    refuse_existing([Path(path)], overwrite)
-    stage1, stage2 = load_checkpoint(liver), load_checkpoint(tumour)
+    from livseg.weights import is_builtin
+
+    path = Path(path)
+    if path.is_dir():
+        raise OutputPathError(f"{path} is a folder; give -o the cascade file to write, e.g. {path / 'cascade.pt'}")
+    for source in (liver, tumour):
+        if not is_builtin(source) and path.exists() and Path(source).exists() and path.samefile(source):  # type: ignore[arg-type]
+            raise OutputPathError(f"-o {path} is one of the two checkpoints it joins; write the cascade to a new file")
+    refuse_existing([path], overwrite)
+    probe_output_dir(path.parent)  # a folder nothing can be written to fails now, not after loading both stages
+    stage1, stage2 = read_checkpoint(liver), read_checkpoint(tumour)
     for stage, name in ((stage1, "liver"), (stage2, "tumour")):
         if stage.cascade is not None:
             raise CheckpointError(f"{stage.path}: already a cascade; pass the {name} stage's own best.pt")

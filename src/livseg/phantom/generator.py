@@ -28,12 +28,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
-import nibabel as nib
 import numpy as np
 
 from livseg.data.io.files import prepare_output_dir
-from livseg.data.io.nifti import is_nifti, save_nifti
-from livseg.errors import ConfigError, CorruptFileError, DatasetError, InputFileNotFoundError, OutputExistsError
+from livseg.data.io.grid import check_grid
+from livseg.data.io.nifti import is_nifti, read_nifti, save_nifti
+from livseg.errors import ConfigError, DatasetError, InputFileNotFoundError, OutputExistsError
 from livseg.phantom.anatomy import Body, Diaphragm, Ellipsoid, Grid, lift_for_liver
 from livseg.phantom.lesions import draw_marginal_lesions, merge_lesions
 from livseg.phantom.liver import clip_field, draw_volume_ml, mask_field, place_field, procedural_liver
@@ -117,9 +117,10 @@ def make_phantom(
         The phantom.
 
     Raises:
-        ConfigError: a bad shape, spacing or liver mask.
+        ConfigError: a negative seed, a bad shape, spacing or liver mask.
     """
     started = time.perf_counter()
+    _check_seed(seed)
     shape, spacing = _check_grid_args(shape, spacing)
     rng = np.random.default_rng(seed)
     body = Body.draw(rng)
@@ -205,12 +206,14 @@ def write_phantoms(
         (volume path, segmentation path) per case. Volumes are int16 HU, segmentations uint8.
 
     Raises:
-        ConfigError: n < 1 or a bad shape.
+        ConfigError: n < 1, a negative seed, or a bad shape.
         OutputExistsError: a target file exists and ``overwrite`` is False (nothing is written).
         InputFileNotFoundError, DatasetError, CorruptFileError: problems with the liver masks.
     """
     if int(n) < 1:
         raise ConfigError(f"n={n}: expected at least one phantom")
+    _check_seed(seed)
+    _check_grid_args(shape, None)  # before the folder is touched, not in the first case
     out = prepare_output_dir(out_dir)
     shapes = find_liver_shapes(liver_shapes_dir) if liver_shapes_dir is not None else []
     pairs = [(out / f"volume-{k}.nii.gz", out / f"segmentation-{k}.nii.gz") for k in range(int(n))]
@@ -252,14 +255,13 @@ def read_liver_mask(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """A liver mask file as (bool array, affine); any nonzero label counts as liver.
 
     Raises:
-        CorruptFileError: unreadable file, or no liver voxel in it.
+        CorruptFileError: unreadable file.
+        GeometryError: a header without a usable grid.
+        ConfigError: no liver voxel in it.
     """
-    try:
-        image = nib.load(str(path))
-        mask = np.asarray(image.dataobj) != 0
-    except Exception as exc:  # nibabel and gzip raise many types for damaged files
-        raise CorruptFileError(f"{path}: cannot read liver mask ({type(exc).__name__}: {exc})") from None
-    return _check_mask(mask, str(path)), image.affine
+    array, affine = read_nifti(path, None)  # the header checks and units of every NIfTI livseg reads
+    check_grid(affine, str(path))
+    return _check_mask(np.asarray(array) != 0, str(path)), affine
 
 
 def _check_mask(mask: np.ndarray, source: str = "liver_shape") -> np.ndarray:
@@ -273,11 +275,22 @@ def _check_mask(mask: np.ndarray, source: str = "liver_shape") -> np.ndarray:
     return mask
 
 
+def _check_seed(seed: int) -> None:
+    if isinstance(seed, bool) or int(seed) != seed or seed < 0:
+        raise ConfigError(f"seed={seed}: expected an integer >= 0")
+
+
+MAX_PHANTOM_AXIS, MAX_PHANTOM_VOXELS = 2048, 512**3  # a large CT is 512 x 512 x 500; the generator holds several copies
+
+
 def _check_grid_args(shape: Sequence[int] | None, spacing: Sequence[float] | None):  # noqa: ANN202
     if shape is not None:
-        if len(shape) != 3 or any(int(s) != s or s < 8 for s in shape):
-            raise ConfigError(f"shape={tuple(shape)}: expected three integers >= 8 (x, y, z)")
+        if len(shape) != 3 or any(int(s) != s or not 8 <= s <= MAX_PHANTOM_AXIS for s in shape):
+            raise ConfigError(f"shape={tuple(shape)}: expected three integers from 8 to {MAX_PHANTOM_AXIS} (x, y, z)")
         shape = tuple(int(s) for s in shape)
+        if shape[0] * shape[1] * shape[2] > MAX_PHANTOM_VOXELS:
+            raise ConfigError(f"shape={shape}: {shape[0] * shape[1] * shape[2]:,} voxels; at most {MAX_PHANTOM_VOXELS:,} "
+                              "(512 x 512 x 512) are allowed")
     if spacing is not None:
         if len(spacing) != 3 or not all(np.isfinite(s) and 0.1 <= s <= 20 for s in spacing):
             raise ConfigError(f"spacing={tuple(spacing)}: expected three voxel sizes in mm, 0.1-20")

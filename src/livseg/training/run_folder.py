@@ -16,7 +16,7 @@ from typing import Any, Callable
 import torch
 
 from livseg.config import RunConfig, to_dict
-from livseg.data.cache import is_cache, load_manifest, preprocess_dataset, region_key
+from livseg.data.cache import check_liver_present, is_cache, load_manifest, preprocess_dataset, region_key
 from livseg.data.datasets import SPLITS_FILE, load_split
 from livseg.data.io.files import atomic_output, read_json, write_json
 from livseg.errors import ConfigError, DatasetError, InputFileNotFoundError, OutputExistsError, one_line
@@ -112,7 +112,9 @@ def prepare_cache(data: Path, out: Path, config: RunConfig, *, progress: bool, i
         )
     wanted = _cache_key(config)
     if is_cache(data):
-        have = _cache_key(load_manifest(data))
+        manifest = load_manifest(data)
+        check_liver_present({}, manifest, config.preprocess.liver_labels, where=str(data))  # else empty targets
+        have = _cache_key(manifest)
         if have != wanted:
             diff = ", ".join(f"{k}: cache {have.get(k)} vs run {v}" for k, v in wanted.items() if have.get(k) != v)
             raise ConfigError(

@@ -15,6 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from livseg.data.io.dicom_checks import (
+    check_ct_slices,
+    check_pixel_spacing,
+    damaged_dicom_files,
+    explain_failed_read,
+)
 from livseg.data.io.metaimage import check_metaimage
 from livseg.errors import (
     CorruptFileError,
@@ -29,6 +35,7 @@ log = logging.getLogger(__name__)
 SITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 POSITION, ORIENTATION, SERIES_DESCRIPTION, PATIENT_ID = "0020|0032", "0020|0037", "0008|103e", "0010|0020"
+PIXEL_SPACING, MODALITY, SOP_CLASS = "0028|0030", "0008|0060", "0008|0016"
 # slice stacks: a step may differ from the median by 10 % or 0.05 mm, whichever is more; two
 # slices closer than 1 micrometre are one position; a sideways drift of 0.05 mm or half a pixel is tilt
 SPACING_TOLERANCE, SPACING_TOLERANCE_MM, DUPLICATE_MM, TILT_TOLERANCE_MM = 0.10, 0.05, 1e-3, 0.05
@@ -58,8 +65,12 @@ def read_sitk_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if path.suffix.lower() in (".mha", ".mhd"):
         check_metaimage(path)  # MetaIO would print its own lines past our one-line error
     try:
-        image = sitk.ReadImage(str(path))
+        with _itk_quiet():  # ITK prints its warnings straight to stderr, past our one-line error
+            image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
+        if "Unable to determine ImageIO reader" in str(exc) and path.suffix.lower() not in SITK_SUFFIXES:
+            raise CorruptFileError(f"{path}: not an image livseg can read; expected a NIfTI file (.nii, .nii.gz), a "
+                                   "DICOM series folder, or a .mha/.mhd/.nrrd/.nhdr file") from None
         raise CorruptFileError(f"{path}: cannot read image ({one_line(exc)})") from None
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise DimensionError(f"{path}: image has {image.GetNumberOfComponentsPerPixel()} components per voxel; expected one")
@@ -137,41 +148,65 @@ def dicom_series_files(folder: Path, series_id: str | None) -> list[str]:
     Raises:
         EmptyDicomFolderError: no DICOM series, or none with ``series_id`` (the message lists
             the series there are).
+        CorruptFileError: a damaged DICOM file of the series, which GDCM left out of it
+            (:func:`damaged_dicom_files`).
     """
     series = find_dicom_series(folder)
+    uid = None
+    if series_id is not None and series_id in series:
+        uid = series_id
+    elif series_id is None and series:
+        uid = max(series, key=lambda key: len(series[key]))
+    damaged = damaged_dicom_files(folder, series, uid or series_id)
+    if damaged:
+        file, reason = damaged[0]
+        more = f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""
+        raise CorruptFileError(f"{file}: damaged DICOM file{more} ({reason}), left out of the series of {folder}; "
+                               "replace it with an intact copy")
     if not series:
         raise EmptyDicomFolderError(f"{folder}: folder holds no DICOM series; expected a folder of DICOM slice files")
-    if series_id is not None:
-        if series_id not in series:
-            raise EmptyDicomFolderError(
-                f"{folder}: no DICOM series {series_id!r}; it holds {describe_series(series)}"
-            )
-        return series[series_id]
-    uid = max(series, key=lambda key: len(series[key]))
-    if len(series) > 1:
+    if uid is None:
+        raise EmptyDicomFolderError(f"{folder}: no DICOM series {series_id!r}; it holds {describe_series(series)}")
+    if len(series) > 1 and series_id is None:
         log.warning("%s holds %d DICOM series: %s; reading %s, the largest. Choose with --series-id (series_id=)",
                     folder, len(series), describe_series(series), uid or "(no UID)")
     return series[uid]
 
 
-def read_dicom_series(folder: Path, series_id: str | None) -> tuple[np.ndarray, np.ndarray]:
+def read_dicom_series(folder: Path, series_id: str | None, *, ct: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The named series of a folder, or its largest -> (array x-y-z, RAS affine).
+
+    ``ct=False`` reads a label map stored as a DICOM series (IRCADb's masks), whose Modality
+    is not checked.
 
     Raises:
         GeometryError: the slices are not one evenly spaced, untilted stack
-            (:func:`check_slice_geometry`).
+            (:func:`check_slice_geometry`), or differ in size or pixel spacing.
+        ModalityError: with ``ct``, a slice that is not CT (:func:`check_ct_slices`).
+        CorruptFileError: a damaged slice file (named), or a series SimpleITK cannot read.
+        DimensionError: colour slices.
     """
     import SimpleITK as sitk
 
+    files = dicom_series_files(folder, series_id)
     reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(dicom_series_files(folder, series_id))
+    reader.SetFileNames(files)
     reader.MetaDataDictionaryArrayUpdateOn()  # the slices' own positions, for the geometry check
     try:
         with _itk_quiet():  # ITK's "non uniform sampling" warning would print past our error
             image = reader.Execute()  # sorts by slice position, applies rescale slope/intercept
     except RuntimeError as exc:
+        explain_failed_read(folder, files)  # slices of different sizes, a file pydicom cannot read
         raise CorruptFileError(f"{folder}: cannot read DICOM series ({one_line(exc)})") from None
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise DimensionError(f"{folder}: slices have {image.GetNumberOfComponentsPerPixel()} components per pixel "
+                             "(colour images); expected one HU value per pixel")
     slices = range(image.GetSize()[2]) if image.GetDimension() == 3 else range(0)
+    tags = {key: [reader.GetMetaData(k, key).strip() if reader.HasMetaDataKey(k, key) else "" for k in slices]
+            for key in (MODALITY, SOP_CLASS, PIXEL_SPACING)}
+    if ct:
+        check_ct_slices(tags[MODALITY], tags[SOP_CLASS], files, where=str(folder))
+    check_pixel_spacing(tags[PIXEL_SPACING], files, where=str(folder), read_mm=tuple(image.GetSpacing()[:2]))
     if all(reader.HasMetaDataKey(k, POSITION) and reader.HasMetaDataKey(k, ORIENTATION) for k in slices):
         check_slice_geometry(
             np.array([_numbers(reader.GetMetaData(k, POSITION)) for k in slices]),
@@ -235,3 +270,4 @@ def check_slice_geometry(positions: np.ndarray, orientations: np.ndarray, *, pix
             f"(ImageOrientationPatient), {sideways[-1]:.2f} mm off at the last slice; livseg does not resample "
             "tilted series: correct the tilt first (e.g. dcm2niix)"
         )
+

@@ -32,7 +32,8 @@ from livseg.errors import ConfigError, CorruptFileError, GridMismatchError, Labe
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LITS_SEGMENTS", "LIVER", "LIVER_TUMOUR", "SegmentSpec", "is_dicom_seg", "read_dicom_seg", "write_dicom_seg"]
+__all__ = ["LITS_SEGMENTS", "LIVER", "LIVER_TUMOUR", "SegmentSpec", "is_dicom_seg", "read_dicom_seg", "seg_series_description",
+           "write_dicom_seg"]
 
 SEG_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.66.4": "Segmentation Storage",
@@ -65,6 +66,18 @@ class SegmentSpec:
 LIVER = SegmentSpec("Liver", "AnatomicalStructure", "Liver", rgb=(221, 130, 101))  # 3D Slicer's liver colour
 LIVER_TUMOUR = SegmentSpec("Liver tumour", "MorphologicallyAbnormalStructure", "Neoplasm", "Liver", rgb=(255, 213, 0))
 LITS_SEGMENTS: Mapping[int, SegmentSpec] = {1: LIVER, 2: LIVER_TUMOUR}
+
+
+DEFAULT_SERIES_DESCRIPTION = "livseg segmentation"
+REVIEW_MARK = " [REVIEW]"  # what a PACS series list shows for a mask the quality estimate flags
+
+
+def seg_series_description(stats: Mapping[str, Any]) -> str:
+    """The SEG's Series Description for a prediction's statistics: the default, marked
+    ``[REVIEW]`` when its quality block (issue 26: ``stats["quality"]["review"]``) flags it."""
+    quality = stats.get("quality")
+    review = isinstance(quality, Mapping) and bool(quality.get("review"))
+    return DEFAULT_SERIES_DESCRIPTION + (REVIEW_MARK if review else "")
 
 
 # ------------------------------------------------------------------------------------ geometry
@@ -106,7 +119,7 @@ def write_dicom_seg(
     segments: Mapping[int, SegmentSpec] = LITS_SEGMENTS,
     series_id: str | None = None,
     overwrite: bool = False,
-    series_description: str = "livseg segmentation",
+    series_description: str = DEFAULT_SERIES_DESCRIPTION,
 ) -> Path:
     """Write a label map as one DICOM SEG object referencing the series ``like`` was read from.
 
@@ -153,6 +166,9 @@ def write_dicom_seg(
 
     sources = [_read_header(f, pydicom) for f in dicom_series_files(folder, series_id)]
     _fill_frame_of_reference(sources, folder, pydicom)
+    for ds in sources:  # highdicom copies it into the SEG; a series without it (optional in DICOM) still has a step
+        if not ds.get("SliceThickness"):
+            ds.SliceThickness = f"{float(like.spacing[2]):.6g}"
     ordered = _order_by_grid(sources, like.shape, like.affine, folder)
     algorithm = hd.AlgorithmIdentificationSequence(
         name="livseg", version=__version__, family=codes.cid7162.ArtificialIntelligence
@@ -194,8 +210,8 @@ def write_dicom_seg(
             )
         except (ValueError, TypeError, AttributeError, KeyError) as exc:
             raise CorruptFileError(f"{folder}: cannot derive a DICOM SEG from these slices ({one_line(exc)[:200]})") from None
-    for warning in caught:
-        log.info("%s: DICOM SEG: %s", folder, one_line(warning.message))
+    for warning in caught:  # nothing a user can act on: -v shows them
+        log.debug("%s: DICOM SEG: %s", folder, one_line(warning.message))
     with atomic_output(path, overwrite=overwrite) as tmp:
         seg.save_as(tmp)
     return Path(path)
@@ -221,7 +237,8 @@ def _fill_frame_of_reference(sources: list[Any], folder: Path, pydicom: Any) -> 
     uid = pydicom.uid.generate_uid(entropy_srcs=[str(missing[0].get("SeriesInstanceUID", folder)), "frame of reference"])
     for ds in missing:
         ds.FrameOfReferenceUID = uid
-    log.info("%s: %d slices have no Frame of Reference UID; the SEG uses %s, derived from the series", folder, len(missing), uid)
+    log.debug("%s: %d slices have no Frame of Reference UID; the SEG uses %s, derived from the series", folder,
+              len(missing), uid)
 
 
 def _order_by_grid(sources: list[Any], shape: Sequence[int], affine: np.ndarray, folder: Path) -> list[Any]:

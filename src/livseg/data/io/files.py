@@ -11,6 +11,7 @@ removes the ones a killed process left behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -21,7 +22,15 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from livseg.errors import CorruptFileError, InputFileNotFoundError, OutputExistsError, OutputPathError, one_line
+from livseg.errors import (
+    CorruptFileError,
+    InputFileNotFoundError,
+    LivsegError,
+    OutputExistsError,
+    OutputPathError,
+    UnreadableInputError,
+    one_line,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,15 +88,53 @@ def _running(pid: int) -> bool:
     return True
 
 
+def check_input(path: str | os.PathLike[str], what: str = "input") -> Path:
+    """Check that an input path exists and can be opened, saying why not in words.
+
+    Returns:
+        ``path`` as a Path.
+
+    Raises:
+        InputFileNotFoundError: nothing there (a dangling symbolic link is named as such).
+        UnreadableInputError: a symbolic-link loop, permission denied, or a device, FIFO or socket.
+    """
+    path = Path(path)
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        dangling = os.path.islink(path)
+        raise InputFileNotFoundError(f"{what} not found: {str(path)!r}"
+                                     + (" (a symbolic link to a missing target)" if dangling else "")) from None
+    except OSError as exc:
+        reason = "a symbolic-link loop" if exc.errno == errno.ELOOP else (exc.strerror or type(exc).__name__).lower()
+        raise UnreadableInputError(f"{what} {str(path)!r} cannot be opened: {reason}") from None
+    if not path.is_dir() and not path.is_file():  # opening a FIFO would wait for a writer forever
+        raise UnreadableInputError(f"{what} {str(path)!r} is not a file or a folder (a device, FIFO or socket)")
+    try:
+        if path.is_dir():
+            os.listdir(path)
+        else:
+            with open(path, "rb"):
+                pass
+    except PermissionError:
+        raise UnreadableInputError(f"{what} {str(path)!r} cannot be read: permission denied") from None
+    except OSError as exc:
+        raise UnreadableInputError(f"{what} {str(path)!r} cannot be read: {(exc.strerror or str(exc)).lower()}") from None
+    return path
+
+
 def prepare_output_dir(path: str | os.PathLike[str]) -> Path:
     """Check, before any work, that ``path`` can be an output folder, and tidy it.
 
-    It must be a folder or not exist yet, and the folder (or the nearest existing parent, where
-    it will be created) must be writable. Stale temporary files of an interrupted livseg run in
-    it are removed (:func:`remove_stale_temp_files`). Nothing is created.
+    It must be a folder or not exist yet, and a file must be creatable in it: the folder (and
+    any missing parents) are created, a probe file is written and removed, and what the probe
+    created is removed again, so a run that fails later leaves nothing behind (``os.access`` is
+    not enough: root passes it for /proc and /sys, and a read-only or full disk only shows on a
+    write). Stale temporary files of an interrupted livseg run in it are removed
+    (:func:`remove_stale_temp_files`).
 
     Raises:
-        OutputPathError: ``path`` (or a parent) is a file, or the place is not writable.
+        OutputPathError: ``path`` (or a parent) is a file, or nothing can be written there.
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
@@ -100,9 +147,68 @@ def prepare_output_dir(path: str | os.PathLike[str]) -> Path:
     if not os.access(existing, os.W_OK | os.X_OK):
         where = f"{path} is not writable" if existing == path.absolute() else f"cannot create {path}: {existing} is not writable"
         raise OutputPathError(f"{where} (permission denied); choose a folder you can write to")
+    probe_output_dir(path)
     if path.is_dir():
         remove_stale_temp_files(path)
     return path
+
+
+def probe_output_dir(path: str | os.PathLike[str]) -> None:
+    """Create ``path`` (with its parents) and a small file in it, then remove all that was created.
+
+    Raises:
+        OutputPathError: naming the reason the system gave (read-only file system, no space left, ...).
+    """
+    path = Path(path)
+    created = missing_folders(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".livseg-probe-", dir=path)
+        try:
+            os.write(fd, b"livseg")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        raise OutputPathError(f"cannot write to {path}: {(exc.strerror or str(exc)).lower()}; "
+                              "choose a folder on a writable disk") from None
+    finally:
+        remove_empty_folders(created)
+
+
+def missing_folders(path: str | os.PathLike[str]) -> list[Path]:
+    """The folders that creating ``path`` as a folder would create, deepest first."""
+    missing = []
+    current = Path(path).absolute()
+    while not current.exists() and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    return missing
+
+
+def remove_empty_folders(folders: Sequence[Path]) -> None:
+    """Remove each folder (deepest first) that is empty, and the empty folders inside it; keep any
+    that holds a file."""
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for inner, _, _ in sorted(os.walk(folder), key=lambda entry: -len(entry[0])):
+            with contextlib.suppress(OSError):
+                os.rmdir(inner)  # fails (and is kept) when anything is in it
+
+
+@contextlib.contextmanager
+def no_empty_output_left(path: str | os.PathLike[str] | None) -> Iterator[None]:
+    """On failure or interruption inside the block, remove the folders it created for ``path``
+    (an output folder, or the folder of an output file) when they hold no file: a command
+    refused after it made its output folder leaves nothing behind."""
+    created = missing_folders(path) if path is not None else []
+    try:
+        yield
+    except BaseException:
+        remove_empty_folders(created)
+        raise
 
 
 def refuse_existing(paths: Sequence[Path], overwrite: bool) -> None:
@@ -137,20 +243,27 @@ def atomic_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> I
         return
     if path.exists() and not overwrite:
         raise OutputExistsError(f"{path} exists; pass overwrite=True (CLI: --overwrite) to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    prefix, suffix = temp_name(path.name, pid=os.getpid(), host=_host(), token="|").split("|")
-    fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    # mkstemp creates 0600; give the output the permissions any ordinary file would get
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    if path.is_dir():
+        raise OutputPathError(f"{path} is a folder; expected a file name to write")
+    tmp: Path | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        prefix, suffix = temp_name(path.name, pid=os.getpid(), host=_host(), token="|").split("|")
+        fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        # mkstemp creates 0600; give the output the permissions any ordinary file would get
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         yield tmp
         os.replace(tmp, path)
+    except LivsegError:
+        raise
+    except OSError as exc:  # a full or read-only disk, a vanished folder: one line, not a traceback
+        raise OutputPathError(f"cannot write {path}: {(exc.strerror or str(exc)).lower()}") from None
     finally:
-        if tmp.exists():
+        if tmp is not None and tmp.exists():
             tmp.unlink()
 
 

@@ -31,13 +31,13 @@ from livseg.data.io.dicom import (
     read_sitk_file,
 )
 from livseg.data.io.dicom_seg import is_dicom_seg, read_dicom_seg
+from livseg.data.io.files import check_input
+from livseg.data.io.grid import check_grid, describe_origin, spacing_from_affine
 from livseg.data.io.nifti import NIFTI_SUFFIXES, is_nifti, read_nifti, save_nifti
 from livseg.errors import (
     CorruptFileError,
     DimensionError,
-    GeometryError,
     GridMismatchError,
-    InputFileNotFoundError,
     LabelValueError,
     NonFiniteError,
     VoxelTypeError,
@@ -83,13 +83,9 @@ class Volume:
 
     @property
     def voxel_volume_ml(self) -> float:
-        """Volume of one voxel in millilitres."""
-        return float(np.prod(self.spacing)) / 1000.0
-
-
-def spacing_from_affine(affine: np.ndarray) -> tuple[float, float, float]:
-    """Voxel size in mm per array axis from a 4x4 affine."""
-    return tuple(float(v) for v in np.linalg.norm(np.asarray(affine)[:3, :3], axis=0))  # type: ignore[return-value]
+        """Volume of one voxel in millilitres: |det| of the affine's 3x3 part (the product of the
+        spacings on the rectangular grids livseg accepts)."""
+        return abs(float(np.linalg.det(np.asarray(self.affine, dtype=np.float64)[:3, :3]))) / 1000.0
 
 
 # Folder names that say nothing about the case: a DICOM folder so named is named after its parent
@@ -152,6 +148,11 @@ def load_volume(path: str | os.PathLike[str], *, series_id: str | None = None) -
 
     Raises:
         InputFileNotFoundError: the path does not exist.
+        UnreadableInputError: it cannot be opened (permission denied, a symbolic-link loop).
+        GeometryError: no usable voxel grid (:func:`livseg.data.io.grid.check_grid`, and for NIfTI
+            :func:`livseg.data.io.nifti.check_header`; DICOM: :func:`livseg.data.io.dicom.read_dicom_series`).
+        ModalityError: a DICOM series that is not CT.
+        VoxelTypeError: complex or colour voxels.
         CorruptFileError: the file cannot be read (truncated, not an image).
         EmptyDicomFolderError: a folder without any DICOM series.
         DimensionError: the image is not 3D.
@@ -212,9 +213,9 @@ def load_labels(
     if like is not None and not same_grid(array.shape, affine, like.shape, like.affine):
         if not resample:
             raise GridMismatchError(
-                f"{source}: label grid {tuple(array.shape)} (spacing {_fmt(spacing_from_affine(affine))} mm) "
-                f"does not match the CT grid {like.shape} (spacing {_fmt(like.spacing)} mm) of {like.source}; "
-                "expected the same shape and affine"
+                f"{source}: label grid {tuple(array.shape)} (spacing {_fmt(spacing_from_affine(affine))} mm, "
+                f"{describe_origin(affine)}) does not match the CT grid {like.shape} (spacing {_fmt(like.spacing)} mm, "
+                f"{describe_origin(like.affine)}) of {like.source}; expected the same shape and affine"
             )
         array = resample_labels_to_grid(array, affine, like.shape, like.affine)
     if select is not None:
@@ -269,10 +270,9 @@ def resample_labels_to_grid(
 
 def _read_image(path: Path, *, series_id: str | None, dtype: type | None) -> tuple[np.ndarray, np.ndarray, str]:
     """Read any supported image to (array x-y-z, RAS affine, source description)."""
-    if not path.exists():
-        raise InputFileNotFoundError(f"file not found: {str(path)!r}")
+    check_input(path, "file")
     if path.is_dir():
-        array, affine = read_dicom_series(path, series_id)
+        array, affine = read_dicom_series(path, series_id, ct=dtype is not None)  # labels: any Modality
     elif is_nifti(path):
         array, affine = read_nifti(path, dtype)
     elif is_dicom_seg(path):
@@ -282,10 +282,7 @@ def _read_image(path: Path, *, series_id: str | None, dtype: type | None) -> tup
     if np.iscomplexobj(array):
         raise VoxelTypeError(f"{path}: voxels are {array.dtype}; expected real HU values")
     array = _squeeze_to_3d(array, path)
-    spacing = spacing_from_affine(affine)
-    if min(spacing) < 1e-6:
-        raise GeometryError(f"{path}: voxel spacing is 0 along array axis {int(np.argmin(spacing))} (affine "
-                            f"{np.round(np.asarray(affine)[:3, :3], 4).tolist()}); expected positive voxel sizes")
+    check_grid(affine, str(path))
     if dtype is not None:
         array = np.ascontiguousarray(array, dtype=dtype)
     return array, np.asarray(affine, dtype=np.float64), str(path)
