@@ -19,10 +19,12 @@ Honest by construction:
 
 Every case goes through the production path, ``segment(volume, model)``, whose
 ``stats["quality"]["signals"]`` are what the predictor sees in use. The predictor (``fit``): a
-linear model of ``log(1 - Dice)`` on a few transformed signals, the subset chosen by grouped
-cross-validation over phantom seeds; the review threshold: the highest predicted Dice that flags
-at most 15 % of the good calibration cases (Dice >= 0.95); each signal's reason limit: what 95 %
-of those good cases stayed under. Prints a table and the claim's figures and draws the scatter
+linear model of ``log(1 - Dice)`` on a few log-transformed signals with non-negative weights,
+the subset chosen by grouped cross-validation over phantom seeds; the review threshold: the
+highest predicted Dice that flags at most 15 % of the good calibration cases (Dice >= 0.95);
+each term's reason limit: what 95 % of those good cases stayed under; ``flag_above``: per
+candidate signal, the largest value a good calibration case showed (beyond it a case is flagged
+whatever its predicted Dice). Prints a table and the claim's figures and draws the scatter
 plot (``--plot``). Cached in ``--work`` (weak models, phantoms' rows): a rerun only refits.
 """
 
@@ -53,7 +55,7 @@ from livseg.phantom.generator import find_liver_shapes  # noqa: E402
 log = logging.getLogger("calibrate_quality")
 
 WEAK_STEPS = (50, 100, 150, 200, 300, 400)
-CALIBRATION_MODELS = ("builtin", "weak-100", "weak-300")
+CALIBRATION_MODELS = ("builtin", "weak-50", "weak-100", "weak-150", "weak-300")
 HELDOUT_MODELS = ("builtin", "weak-200", "weak-400")  # other checkpoints than the fit saw
 CALIBRATION_SEEDS = range(2000, 2020)
 HELDOUT_SEEDS = range(3000, 3012)
@@ -195,12 +197,15 @@ def fit(rows: list[dict], shape_reference: dict, fitted: str) -> QualityModel:
         values = [r["signals"][signal] for r in good if r["signals"].get(signal) is not None]
         features.append(Feature(signal, round(float(weight), 5), offset, round(neutral[signal], 6),
                                 round(float(np.percentile(values, 95)), 6) if values else None))
+    # beyond every good mask: the largest value any good calibration mask showed, per candidate signal
+    flag_above = {name: round(float(max(r["signals"][name] for r in good if r["signals"].get(name) is not None)), 6)
+                  for name in names if any(r["signals"].get(name) is not None for r in good)}
     model = QualityModel("quality-v1", round(float(coef[0]), 5), tuple(features), 0.0, shape_reference, fitted,
                          shipped_large_volume_ml())
     predicted = np.array([model.predict_dice(r["signals"]) for r in good])
     review_below = float(np.quantile(predicted, GOOD_FLAG_RATE)) if len(predicted) else GOOD
     return QualityModel(model.name, model.intercept, model.features, round(review_below, 4), shape_reference, fitted,
-                        model.large_volume_ml)
+                        model.large_volume_ml, flag_above)
 
 
 def model_json(model: QualityModel, shape_note: str) -> dict[str, Any]:
@@ -213,6 +218,7 @@ def model_json(model: QualityModel, shape_note: str) -> dict[str, Any]:
             "intercept": model.intercept,
             "features": [vars(f) for f in model.features],
             "review_below": model.review_below,
+            "flag_above": model.flag_above,
         },
         "shape_reference_note": shape_note,
         "shape_reference": model.shape_reference,

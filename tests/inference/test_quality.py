@@ -175,6 +175,23 @@ def test_review_threshold_and_reasons(entropy: float, removed: float, review: bo
     assert (block["predicted_dice"] < 0.9) is review
 
 
+def test_a_signal_beyond_every_good_mask_flags_whatever_the_prediction() -> None:
+    strict = QualityModel(**{**vars(MODEL), "flag_above": {"variation_disagreement": 0.05, "entropy_inside": 1.0}})
+    calm = {"entropy_inside": 0.06, "removed_share": 0.0, "volume_ml": 1500.0}  # predicted 0.997
+    assert assess({**calm, "variation_disagreement": 0.05}, strict)["review"] is False  # at the bound: not beyond
+    block = assess({**calm, "variation_disagreement": 0.2}, strict)
+    assert block["review"] is True and block["predicted_dice"] > 0.99
+    assert block["reasons"][0].startswith("predicted Dice 0.997, but a signal lies beyond every good mask")
+    assert block["reasons"][1] == ("the mask changes when the CT is rescaled by a few percent: 20.0% of it differs "
+                                   "(no good mask above 5.0% of it differs)")
+    assert len(block["reasons"]) == 2
+    # flagged by the prediction: entropy over its 95 % limit and beyond every good mask is named once
+    both = assess({"entropy_inside": 2.5, "removed_share": 0.0, "volume_ml": 1500.0, "variation_disagreement": 0.0},
+                  strict)
+    assert both["reasons"][0].startswith("predicted Dice 0.876 is below") and len(both["reasons"]) == 2
+    assert "no good mask above" in both["reasons"][1]
+
+
 def test_an_empty_mask_is_always_reviewed() -> None:
     block = assess({"entropy_inside": None, "removed_share": 0.0, "volume_ml": 0.0}, MODEL)
     assert block["review"] is True and block["reasons"] == ["the mask is empty: no liver found"]

@@ -7,9 +7,12 @@ stored with how it was fitted in ``quality-v1.json`` beside this module)::
 
 a linear model of the log of the Dice error, ``f_i`` the identity or ``log(signal + offset)``;
 a signal that could not be computed takes its ``neutral`` value (the median of the calibration
-cases). A case is flagged for review when ``predicted_dice < review_below``, or when the mask
-is empty. The reasons name every signal beyond its ``limit`` (the value good masks in the
-calibration set, Dice >= 0.95, stayed under) in words, so a person knows what to look at.
+cases). A case is flagged for review when ``predicted_dice < review_below``, when any signal lies
+beyond every good mask of the calibration set (``flag_above``: the largest value among masks
+with Dice >= 0.95; a mask unlike all of them is worth a look whatever the sum says), or when
+the mask is empty. The reasons name, in words, every term beyond its ``limit`` (the value 95 %
+of those good masks stayed under) and every signal beyond ``flag_above``, so a person knows
+what to look at.
 
 ``stats["quality"]`` (see :func:`assess`) is read by other tools (the PACS watch loop records
 ``review`` and ``reasons``): its keys are stable.
@@ -21,7 +24,7 @@ import functools
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -82,6 +85,7 @@ class QualityModel:
     shape_reference: dict[str, dict[str, float]]
     fitted: str
     large_volume_ml: float = 2466.0  # the LiTS livers' 95th percentile on the 3 mm grid
+    flag_above: dict[str, float] = field(default_factory=dict)  # signal -> the largest value of a good mask
 
     def predict_dice(self, signals: Mapping[str, float | None]) -> float:
         """The predicted Dice of a mask with these signals, in [0, 1]."""
@@ -101,6 +105,7 @@ def load_quality_model(path: str | os.PathLike[str] | None = None) -> QualityMod
         shape_reference={k: {s: float(v) for s, v in d.items()} for k, d in data["shape_reference"].items()},
         fitted=str(data.get("fitted", "")),
         large_volume_ml=float(data["volume_reference"]["p95_ml"]),
+        flag_above={k: float(v) for k, v in predictor.get("flag_above", {}).items()},
     )
 
 
@@ -119,9 +124,9 @@ def shipped_large_volume_ml() -> float:
     return _shipped().large_volume_ml
 
 
-def _reason(feature: Feature, value: float) -> str:
-    meaning, fmt = _WORDS.get(feature.signal, (feature.signal, "{:.3g}"))
-    return f"{meaning}: {fmt.format(value)} (good masks: up to {fmt.format(feature.limit)})"
+def _words(signal: str, value: float, bound: float, bound_says: str) -> str:
+    meaning, fmt = _WORDS.get(signal, (signal, "{:.3g}"))
+    return f"{meaning}: {fmt.format(value)} ({bound_says} {fmt.format(bound)})"
 
 
 def assess(signals: Mapping[str, float | None], model: QualityModel | None = None) -> dict[str, Any]:
@@ -137,16 +142,22 @@ def assess(signals: Mapping[str, float | None], model: QualityModel | None = Non
     """
     model = model or _shipped()
     predicted = model.predict_dice(signals)
-    volume = signals.get("volume_ml")
     reasons: list[str] = []
-    if not volume:
+    if not signals.get("volume_ml"):
         reasons.append("the mask is empty: no liver found")
-    elif predicted < model.review_below:
-        reasons.append(f"predicted Dice {predicted:.3f} is below {model.review_below:.2f}")
-        for feature in model.features:
-            raw = signals.get(feature.signal)
-            if feature.limit is not None and raw is not None and raw > feature.limit:
-                reasons.append(_reason(feature, float(raw)))
+    else:
+        beyond = {name: float(signals[name]) for name, bound in model.flag_above.items()  # type: ignore[arg-type]
+                  if signals.get(name) is not None and float(signals[name]) > bound}  # type: ignore[arg-type]
+        if predicted < model.review_below:
+            reasons.append(f"predicted Dice {predicted:.3f} is below {model.review_below:.2f}")
+        elif beyond:
+            reasons.append(f"predicted Dice {predicted:.3f}, but a signal lies beyond every good mask of the calibration")
+        if reasons:
+            for feature in model.features:
+                raw = signals.get(feature.signal)
+                if feature.limit is not None and raw is not None and raw > feature.limit and feature.signal not in beyond:
+                    reasons.append(_words(feature.signal, float(raw), feature.limit, "good masks: up to"))
+            reasons.extend(_words(name, value, model.flag_above[name], "no good mask above") for name, value in beyond.items())
     return {
         "model": model.name,
         "signals": {k: (None if v is None else round(float(v), 6)) for k, v in signals.items()},
