@@ -39,7 +39,7 @@ import torch
 from scipy import ndimage
 
 from livseg.data.io.volume import Volume, load_labels, load_volume
-from livseg.phantom.generator import ORGANS, make_phantom, read_liver_mask
+from livseg.phantom.generator import make_phantom, read_liver_mask
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import build_builtin_model as builtin  # noqa: E402  (the real-CT loaders of the model's build)

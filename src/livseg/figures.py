@@ -193,43 +193,45 @@ def plot_quality_scatter(
     Args:
         points: one mapping per case with ``predicted_dice``, ``dice`` and optionally ``group``
             (one colour and legend entry per group, in first-seen order) and ``review`` (a bool:
-            flagged cases drawn with a black edge).
+            flagged cases are drawn filled, the others hollow).
         path: PNG to write (atomically).
         review_below: draws the review threshold (a vertical line) when given.
-        title: axes title.
+        title: figure title.
 
     Returns:
-        ``path``. Dotted lines at Dice 0.90 and 0.95, the diagonal in grey; an inset enlarges
-        the square 0.8-1.0, where good and barely good masks lie.
+        ``path``. Two panels: every case, and the square 0.8-1.0 where good and barely good masks
+        lie; dotted lines at Dice 0.90 and 0.95, the diagonal in grey.
     """
     groups: dict[str, list[Mapping[str, Any]]] = {}
     for point in points:
         groups.setdefault(str(point.get("group", "cases")), []).append(point)
     markers = "os^Dv<>p"
-    fig, ax = plt.subplots(figsize=(6.4, 6.0))
-    inset = ax.inset_axes((0.55, 0.1, 0.42, 0.42))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.2))
     for k, (name, members) in enumerate(groups.items()):
-        x = [float(m["predicted_dice"]) for m in members]
-        y = [float(m["dice"]) for m in members]
-        edge = ["black" if m.get("review") else "none" for m in members]
-        for axes, size in ((ax, 24), (inset, 14)):
-            axes.scatter(x, y, s=size, marker=markers[k % len(markers)], color=f"C{k}", edgecolors=edge,
-                         linewidths=0.8, alpha=0.8, label=f"{name} ({len(members)})" if axes is ax else None)
-    for axes, low in ((ax, 0.0), (inset, 0.8)):
-        axes.plot([low, 1], [low, 1], color="0.75", lw=0.8)
+        for flagged in (True, False):
+            chosen = [m for m in members if bool(m.get("review")) is flagged]
+            x = [float(m["predicted_dice"]) for m in chosen]
+            y = [float(m["dice"]) for m in chosen]
+            label = f"{name}: {len(chosen)} {'flagged' if flagged else 'not flagged'}"
+            for ax in axes:
+                ax.scatter(x, y, s=22, marker=markers[k % len(markers)], facecolors=f"C{k}" if flagged else "none",
+                           edgecolors=f"C{k}", linewidths=0.9, alpha=0.8, label=label if ax is axes[0] else None)
+    for ax, low in zip(axes, (0.0, 0.8)):
+        ax.plot([low, 1], [low, 1], color="0.75", lw=0.8)
         for level in (0.90, 0.95):
-            axes.axhline(level, color="0.6", lw=0.8, ls=":")
+            ax.axhline(level, color="0.6", lw=0.8, ls=":")
         if review_below is not None:
-            axes.axvline(review_below, color="red", lw=1, ls="--")
-        axes.set_xlim(low, 1.0)
-        axes.set_ylim(low, 1.0)
-    inset.tick_params(labelsize=7)
+            ax.axvline(review_below, color="red", lw=1, ls="--")
+        ax.set_xlim(low, 1.0)
+        ax.set_ylim(low, 1.0)
+        ax.set_xlabel("predicted Dice (stats['quality']['predicted_dice'])")
+        ax.set_ylabel("actual Dice (each CT's own grid)")
     if review_below is not None:
-        ax.text(review_below - 0.01, 0.02, "flagged for review", ha="right", fontsize=8, color="red")
-    ax.set_xlabel("predicted Dice (stats['quality']['predicted_dice'])")
-    ax.set_ylabel("actual Dice (each CT's own grid)")
-    ax.set_title(title, fontsize=10)
-    ax.legend(loc="upper left", fontsize=8)
+        axes[1].text(review_below - 0.003, 0.805, "flagged: predicted Dice left of this line", ha="right",
+                     fontsize=8, color="red")
+    axes[0].legend(loc="upper left", fontsize=8)
+    axes[1].set_title("zoom: Dice 0.8-1.0", fontsize=10)
+    fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return save_figure(fig, path)
 

@@ -182,7 +182,7 @@ def test_a_signal_beyond_every_good_mask_flags_whatever_the_prediction() -> None
     block = assess({**calm, "variation_disagreement": 0.2}, strict)
     assert block["review"] is True and block["predicted_dice"] > 0.99
     assert block["reasons"][0].startswith("predicted Dice 0.997, but a signal lies beyond every good mask")
-    assert block["reasons"][1] == ("the mask changes when the CT is rescaled by a few percent: 20.0% of it differs "
+    assert block["reasons"][1] == ("the mask changes when the CT is seen at a coarser scale: 20.0% of it differs "
                                    "(no good mask above 5.0% of it differs)")
     assert len(block["reasons"]) == 2
     # flagged by the prediction: entropy over its 95 % limit and beyond every good mask is named once

@@ -323,7 +323,9 @@ def _write_report(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any],
     """report.html: one row per case with the headline metrics of both grids."""
     by_case: dict[str, dict[str, Any]] = {}
     for row in rows:
-        short = "net" if row["grid"] == "network_grid" else "orig"
+        short = {"network_grid": "net", "original_grid": "orig"}.get(row["grid"])
+        if short is None:  # a cascade's stage 1 alone: in metrics.csv, not in the headline table
+            continue
         entry = by_case.setdefault(row["case"], {"case": row["case"]})
         entry[f"dice_{short}"] = row["dice"]
         if short == "orig":

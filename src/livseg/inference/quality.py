@@ -19,9 +19,12 @@ Signals (names are the keys of ``stats["quality"]["signals"]``):
     removed_share       share of the thresholded voxels that post-processing removed (smaller
                         components): the network also saw liver elsewhere.
     variation_disagreement  1 - Dice between the mask and the mask of one more forward pass on
-                        the input around the mask rescaled by :data:`VARIATION_ZOOM` (a patient
-                        8 % larger: respects the RAS prior, unlike a flip); a mask that moves
-                        under a change this small was not held firmly. None when not computed.
+                        the input around the mask shrunk to :data:`VARIATION_ZOOM` of its size
+                        (the patient seen at 4.5 mm instead of 3 mm, in the same RAS pose, unlike
+                        a flip); a mask that the network does not hold firmly moves. None when not
+                        computed. Shrinking makes the pass cheap (about 15 % of the first one):
+                        measured on 76 calibration cases, it also ranked the Dice better than an
+                        8 % enlargement (Spearman -0.92 against -0.89) at 40 % of its cost.
     volume_ml           the mask's volume on the network grid.
     volume_excess       how far that volume lies above what real livers reach: ``volume_ml /
                         large_ml - 1`` when positive, else 0, ``large_ml`` the 95th percentile
@@ -55,7 +58,7 @@ __all__ = ["UNCERTAIN", "VARIATION_ZOOM", "quality_signals", "shape_descriptors"
            "surface_area_mm2", "varied_probabilities", "volume_excess", "VARIATION_MARGIN"]
 
 UNCERTAIN = (0.1, 0.9)  # a probability strictly between these is "uncertain"
-VARIATION_ZOOM = 1.08  # the test-time variation: the input scaled up by 8 %
+VARIATION_ZOOM = 0.67  # the test-time variation: the crop around the liver shrunk to two thirds
 VARIATION_MARGIN = 8  # voxels (24 mm on the built-in model's grid) of context around the mask's box
 _FACE = ndimage.generate_binary_structure(3, 1)
 # descriptors that a scan cutting through the liver leaves meaningful (in-plane only)
@@ -131,15 +134,14 @@ def varied_probabilities(forward: Callable[[np.ndarray], np.ndarray], image: np.
     """Probabilities of one more forward pass on the network input around the mask, scaled by
     ``zoom``: the test-time variation of ``variation_disagreement``.
 
-    Only the mask's bounding box plus ``margin`` voxels is cropped, scaled (trilinear) and run,
-    so the pass costs about half of the first one; its probabilities are scaled back into the
-    crop and are 0 outside it.
+    Only the mask's bounding box plus ``margin`` voxels is cropped, scaled (trilinear) and run;
+    its probabilities are scaled back into the crop and are 0 outside it.
 
     Args:
         forward: network-input array -> probability array of the same shape.
         image: the network input (float32 ``[X, Y, Z]``).
         mask: the predicted mask on the same grid (where to look).
-        zoom: scale factor (> 1 enlarges the patient).
+        zoom: scale factor (< 1 shrinks the patient, > 1 enlarges it).
         margin: voxels of context around the mask's box.
 
     Returns:
@@ -222,11 +224,12 @@ def quality_signals(
         return signals
     uncertain = int(np.count_nonzero((p > UNCERTAIN[0]) & (p < UNCERTAIN[1])))
     signals["uncertain_share"] = uncertain / n_mask
-    signals["boundary_band_mm"] = uncertain * voxel_mm3 / surface_area_mm2(mask, spacing)
-    entropy = binary_entropy(p)
-    signals["entropy_inside"] = float(entropy[mask].mean())
-    surface = mask & ~ndimage.binary_erosion(mask, _FACE, border_value=0)
-    signals["entropy_surface"] = float(entropy[surface].mean())
+    box = bounding_box(mask, margin=1)  # the mask and one voxel of background: what the rest looks at
+    crop, p_crop = mask[box], p[box]
+    signals["boundary_band_mm"] = uncertain * voxel_mm3 / surface_area_mm2(crop, spacing)
+    signals["entropy_inside"] = float(binary_entropy(p_crop[crop]).mean())
+    surface = crop & ~ndimage.binary_erosion(crop, _FACE, border_value=0)
+    signals["entropy_surface"] = float(binary_entropy(p_crop[surface]).mean())
     cut = bool(mask[:, :, 0].any() or mask[:, :, -1].any())
     signals["cut_by_scan"] = float(cut)
     if ras:
@@ -234,7 +237,7 @@ def quality_signals(
             from livseg.inference.quality_model import shipped_shape_reference
 
             shape_reference = shipped_shape_reference()
-        descriptors = shape_descriptors(mask, spacing)
+        descriptors = shape_descriptors(crop, spacing)
         signals["left_share"] = descriptors["left_share"]  # type: ignore[index]
         names = [n for n in shape_reference if not cut or n in IN_PLANE_DESCRIPTORS]
         signals["shape_distance"] = shape_distance(descriptors, shape_reference, names)  # type: ignore[arg-type]

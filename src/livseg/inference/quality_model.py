@@ -40,7 +40,7 @@ _WORDS = {
     "entropy_inside": ("the network is unsure inside the mask", "mean entropy {:.3f} bits"),
     "entropy_surface": ("the network is unsure where it drew the boundary", "mean entropy {:.3f} bits"),
     "removed_share": ("post-processing removed much of what the network called liver", "{:.1%} of the voxels"),
-    "variation_disagreement": ("the mask changes when the CT is rescaled by a few percent", "{:.1%} of it differs"),
+    "variation_disagreement": ("the mask changes when the CT is seen at a coarser scale", "{:.1%} of it differs"),
     "volume_excess": ("the mask is larger than real livers are (another organ taken for liver?)",
                       "{:.0%} above the LiTS 95th percentile"),
     "left_share": ("much of the mask lies at the liver's left end (a stomach or spleen taken for liver?)",

@@ -10,7 +10,7 @@ Pipeline of :func:`segment` (each stage timed):
     postprocess   largest 3D connected component + hole filling (:mod:`livseg.inference.postprocess`)
     stage2        cascade checkpoints only: liver and tumour on the liver's region at a fine
                   spacing (:mod:`livseg.inference.cascade`); the mask becomes 0/1/2 (LiTS labels)
-    quality       one more forward pass on a slightly rescaled crop around the liver, the quality
+    quality       one more forward pass on a shrunk crop around the liver, the quality
                   signals on the network grid and the calibrated predicted Dice with a review flag
                   (:mod:`livseg.inference.quality`, :mod:`livseg.inference.quality_model`):
                   ``stats["quality"]``
@@ -341,8 +341,8 @@ def network_spacing(volume: Volume, config: RunConfig, grid: GridMap) -> tuple[f
 def estimate_quality(model: nn.Module, image: np.ndarray, probabilities: np.ndarray, volume: Volume,
                      config: RunConfig, grid: GridMap, *, threshold: float = 0.5) -> dict[str, Any]:
     """The quality block of one prediction: signals of stage 1's network-grid probabilities and of
-    one more forward pass on the rescaled input, then the calibrated predictor and review rule
-    (:func:`livseg.inference.quality_model.assess`)."""
+    one more forward pass on a shrunk crop of the input around the liver, then the calibrated predictor and
+    review rule (:func:`livseg.inference.quality_model.assess`)."""
     device = _model_device(model)
     mask = clean_mask(probabilities >= threshold)[0]
     varied = varied_probabilities(lambda x: _forward(model, x, device), image, mask)
