@@ -64,6 +64,12 @@ def test_a_band_of_doubt_around_the_cube() -> None:
     assert s["volume_ml"] == pytest.approx(27.0)
 
 
+def test_uncertain_means_strictly_between_0_1_and_0_9() -> None:
+    p = cube(0.95)  # 0.95 itself is certain
+    p[0, 0, 0], p[0, 0, 2], p[19, 19, 19], p[19, 19, 17] = 0.08, 0.12, 0.88, 0.92  # apart from the cube
+    assert quality_signals(p, SPACING)["uncertain_share"] == pytest.approx(2 / 1000)  # 0.12 and 0.88 only
+
+
 def test_entropy_inside_and_on_the_surface() -> None:
     p = cube(0.6)
     p[6:14, 6:14, 6:14] = 1.0  # certain core; the 10^3 - 8^3 = 488 surface voxels at 0.6
@@ -192,6 +198,13 @@ def test_a_signal_beyond_every_good_mask_flags_whatever_the_prediction() -> None
     assert "no good mask above" in both["reasons"][1]
 
 
+def test_a_prediction_on_the_threshold_is_not_flagged_one_just_under_it_is() -> None:
+    signals = {"entropy_inside": 0.1, "removed_share": 0.0, "volume_ml": 1500.0}
+    predicted = MODEL.predict_dice(signals)  # 1 - 0.1 e^-3 = 0.995
+    assert assess(signals, QualityModel(**{**vars(MODEL), "review_below": predicted}))["review"] is False
+    assert assess(signals, QualityModel(**{**vars(MODEL), "review_below": predicted + 1e-9}))["review"] is True
+
+
 def test_an_empty_mask_is_always_reviewed() -> None:
     block = assess({"entropy_inside": None, "removed_share": 0.0, "volume_ml": 0.0}, MODEL)
     assert block["review"] is True and block["reasons"] == ["the mask is empty: no liver found"]
@@ -205,6 +218,7 @@ def test_shipped_quality_model_is_complete() -> None:
     assert model.name == "quality-v1" and 0.5 < model.review_below < 1.0 and model.features
     names = set(quality_signals(cube(0.95), SPACING))
     assert {f.signal for f in model.features} <= names
+    assert model.flag_above and set(model.flag_above) <= names  # beyond every good mask: known signals only
     assert set(model.shape_reference) == set(shape_descriptors(cube(0.95) > 0.5, SPACING))
     assert "calibrate_quality.py" in json.loads(QUALITY_FILE.read_text())["fitted"]  # says how it was fitted
 
