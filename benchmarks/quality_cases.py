@@ -199,21 +199,27 @@ def train_weak_models(work: Path, shared: Path, steps: tuple[int, ...], *, n_pha
                       patch: tuple[int, int, int] = (80, 80, 48)) -> dict[int, Path]:
     """Early checkpoints of a quick patch training: the built-in model's network and recipe
     (stage 1: phantoms only) stopped after each of ``steps`` optimiser steps, on ``n_phantoms``
-    phantoms of their own seeds (``build_phantoms(seed=26)``: none of the built-in model's nor of
-    this benchmark's cases) in ``patch``-sized patches. Cached in ``work``.
+    phantoms of their own seed 26 (none of the built-in model's nor of this benchmark's cases) in
+    ``patch``-sized patches. Cached in ``work``. (The cached models of benchmarks/README.md's
+    figures came from ``train_patches``; once issue 21's one training path is on main, the run is
+    :func:`livseg.training.train.train` with the ``builtin`` preset in rounds of the steps'
+    greatest common divisor, each stop continued by ``resume``.)
 
     Returns:
         ``{step: checkpoint path}``, each loadable with :func:`livseg.inference.segment.load_model`.
     """
-    from dataclasses import replace
-
-    from livseg.nn.checkpoint import save_checkpoint
-    from livseg.training.patches import PatchSchedule, train_patches
+    from livseg.training import patches
 
     work.mkdir(parents=True, exist_ok=True)
     paths = {step: work / f"weak-{step}.pt" for step in steps}
     if all(p.is_file() for p in paths.values()):
         return paths
+    if not hasattr(patches, "train_patches"):  # issue 21: one training path
+        return _train_weak_models_in_rounds(work, shared, paths, n_phantoms=n_phantoms, seed=seed, patch=patch)
+    from dataclasses import replace
+
+    from livseg.nn.checkpoint import save_checkpoint
+
     phantoms = builtin.build_phantoms(work, shared, n_phantoms, seed, workers=1)
     config = replace(builtin.CONFIG, preprocess=replace(builtin.CONFIG.preprocess, target_shape=patch))
 
@@ -222,8 +228,37 @@ def train_weak_models(work: Path, shared: Path, steps: tuple[int, ...], *, n_pha
             save_checkpoint(paths[step], config=builtin.CONFIG, model_state=model.state_dict(),
                             history=[{"step": step, "loss": loss}])
 
-    train_patches(phantoms, config, PatchSchedule(steps=max(steps)), seed=seed, callback=keep,
-                  log_every=min(50, *steps))
+    patches.train_patches(phantoms, config, patches.PatchSchedule(steps=max(paths)), seed=seed, callback=keep,
+                          log_every=min(50, *paths))
+    return paths
+
+
+def _train_weak_models_in_rounds(work: Path, shared: Path, paths: dict[int, Path], *, n_phantoms: int, seed: int,
+                                 patch: tuple[int, int, int]) -> dict[int, Path]:
+    """:func:`train_weak_models` through ``train()`` (issue 21's API): rounds of the steps'
+    greatest common divisor, a snapshot of last.pt after each wanted step."""
+    import math
+    import shutil
+    from dataclasses import replace
+
+    from livseg.config import apply_overrides, get_preset
+    from livseg.phantom.generator import find_liver_shapes
+    from livseg.training.phantoms import write_phantom_cache  # type: ignore[import-not-found]
+    from livseg.training.train import train
+
+    per = math.gcd(*paths)
+    config = apply_overrides(get_preset("builtin"), [f"train.epochs={max(paths) // per}",
+                                                     f"patches.steps_per_round={per}", f"train.seed={seed}"])
+    config = replace(config, preprocess=replace(config.preprocess, target_shape=patch))
+    masks = shared / "lits-liver-masks"
+    phantoms = write_phantom_cache(work / "phantoms-cache", n_phantoms, seed=seed, preprocess=config.preprocess,
+                                   liver_shapes=find_liver_shapes(masks) if masks.is_dir() else ())
+    run = work / "run"
+    shutil.rmtree(run, ignore_errors=True)  # a snapshot is missing: train again from the start
+    for k in range(1, max(paths) // per + 1):
+        train(phantoms, run, config, resume=k > 1, stop_after_epoch=k, device="cpu", progress=False)
+        if k * per in paths:
+            shutil.copyfile(run / "last.pt", paths[k * per])
     return paths
 
 
