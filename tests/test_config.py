@@ -96,7 +96,7 @@ def test_bad_overrides(override: str, message: str) -> None:
 
 
 def test_unknown_preset_and_keys() -> None:
-    with pytest.raises(ConfigError, match=r"unknown preset 'papr'; expected one of \['default', 'demo', 'demo-tumour', 'paper', 'tumour', 'tumour-cpu'\]"):
+    with pytest.raises(ConfigError, match=r"unknown preset 'papr'; expected one of \['builtin', 'builtin-stage2', 'default', 'demo', 'demo-tumour', 'finetune', 'paper', 'tumour', 'tumour-cpu'\]"):
         get_preset("papr")
     with pytest.raises(ConfigError, match=r"RunConfig: unknown keys \['extra'\]"):
         from_dict(RunConfig, {**to_dict(RunConfig()), "extra": 1})
@@ -120,7 +120,8 @@ def test_all_loss_weights_zero_is_refused() -> None:
         ("region.overlap=1", r"region.overlap: expected 0 <= overlap < 1"),
         ("region.blend=max", r"region.blend: expected 'gaussian' or 'uniform'"),
         ("region.patches_per_case=0", r"region.patches_per_case: expected >= 1"),
-        ("train.lr_schedule=cosine", r"train.lr_schedule: expected one of \['constant', 'poly'\]"),
+        ("train.lr_schedule=linear", r"train.lr_schedule: expected one of \['constant', 'poly', 'cosine'\]"),
+        ("train.lr_schedule=cosine", r"train.lr_schedule=cosine is a per-step schedule of train.sampling=patches"),
     ],
 )
 def test_bad_stage2_overrides(override: str, message: str) -> None:

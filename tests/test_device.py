@@ -41,7 +41,7 @@ def test_cpu_runs_in_full_precision(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_training_takes_fp16_with_a_grad_scaler_on_a_t4(monkeypatch: pytest.MonkeyPatch) -> None:
-    from livseg.training.train import _precision
+    from livseg.training.setup import _precision
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # else GradScaler disables itself
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)

@@ -20,7 +20,9 @@ FORBIDDEN = {
     "data": ("nn", "training", "inference", "evaluation", "pacs", "cli", "demo"),
     "nn": ("training", "inference", "evaluation", "pacs", "cli", "demo"),
     "inference": ("training", "evaluation", "pacs", "cli", "demo"),
-    "training": ("inference", "pacs", "cli", "demo"),
+    # training validates patch runs with inference.segment itself, on each CT's own grid: best.pt is
+    # chosen by the number livseg predict gives (inference never imports training back)
+    "training": ("pacs", "cli", "demo"),
     "evaluation": ("training", "pacs", "cli", "demo"),
     "phantom": ("nn", "training", "inference", "evaluation", "pacs", "cli", "demo"),
     "pacs": ("training", "evaluation", "cli", "demo"),  # it uses inference and data.io; nothing below imports it

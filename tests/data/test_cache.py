@@ -84,7 +84,7 @@ def test_preprocess_dataset_refuses_other_config_and_foreign_folder(tiny_dataset
     with pytest.raises(DatasetError, match="is not an empty folder or a livseg cache"):
         preprocess_dataset(root, root, config=SMALL, progress=False)
     with pytest.raises(ConfigError, match="val_fraction"):
-        preprocess_dataset(root, tmp_path / "other", config=SMALL, val_fraction=0.0, progress=False)
+        preprocess_dataset(root, tmp_path / "other", config=SMALL, val_fraction=1.0, progress=False)
 
 
 def test_preprocess_dataset_bad_cases_write_nothing(tiny_dataset, tmp_path):

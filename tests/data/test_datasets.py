@@ -147,8 +147,13 @@ def test_split_keeps_both_parts_non_empty(n, fraction, n_val):
     assert len(split["val"]) == n_val and len(split["train"]) == n - n_val
 
 
+def test_split_without_validation_trains_on_every_case():
+    split = make_split(["c2", "c10", "c1"], val_fraction=0.0)
+    assert split["train"] == ["c1", "c2", "c10"] and split["val"] == []
+
+
 def test_split_bad_input():
-    with pytest.raises(ConfigError, match=r"val_fraction: expected 0 < f < 1, got 1.5"):
+    with pytest.raises(ConfigError, match=r"val_fraction: expected 0 <= f < 1, got 1.5"):
         make_split(["a", "b"], val_fraction=1.5)
     with pytest.raises(DatasetError, match=r"duplicate case ids: \['a'\]"):
         make_split(["a", "a", "b"])

@@ -22,7 +22,8 @@ from livseg.nn.checkpoint import load_checkpoint, save_cascade
 from livseg.nn.losses import RegionLoss
 from livseg.nn.model import UNet3D
 from livseg.training.loops import make_val_loader, validate_epoch
-from livseg.training.train import epoch_lr, train
+from livseg.training.setup import epoch_lr
+from livseg.training.train import train
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,13 @@ import pytest
 
 from livseg.cli import main
 from livseg.errors import ConfigError
-from livseg.weights import builtin_path, is_builtin, list_models, model_card
+from livseg.weights import builtin_name, builtin_path, is_builtin, list_models, model_card
 
 
 def test_is_builtin_names() -> None:
-    assert is_builtin(None) and is_builtin("builtin:liver-v1")
-    assert not is_builtin("runs/best.pt") and not is_builtin(3)
+    assert is_builtin(None) and is_builtin("builtin:liver-v1") and is_builtin("builtin")
+    assert not is_builtin("runs/best.pt") and not is_builtin(3) and not is_builtin("builtin.pt")
+    assert builtin_name(None) == builtin_name("builtin") == builtin_name("liver-v1") == "builtin:liver-v1"
 
 
 def test_unknown_builtin_model_is_refused_with_the_known_names() -> None:

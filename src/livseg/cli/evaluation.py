@@ -23,6 +23,11 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("data", type=Path, help="livseg cache folder, or a dataset folder (LiTS, MSD, nnU-Net raw) or CSV")
     p.add_argument("--checkpoint", default=None, metavar="PT",
                    help="livseg checkpoint (best.pt), or builtin:NAME (default: the built-in model, which scores every case)")
+    p.add_argument("--compare", default=None, metavar="PT",
+                   help="also score this checkpoint (or builtin:NAME) on the same cases and print both side by side "
+                   "(before = --checkpoint, after = --compare: e.g. the built-in model and a fine-tuned best.pt); "
+                   "the split comes from the --compare checkpoint's run folder; outputs in OUT/before, OUT/after "
+                   "and OUT/comparison.csv")
     p.add_argument("-o", "--out", type=Path, required=True, help="output folder")
     p.add_argument("--split", default="auto", choices=("auto", "test", "val", "all"),
                    help="cases to score (default auto: test when the split has one, else val)")
@@ -43,19 +48,16 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     liver_labels = None
     if args.liver_labels is not None:  # checked as --set preprocess.liver_labels=... is
         liver_labels = apply_overrides(RunConfig(), liver_labels_override(args.liver_labels)).preprocess.liver_labels
-    summary = evaluate(
-        args.checkpoint,
-        args.data,
-        split=args.split,
-        out_dir=args.out,
-        postprocess=not args.no_postprocess,
-        threshold=args.threshold,
-        device=args.device,
-        progress=not args.no_progress and sys.stderr.isatty(),
-        figures=not args.no_figures,
-        overwrite=args.overwrite,
-        liver_labels=liver_labels,
-    )
+    options = dict(split=args.split, out_dir=args.out, postprocess=not args.no_postprocess, threshold=args.threshold,
+                   device=args.device, progress=not args.no_progress and sys.stderr.isatty(),
+                   figures=not args.no_figures, overwrite=args.overwrite, liver_labels=liver_labels)
+    if args.compare is not None:
+        from livseg.evaluation.compare import compare, format_comparison
+
+        print(format_comparison(compare(args.checkpoint, args.compare, args.data, **options)))
+        print(f"results in {args.out} (before/, after/, comparison.csv)")
+        return 0
+    summary = evaluate(args.checkpoint, args.data, **options)
     from livseg.evaluation.scoring import GRIDS, quality_note, tumour_note
 
     for grid in (g for g in GRIDS if g in summary):

@@ -18,6 +18,19 @@ def to_dict(config: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
+def flatten(config: Any) -> dict[str, Any]:
+    """A config (or its :func:`to_dict`) as one level of dotted keys, as ``--set`` names them:
+    ``{"train.lr": 0.0001, "model.channels": [32, 64, 128, 256], ...}``."""
+    data = config if isinstance(config, Mapping) else to_dict(config)
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            flat.update({f"{key}.{k}": v for k, v in flatten(value).items()})
+        else:
+            flat[key] = value
+    return flat
+
+
 def from_dict(cls: type, data: Mapping[str, Any], *, where: str = "") -> Any:
     """Rebuild a config dataclass from :func:`to_dict` output, checking keys and types.
 

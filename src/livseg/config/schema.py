@@ -1,4 +1,4 @@
-"""The configuration's typed, frozen dataclasses: one :class:`RunConfig` of five parts."""
+"""The configuration's typed, frozen dataclasses: one :class:`RunConfig` of six parts."""
 
 from __future__ import annotations
 
@@ -61,7 +61,8 @@ class AugmentConfig:
     prob: float = 0.8  # chance that a sample gets the spatial transform at all
 
 
-LR_SCHEDULES = ("constant", "poly")
+LR_SCHEDULES = ("constant", "poly", "cosine")
+SAMPLINGS = ("whole", "patches")
 
 
 @dataclass(frozen=True)
@@ -71,10 +72,16 @@ class TrainConfig:
     epochs: int = 120  # paper
     batch_size: int = 1  # paper
     lr: float = 1e-4  # paper: Adam
-    lr_schedule: str = "constant"  # paper; "poly": lr * (1 - (epoch - 1) / epochs) ** 0.9 per epoch (nnU-Net)
+    # paper; "poly": lr * (1 - (epoch - 1) / epochs) ** 0.9 per epoch (nnU-Net); "cosine" (patches only):
+    # per step, linear warm-up over patches.warmup_steps, then cosine decay to lr * patches.final_lr
+    lr_schedule: str = "constant"
     weight_decay: float = 0.0
     threshold: float = 0.5  # paper: validation threshold on probabilities
-    val_fraction: float = 0.2  # 80/20 split
+    # "whole" (paper): every case is one sample on preprocess.target_shape, an epoch is one pass;
+    # "patches": random patches of preprocess.target_shape (see PatchConfig), an epoch is a round of
+    # patches.steps_per_round steps followed by validation on each validation CT's own grid
+    sampling: str = "whole"
+    val_fraction: float = 0.2  # 80/20 split; 0 (patches only): every case trains, best.pt is the last round
     test_fraction: float = 0.0  # held out from training and checkpoint selection, for evaluate; 0: the paper's 80/20
     seed: int = 0
     deterministic: bool = False  # bitwise-repeatable kernels (slower)
@@ -82,6 +89,37 @@ class TrainConfig:
     num_workers: int = 0  # DataLoader workers
     num_threads: int = 0  # CPU threads per process; 0 = all cores this process may use (split among DDP ranks)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # the weights a run starts from: "" (random), "builtin:<name>" or a checkpoint path (set by
+    # train(init=...); recorded for provenance, the network and preprocessing come from there)
+    init: str = ""
+
+
+@dataclass(frozen=True)
+class PatchConfig:
+    """Patch sampling (``train.sampling = "patches"``): how the built-in model is trained.
+
+    One step draws ``train.batch_size`` cases (a case of the run's data ``real_weight`` times as often
+    as a mixed-in phantom), cuts a ``preprocess.target_shape`` patch from each (centred near a
+    liver voxel with probability ``foreground``), augments the batch in torch (when
+    ``train.augment.enabled``; the parameters below: ``train.augment`` is the whole-CT mode's) and
+    takes one optimiser step. Defaults: liver-v1's recipe (scripts/build_builtin_model.py).
+    """
+
+    steps_per_round: int = 100  # optimiser steps between two validation rounds (one metrics.csv row)
+    warmup_steps: int = 50  # lr_schedule "cosine": linear warm-up over these steps
+    final_lr: float = 0.02  # lr_schedule "cosine": the last step's rate, as a fraction of train.lr
+    foreground: float = 0.7  # share of patches centred (jittered by a quarter patch) on a liver voxel
+    real_weight: float = 1.0  # a case of the data is drawn this many times as often as a mixed-in phantom
+    phantoms: int = 0  # procedural phantoms generated into RUN/phantoms and mixed in (fine-tuning: not to forget)
+    rotate_deg: tuple[float, float, float] = (6.0, 6.0, 15.0)  # max rotation about x, y, z (RAS: no flips)
+    scale: float = 0.15  # isotropic scaling in [1 - s, 1 + s]
+    stretch: float = 0.05  # extra per-axis scaling
+    p_low_res_z: float = 0.15  # thick slices: z averaged over 2-3 voxels, then interpolated back
+    p_low_res_xy: float = 0.1  # coarse in-plane pixels (about 5 mm at 3 mm voxels)
+    p_blur: float = 0.2  # smooth reconstruction kernel (Gaussian, sigma 0.4-1 voxel)
+    intensity_scale: float = 0.1  # image * U(1 - s, 1 + s)
+    intensity_shift: float = 0.04  # + U(-s, s) (0.04 = 20 HU in the liver window)
+    noise_std: float = 0.03  # Gaussian noise of std up to this (0.03 = 15 HU)
 
 
 @dataclass(frozen=True)
@@ -121,3 +159,4 @@ class RunConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     region: RegionConfig = field(default_factory=RegionConfig)
+    patches: PatchConfig = field(default_factory=PatchConfig)

@@ -6,13 +6,14 @@ import math
 from dataclasses import fields, is_dataclass
 from typing import Any
 
-from livseg.config.schema import LR_SCHEDULES, RunConfig
+from livseg.config.schema import LR_SCHEDULES, SAMPLINGS, RunConfig
 from livseg.errors import ConfigError
 
 # Bounds that keep a typo (or a tampered checkpoint) from asking for absurd resources.
 MAX_TARGET_VOXELS = 512**3  # 134 M voxels (about 17 GB of activations per 32 channels); the paper uses 2 M
 MAX_THREADS = 1024  # torch.set_num_threads fails with a long OpenMP traceback far above this
 MAX_WORKERS = 256  # DataLoader worker processes
+MAX_PHANTOMS = 10_000  # phantoms generated into one run folder
 MAX_LABEL = 255  # label maps are read as uint8
 
 
@@ -69,8 +70,12 @@ def validate_config(config: RunConfig) -> None:
     if train.epochs < 1 or train.batch_size < 1 or train.lr <= 0:
         raise ConfigError("train: epochs and batch_size must be >= 1 and lr > 0")
     _at_least(("train.weight_decay", train.weight_decay, 0.0), ("train.seed", train.seed, 0))
-    if not 0.0 < train.val_fraction < 1.0:
-        raise ConfigError(f"train.val_fraction: expected 0 < f < 1, got {train.val_fraction}")
+    if train.sampling not in SAMPLINGS:
+        raise ConfigError(f"train.sampling: expected one of {list(SAMPLINGS)}, got {train.sampling!r}")
+    patches = train.sampling == "patches"
+    if not (0.0 <= train.val_fraction < 1.0 if patches else 0.0 < train.val_fraction < 1.0):
+        raise ConfigError(f"train.val_fraction: expected {'0 <= f' if patches else '0 < f'} < 1 "
+                          f"(0, no validation, only with train.sampling=patches), got {train.val_fraction}")
     if not 0.0 <= train.test_fraction < 1.0 or train.val_fraction + train.test_fraction >= 1.0:
         raise ConfigError(
             f"train.test_fraction: expected 0 <= f < 1 with val_fraction + test_fraction < 1, got {train.test_fraction}"
@@ -83,6 +88,9 @@ def validate_config(config: RunConfig) -> None:
         raise ConfigError(f"train.threshold: expected 0 < t < 1, got {train.threshold}")
     if train.lr_schedule not in LR_SCHEDULES:
         raise ConfigError(f"train.lr_schedule: expected one of {list(LR_SCHEDULES)}, got {train.lr_schedule!r}")
+    if train.lr_schedule == "cosine" and not patches:
+        raise ConfigError("train.lr_schedule=cosine is a per-step schedule of train.sampling=patches; "
+                          "whole-CT training has constant or poly")
     aug = train.augment
     for key in ("flip_prob", "prob"):
         if not 0.0 <= getattr(aug, key) <= 1.0:
@@ -93,6 +101,35 @@ def validate_config(config: RunConfig) -> None:
         raise ConfigError(f"train.augment.scale_range: expected 0 <= r < 1, got {aug.scale_range}")
     if config.region.enabled:
         _validate_region(config)
+    if patches:
+        _validate_patches(config)
+
+
+def _validate_patches(config: RunConfig) -> None:
+    """Ranges of the patch sampler (``train.sampling = "patches"``)."""
+    p = config.patches
+    if config.region.enabled:
+        raise ConfigError("train.sampling=patches: a stage-2 network (region.enabled) draws its own patches of the "
+                          "liver's region (region.*); keep train.sampling=whole for it")
+    if p.steps_per_round < 1 or p.warmup_steps < 0:
+        raise ConfigError(f"patches: steps_per_round must be >= 1 and warmup_steps >= 0, got {p.steps_per_round} "
+                          f"and {p.warmup_steps}")
+    if not 0.0 < p.final_lr <= 1.0:
+        raise ConfigError(f"patches.final_lr: expected a fraction of train.lr in (0, 1], got {p.final_lr}")
+    if not 0 <= p.phantoms <= MAX_PHANTOMS:
+        raise ConfigError(f"patches.phantoms: expected 0 to {MAX_PHANTOMS:,}, got {p.phantoms}")
+    if p.real_weight <= 0:
+        raise ConfigError(f"patches.real_weight: expected > 0, got {p.real_weight}")
+    if len(p.rotate_deg) != 3:
+        raise ConfigError(f"patches.rotate_deg: expected three angles (x, y, z), got {p.rotate_deg}")
+    for key in ("foreground", "p_low_res_z", "p_low_res_xy", "p_blur"):
+        if not 0.0 <= getattr(p, key) <= 1.0:
+            raise ConfigError(f"patches.{key}: expected 0 <= p <= 1, got {getattr(p, key)}")
+    for key in ("scale", "stretch", "intensity_scale"):
+        if not 0.0 <= getattr(p, key) < 1.0:
+            raise ConfigError(f"patches.{key}: expected 0 <= s < 1, got {getattr(p, key)}")
+    _at_least(("patches.rotate_deg", min(p.rotate_deg), 0.0), ("patches.intensity_shift", p.intensity_shift, 0.0),
+              ("patches.noise_std", p.noise_std, 0.0))
 
 
 def _validate_region(config: RunConfig) -> None:

@@ -12,11 +12,17 @@ Layout (written by :func:`preprocess_dataset`)::
     <cache>/<case_id>_label.npy  uint8 [X, Y, Z], binary liver: label in ``preprocess.liver_labels``
                                  (LiTS 1,2: tumour counts as liver)
 
+A fixed-spacing cache (``preprocess.spacing``: every case keeps its own extent, trained on
+patches) stores the image as float16 (steps of 0.25 HU in the liver window, half the memory)
+and the label as the liver's share of each voxel in steps of 1/255 (the soft target of patch
+training; the entry's ``"label_scale": 255`` says so, and :class:`CachedDataset` divides by it).
+
 A stage-2 cache (``region`` given: :mod:`livseg.data.patches`) holds instead each case's liver
 region at the region spacing, labels 0/1/2, and the manifest records ``"region": {"spacing_mm",
 "context_mm"}`` and per case ``"region": {"spacing", "start", "stop", "ras_shape"}``.
 
-Every file is written through :func:`livseg.data.io.files.atomic_output` and the manifest is rewritten after
+One case's arrays, files and manifest entry are made by :mod:`livseg.data.cache_case`
+(re-exported here). Every file is written through :func:`livseg.data.io.files.atomic_output` and the manifest is rewritten after
 each case, so an interrupted run keeps every finished case and never leaves half a file.
 """
 
@@ -33,6 +39,7 @@ import torch
 from tqdm import tqdm
 
 from livseg.config import PreprocessConfig, RegionConfig, from_dict, to_dict
+from livseg.data.cache_case import SHARE_SCALE, case_arrays, file_stamp, store_case  # noqa: F401 (also re-exported)
 from livseg.data.datasets import (
     SPLITS_FILE,
     Case,
@@ -45,10 +52,9 @@ from livseg.data.datasets import (
     save_split,
     validate_cases,
 )
-from livseg.data.io.files import atomic_output, prepare_output_dir, read_json, write_json
+from livseg.data.io.files import prepare_output_dir, read_json, write_json
 from livseg.data.io.volume import LITS_LIVER_LABELS, allowed_label_values, load_labels, load_volume
 from livseg.data.nnunet import dataset_labels
-from livseg.data.preprocessing import binarize, preprocess_image, preprocess_labels
 from livseg.errors import ConfigError, DatasetError, InputFileNotFoundError, LivsegError, one_line
 
 log = logging.getLogger(__name__)
@@ -110,7 +116,7 @@ def preprocess_dataset(
         raise DatasetError("no cases to preprocess")
     wanted = to_dict(config)
     region = region if region is not None and region.enabled else None
-    manifest = _open_cache(out, wanted, region_key(region))
+    manifest = open_cache(out, wanted, region_key(region))
     todo = [case for case in cases if not _is_done(out, manifest["cases"].get(case.case_id), case)]
     values = validate_cases(todo, liver_labels=config.liver_labels)
     if todo:
@@ -132,7 +138,7 @@ def preprocess_dataset(
     if failed:
         summary = f"{len(failed)} of {len(todo)} cases failed; the others are cached in {out}:"
         raise DatasetError("\n".join([summary, *failed]))
-    _update_split(out / SPLITS_FILE, list(manifest["cases"]), val_fraction, seed, test_fraction)
+    update_split(out / SPLITS_FILE, list(manifest["cases"]), val_fraction, seed, test_fraction)
     return manifest
 
 
@@ -207,8 +213,17 @@ def resolve_liver_labels(data: str | os.PathLike[str], config: PreprocessConfig)
     return replace(config, liver_labels=found)
 
 
-def _open_cache(out: Path, wanted: dict[str, Any], region: dict[str, Any] | None) -> dict[str, Any]:
-    """The existing manifest of ``out`` (same config required) or a new, empty one."""
+def open_cache(out: Path, wanted: dict[str, Any], region: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The existing manifest of ``out`` (same config required) or a new, empty one.
+
+    Args:
+        out: the cache folder.
+        wanted: ``to_dict(PreprocessConfig)`` the cache must have been made with.
+        region: :func:`region_key` of a stage-2 cache, else None.
+
+    Raises:
+        DatasetError: ``out`` is another kind of folder, or a cache made with other settings.
+    """
     if (out / MANIFEST_FILE).exists():
         manifest = load_manifest(out)
         old = {**manifest["preprocess"], "region": manifest.get("region")}
@@ -246,49 +261,19 @@ def _is_done(out: Path, entry: dict[str, Any] | None, case: Case) -> bool:
     )
 
 
-def file_stamp(path: Path) -> list[int]:
-    """``[size in bytes, modification time in ns]`` of a file, or of all files under a folder
-    (a DICOM series: total size, latest time), so that a changed source is preprocessed again."""
-    files = [path] if path.is_file() else [p for p in sorted(path.rglob("*")) if p.is_file()]
-    stats = [p.stat() for p in files]
-    return [sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0)]
-
-
 def _preprocess_case(case: Case, out: Path, config: PreprocessConfig, region: RegionConfig | None) -> dict[str, Any]:
     if case.label is None:  # validate_cases has refused these already; keeps the type checker honest
         raise DatasetError(f"no label for image {case.image}")
     volume = load_volume(case.image)
     labels = load_labels(case.label, like=volume, allowed=allowed_label_values(config.liver_labels))
-    image_file, label_file = f"{case.case_id}_image.npy", f"{case.case_id}_label.npy"
-    extra: dict[str, Any] = {}
-    if region is not None:
-        from livseg.data.patches import region_case
-
-        image, target, extra["region"] = region_case(volume, labels, config, region)
-    else:
-        image = preprocess_image(volume, config).astype(np.float32, copy=False)
-        target = preprocess_labels(labels, config, affine=volume.affine).astype(np.uint8, copy=False)
-    with atomic_output(out / image_file, overwrite=True) as tmp:
-        np.save(tmp, image)
-    with atomic_output(out / label_file, overwrite=True) as tmp:
-        np.save(tmp, target)
-    return {
-        "image": str(case.image.resolve()),
-        "label": str(case.label.resolve()),
-        "image_stamp": file_stamp(case.image),
-        "label_stamp": file_stamp(case.label),
-        "shape": list(volume.shape),
-        "affine": volume.affine.tolist(),
-        "spacing": list(volume.spacing),
-        "liver_ml": float(np.count_nonzero(binarize(labels, config.liver_labels)) * volume.voxel_volume_ml),
-        "image_file": image_file,
-        "label_file": label_file,
-        **extra,
-    }
+    source = {"image": str(case.image.resolve()), "label": str(case.label.resolve()),
+              "image_stamp": file_stamp(case.image), "label_stamp": file_stamp(case.label)}
+    return store_case(out, case.case_id, volume, labels, config, region=region, source=source)
 
 
-def _update_split(path: Path, case_ids: list[str], val_fraction: float, seed: int, test_fraction: float) -> None:
-    """Keep an existing split (it may be hand-edited) unless the cases or its parameters changed."""
+def update_split(path: Path, case_ids: list[str], val_fraction: float, seed: int, test_fraction: float) -> None:
+    """Write ``splits.json``; keep an existing split (it may be hand-edited) unless the cases or its
+    parameters changed."""
     if path.exists():
         try:
             old = load_split(path)
@@ -337,8 +322,8 @@ def is_cache(path: str | os.PathLike[str]) -> bool:
 
 
 class CachedDataset(torch.utils.data.Dataset):
-    """Cached cases as tensors: {"image": float32 [1, X, Y, Z], "label": float32 [1, X, Y, Z] (0/1),
-    "case_id": str}.
+    """Cached cases as tensors: {"image": float32 [1, X, Y, Z], "label": float32 [1, X, Y, Z] (0/1;
+    in [0, 1] for a fixed-spacing cache), "case_id": str}.
 
     Args:
         cache_dir: folder written by :func:`preprocess_dataset`.
@@ -372,6 +357,8 @@ class CachedDataset(torch.utils.data.Dataset):
             )
         mode = None if in_memory else "r"
         self._arrays = [(np.load(i, mmap_mode=mode), np.load(l, mmap_mode=mode)) for i, l in files]
+        # 1 for binary labels, SHARE_SCALE for a fixed-spacing cache's soft ones
+        self.label_scales = [float(entries[c].get("label_scale", 1)) for c in self.case_ids]
 
     def __len__(self) -> int:
         return len(self.case_ids)
@@ -382,9 +369,11 @@ class CachedDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         image, label = self._arrays[index]
-        # copies: a consumer writing into the tensor must not change the cached array
+        target = np.array(label, dtype=np.float32)  # a copy: writing into the tensor leaves the cache alone
+        if self.label_scales[index] != 1:
+            target /= np.float32(self.label_scales[index])
         return {
             "image": torch.from_numpy(np.array(image, dtype=np.float32))[None],
-            "label": torch.from_numpy(np.array(label, dtype=np.float32))[None],
+            "label": torch.from_numpy(target)[None],
             "case_id": self.case_ids[index],
         }

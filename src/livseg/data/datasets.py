@@ -296,7 +296,8 @@ def make_split(
     """Seeded random train/validation(/test) split.
 
     The result depends only on the set of ids, the fractions and the seed (not on input order).
-    With two or more cases train and validation get at least one each. ``test_fraction`` > 0
+    With two or more cases and ``val_fraction`` > 0, train and validation get at least one each;
+    ``val_fraction`` 0 validates on nothing (patch training without validation). ``test_fraction`` > 0
     holds that share of the cases (at least one) out of training and of the choice of the best
     checkpoint, for ``evaluate`` to score; the validation cases stay those of the split without
     a test part (the test cases come out of training).
@@ -306,7 +307,7 @@ def make_split(
         each list naturally sorted (``test`` empty when ``test_fraction`` is 0).
 
     Raises:
-        ConfigError: ``val_fraction`` outside (0, 1), ``test_fraction`` outside [0, 1), or the
+        ConfigError: ``val_fraction`` outside [0, 1), ``test_fraction`` outside [0, 1), or the
             two adding up to 1 or more.
         DatasetError: duplicate case ids, or a test part asked of fewer than three cases.
     """
@@ -317,7 +318,7 @@ def make_split(
         raise DatasetError(f"duplicate case ids: {sorted({i for i in ids if ids.count(i) > 1})}")
     shuffled = list(ids)
     random.Random(seed).shuffle(shuffled)
-    n_val = min(max(round(len(ids) * val_fraction), 1), len(ids) - 1) if len(ids) >= 2 else 0
+    n_val = min(max(round(len(ids) * val_fraction), 1), len(ids) - 1) if len(ids) >= 2 and val_fraction > 0 else 0
     n_test = max(round(len(ids) * test_fraction), 1) if test_fraction > 0 else 0
     if n_test and len(ids) - n_val - n_test < 1:
         raise DatasetError(
@@ -336,9 +337,9 @@ def make_split(
 
 
 def check_val_fraction(val_fraction: float) -> None:
-    """Raise ConfigError unless 0 < val_fraction < 1."""
-    if not 0.0 < val_fraction < 1.0:
-        raise ConfigError(f"val_fraction: expected 0 < f < 1, got {val_fraction}")
+    """Raise ConfigError unless 0 <= val_fraction < 1 (0: no validation cases)."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ConfigError(f"val_fraction: expected 0 <= f < 1, got {val_fraction}")
 
 
 def check_test_fraction(test_fraction: float, val_fraction: float) -> None:

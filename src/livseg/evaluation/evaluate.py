@@ -161,7 +161,7 @@ def evaluate(
     checkpoint: str | os.PathLike[str] | None,
     data: str | os.PathLike[str],
     *,
-    split: str = "auto",
+    split: str | tuple[list[Any], str, str] = "auto",
     out_dir: str | os.PathLike[str],
     postprocess: bool = True,
     threshold: float = 0.5,
@@ -173,15 +173,19 @@ def evaluate(
 ) -> dict[str, Any]:
     """Score a checkpoint on labelled cases on both grids and write the results.
 
-    Writes into ``out_dir``: ``metrics.csv`` (one row per case and grid), ``summary.json``,
-    ``figures/<case>.png`` (CT, ground truth, prediction on the axial slice with most liver,
-    original grid), ``quality.png`` (predicted against actual Dice) and ``report.html``.
+    :func:`livseg.evaluation.compare.compare` scores two checkpoints this way on the same cases.
+
+    Writes into ``out_dir``: ``metrics.csv`` (one row per case and grid: built here and only here),
+    ``summary.json``, ``figures/<case>.png`` (CT, ground truth, prediction on the axial slice with
+    most liver, original grid), ``quality.png`` (predicted against actual Dice) and ``report.html``.
 
     Args:
         checkpoint: livseg checkpoint; None or ``"builtin:<name>"`` for a built-in model.
         data: a livseg cache (manifest.json + splits.json) or a dataset folder/CSV.
         split: ``"auto"`` (test when the split has test cases, else val), ``"test"``, ``"val"`` or
-            ``"all"``; see the module docstring for where the split comes from.
+            ``"all"``; see the module docstring for where the split comes from. Or the cases
+            already chosen, as :func:`select_cases` returns them (two checkpoints on the same
+            cases: :func:`livseg.evaluation.compare.compare`).
         out_dir: output folder.
         postprocess: post-process the original-grid prediction (the network-grid score never is).
         threshold: probability threshold on both grids (paper: 0.5).
@@ -232,7 +236,7 @@ def evaluate(
     if cascade and tuple(scoring.liver_labels) != (1, 2):
         raise ConfigError(f"liver labels {list(scoring.liver_labels)}: a cascade's tumour is LiTS's label 2, so it is "
                           "scored on LiTS labels (1 liver, 2 tumour) only; score the liver with its stage-1 checkpoint")
-    cases, split, split_source = select_cases(data, split, checkpoint)
+    cases, split, split_source = split if isinstance(split, tuple) else select_cases(data, split, checkpoint)
     if not cases:
         raise DatasetError(f"{data}: no cases to evaluate for split {split!r}")
     unlabelled = [case for case in cases if case.label is None]

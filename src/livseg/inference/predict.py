@@ -51,11 +51,10 @@ __all__ = ["OUTPUT_NIFTI_SUFFIXES", "OUTPUT_TYPES", "CaseRunner", "case_outputs"
 
 def model_name(checkpoint: str | os.PathLike[str] | None) -> str:
     """How outputs name the model used: ``builtin:<name>`` or the checkpoint's absolute path."""
-    from livseg.weights import BUILTIN_PREFIX, DEFAULT_MODEL, is_builtin
+    from livseg.weights import builtin_name, is_builtin
 
     if is_builtin(checkpoint):
-        name = str(checkpoint or DEFAULT_MODEL)
-        return name if name.startswith(BUILTIN_PREFIX) else BUILTIN_PREFIX + name
+        return builtin_name(checkpoint)  # type: ignore[arg-type]
     return str(Path(checkpoint).resolve())  # type: ignore[arg-type]
 
 

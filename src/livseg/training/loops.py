@@ -9,7 +9,7 @@ returned sums.
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -142,8 +142,9 @@ def train_one_epoch(
     memory_format: torch.memory_format,
     progress: bool,
     desc: str,
+    lrs: Sequence[float] | None = None,
 ) -> tuple[float, int]:
-    """One pass over this rank's shard of the training set.
+    """One pass over this rank's shard of the training set (or one round of patch batches).
 
     Args:
         net: the model, possibly wrapped in DistributedDataParallel; put in train mode here.
@@ -156,6 +157,8 @@ def train_one_epoch(
         memory_format: ``torch.channels_last_3d`` on CPU, else ``torch.contiguous_format``.
         progress: show a tqdm bar.
         desc: the bar's label.
+        lrs: the learning rate of each batch (patch sampling's per-step schedule); None keeps
+            the optimiser's.
 
     Returns:
         ``(sum of per-sample losses, number of samples)`` on this rank.
@@ -164,8 +167,11 @@ def train_one_epoch(
     total = torch.zeros((), dtype=torch.float64, device=device)
     count = 0
     bar = tqdm(loader, desc=desc, unit="batch", leave=False, disable=not progress, dynamic_ncols=True)
-    for batch in bar:
+    for index, batch in enumerate(bar):
         image, label = _training_batch(batch, device, memory_format)
+        if lrs is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = lrs[index]
         optimizer.zero_grad(set_to_none=True)
         with _autocast(device, amp_dtype):
             logits = net(image)

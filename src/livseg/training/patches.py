@@ -1,40 +1,37 @@
-"""Patch training on fixed-spacing volumes: how the built-in model is trained.
+"""Patch sampling (``train.sampling = "patches"``): the batches of one round of patch training.
 
-:func:`livseg.training.train.train` trains on whole cases resampled to one fixed shape (the
-paper). A model that must work on any field of view (abdomen only, chest and abdomen, a slab
-that stops inside the liver) sees every CT at one voxel size instead
-(``preprocess.spacing``), so cases differ in shape; it is trained here on random patches of
-``preprocess.target_shape`` voxels and predicts on the whole scan at once.
+Whole-case training (the paper) resamples every CT to one fixed shape. A model that must work on
+any field of view (abdomen only, chest and abdomen, a slab that stops inside the liver) sees
+every CT at one voxel size instead (``preprocess.spacing``), so cases differ in shape; it is
+trained on random patches of ``preprocess.target_shape`` voxels and predicts on the whole scan
+at once. This is how the built-in model is trained (the ``builtin`` presets).
 
-One step: draw ``batch_size`` cases (real cases ``real_weight`` times as often as a phantom),
-cut a patch from each (centred on a random liver voxel with probability ``foreground``, else
-anywhere; padded with 0 where the case is smaller), augment the batch in torch
-(:func:`augment_batch`: rotation and scaling, low resolution, blur, intensity, noise), then one
-Adam step on AdvancedComboLoss with a cosine learning rate. Labels are soft (the liver's share
-of each voxel) and stay soft through the augmentation. Everything random comes from one
-``numpy`` generator and one torch generator seeded from ``seed``: the same seed, data and
-thread count give the same weights.
+One step (:meth:`PatchSampler.batch`): draw ``train.batch_size`` cases (a case of the run's
+data ``patches.real_weight`` times as often as a mixed-in phantom), cut a patch from each
+(:func:`sample_patch`: centred on a random liver voxel with probability ``patches.foreground``,
+else anywhere; padded with 0 where the case is smaller), and augment the batch in torch
+(:func:`augment_batch`: rotation and scaling, low resolution, blur, intensity, noise). Labels are
+soft (the liver's share of each voxel, :func:`patch_target`) and stay soft through the
+augmentation. Everything random comes from one ``numpy`` generator per rank, seeded from
+``train.seed`` (rank 0 exactly as liver-v1's build drew); its state goes into ``last.pt``
+(:meth:`PatchSampler.state`), so a resumed run draws what the uninterrupted one would have.
+
+:func:`step_lrs` is the learning rate of every step of a round (warm-up and cosine decay).
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from livseg.config import RunConfig
-from livseg.nn.losses import AdvancedComboLoss
-from livseg.nn.model import UNet3D
+from livseg.config import PatchConfig, RunConfig, TrainConfig
 
-log = logging.getLogger(__name__)
-
-__all__ = ["PatchCase", "PatchSchedule", "augment_batch", "sample_patch", "train_patches"]
+__all__ = ["PatchCase", "PatchSampler", "augment_batch", "patch_target", "sample_patch", "step_lrs"]
 
 
 @dataclass
@@ -43,52 +40,41 @@ class PatchCase:
 
     Attributes:
         name: for logs.
-        image: float32 ``[X, Y, Z]``, windowed to [0, 1].
-        label: float32 or uint8 ``[X, Y, Z]``: the liver's share of each voxel in [0, 1]
-            (uint8: 0-255).
-        real: a real CT (sampled ``real_weight`` times as often as a phantom).
+        image: ``[X, Y, Z]`` windowed to [0, 1] (float16 or float32; a cache's array, not copied).
+        label: ``[X, Y, Z]``: the liver's share of each voxel times ``label_scale`` (uint8 0-255
+            in a fixed-spacing cache; 0/1 with scale 1).
+        label_scale: what ``label`` is divided by to give a share in [0, 1].
+        weight: relative chance of being drawn (``patches.real_weight`` for the run's data, 1
+            for a mixed-in phantom).
     """
 
     name: str
     image: np.ndarray
     label: np.ndarray
-    real: bool = False
+    label_scale: float = 1.0
+    weight: float = 1.0
     _liver: np.ndarray | None = field(default=None, repr=False)
 
     def liver_voxels(self) -> np.ndarray:
         """Indices ``(n, 3)`` of voxels at least half liver (at most 20,000, evenly thinned)."""
         if self._liver is None:
-            threshold = 128 if self.label.dtype == np.uint8 else 0.5
-            idx = np.argwhere(self.label >= threshold)
+            idx = np.argwhere(np.asarray(self.label) >= 0.5 * self.label_scale)
             self._liver = idx[:: max(1, len(idx) // 20000)]
         return self._liver
 
 
-@dataclass(frozen=True)
-class PatchSchedule:
-    """Steps, batch, sampling and augmentation of :func:`train_patches`."""
+def patch_target(label: np.ndarray, case: PatchCase) -> np.ndarray:
+    """The training target of a cut-out label patch: the liver's share per voxel, float32 in [0, 1].
 
-    steps: int = 2000  # optimiser steps
-    batch_size: int = 2
-    lr: float = 3e-3  # peak Adam learning rate
-    warmup: int = 50  # steps of linear warm-up, then cosine decay to lr * final_lr
-    final_lr: float = 0.02
-    foreground: float = 0.7  # share of patches centred on a liver voxel
-    real_weight: float = 1.0  # a real case is drawn this many times as often as a phantom
-    rotate_deg: tuple[float, float, float] = (6.0, 6.0, 15.0)  # max rotation about x, y, z
-    scale: float = 0.15  # isotropic scaling in [1 - s, 1 + s]
-    stretch: float = 0.05  # extra per-axis scaling
-    p_low_res_z: float = 0.15  # thick slices: z averaged over 2-3 voxels, then interpolated back
-    p_low_res_xy: float = 0.1  # coarse in-plane pixels (about 5 mm), as the small LiTS volume
-    p_blur: float = 0.2  # smooth reconstruction kernel
-    intensity_scale: float = 0.1  # image * U(1 - s, 1 + s)
-    intensity_shift: float = 0.04  # + U(-s, s) (0.04 = 20 HU in the liver window)
-    noise_std: float = 0.03  # Gaussian noise up to this std (0.03 = 15 HU)
+    The one place that turns stored labels into targets (a multi-class model's class maps would
+    become one channel per class here, see livseg.nn.losses.make_loss for the loss side).
+    """
+    return label / np.float32(case.label_scale) if case.label_scale != 1 else label.astype(np.float32)
 
 
 def sample_patch(case: PatchCase, shape: Sequence[int], rng: np.random.Generator,
                  foreground: float) -> tuple[np.ndarray, np.ndarray]:
-    """A random ``shape`` patch of a case as (image float32, label float32 in [0, 1]).
+    """A random ``shape`` patch of a case as (image float32, target float32 in [0, 1]).
 
     Centred (with a jitter of a quarter patch) on a random liver voxel with probability
     ``foreground``, else on a uniform random voxel; clipped to the case, and padded with 0 at
@@ -104,12 +90,102 @@ def sample_patch(case: PatchCase, shape: Sequence[int], rng: np.random.Generator
     start = np.clip(centre - size // 2, 0, np.maximum(dims - size, 0))
     box = tuple(slice(int(a), int(a + min(s, d))) for a, s, d in zip(start, size, dims))
     image = np.zeros(shape, dtype=np.float32)
-    label = np.zeros(shape, dtype=np.float32)
+    target = np.zeros(shape, dtype=np.float32)
     inner = tuple(slice(0, b.stop - b.start) for b in box)
     image[inner] = case.image[box]
-    raw = case.label[box]
-    label[inner] = raw / np.float32(255.0) if raw.dtype == np.uint8 else raw
-    return image, label
+    target[inner] = patch_target(np.asarray(case.label[box]), case)
+    return image, target
+
+
+class PatchSampler:
+    """The training batches of one round: ``patches.steps_per_round`` dicts of ``"image"`` and
+    ``"label"`` tensors ``[N, 1, *target_shape]``, augmented (an iterable for
+    :func:`livseg.training.loops.train_one_epoch`).
+
+    Args:
+        cases: what to draw from, each with its weight.
+        config: the run's configuration (patch shape, batch size, ``patches``, augmentation on/off).
+        seed: the run's seed.
+        rank: this process's rank; rank 0 draws from ``default_rng(seed)`` (as liver-v1's build
+            did), others from ``default_rng([seed, rank])``.
+
+    Raises:
+        ValueError: no cases.
+    """
+
+    def __init__(self, cases: Sequence[PatchCase], config: RunConfig, *, seed: int, rank: int = 0) -> None:
+        if not cases:
+            raise ValueError("PatchSampler: no training cases")
+        self.cases = list(cases)
+        weights = np.array([c.weight for c in self.cases], dtype=float)
+        self.p = weights / weights.sum()
+        self.shape = tuple(int(s) for s in config.preprocess.target_shape)
+        self.batch_size = config.train.batch_size
+        self.patches = config.patches
+        self.augment = config.train.augment.enabled
+        self.rng = np.random.default_rng(seed if rank == 0 else [seed, rank])
+
+    def __len__(self) -> int:
+        return self.patches.steps_per_round
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        for _ in range(len(self)):
+            yield self.batch()
+
+    def batch(self) -> dict[str, torch.Tensor]:
+        """One step's batch (draws from the generator)."""
+        picks = self.rng.choice(len(self.cases), size=self.batch_size, p=self.p)
+        pairs = [sample_patch(self.cases[i], self.shape, self.rng, self.patches.foreground) for i in picks]
+        image = torch.from_numpy(np.stack([p[0] for p in pairs]))[:, None]
+        label = torch.from_numpy(np.stack([p[1] for p in pairs]))[:, None]
+        if self.augment:
+            with torch.no_grad():
+                image, label = augment_batch(image, label, self.patches, self.rng)
+        return {"image": image, "label": label}
+
+    def state(self) -> dict[str, Any]:
+        """The generator's state in ``torch.load(weights_only=True)``-safe types (128-bit ints as text)."""
+        raw = self.rng.bit_generator.state
+        return {"bit_generator": raw["bit_generator"], "state": str(raw["state"]["state"]),
+                "inc": str(raw["state"]["inc"]), "has_uint32": int(raw["has_uint32"]),
+                "uinteger": int(raw["uinteger"])}
+
+    def reseed(self, seed: int) -> None:
+        """Draw from a fresh generator (a resume whose saved state does not fit this rank layout)."""
+        self.rng = np.random.default_rng(seed)
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Undo :meth:`state`: continue drawing where it was taken."""
+        self.rng.bit_generator.state = {
+            "bit_generator": state["bit_generator"],
+            "state": {"state": int(state["state"]), "inc": int(state["inc"])},
+            "has_uint32": int(state["has_uint32"]), "uinteger": int(state["uinteger"]),
+        }
+
+
+def step_lrs(tc: TrainConfig, pc: PatchConfig, epoch: int, epoch_lr: float) -> list[float]:
+    """The learning rate of each step of round ``epoch`` (1-based).
+
+    ``lr_schedule="cosine"``: linear warm-up over ``warmup_steps``, then cosine decay from
+    ``tc.lr`` to ``tc.lr * final_lr`` at the last step of ``tc.epochs`` rounds; otherwise the
+    round's ``epoch_lr`` for every step.
+    """
+    n = pc.steps_per_round
+    if tc.lr_schedule != "cosine":
+        return [epoch_lr] * n
+    total = tc.epochs * n
+    lrs = []
+    for step in range((epoch - 1) * n, epoch * n):
+        if step < pc.warmup_steps:
+            factor = (step + 1) / pc.warmup_steps
+        else:
+            t = (step - pc.warmup_steps) / max(1, total - pc.warmup_steps)
+            factor = pc.final_lr + (1 - pc.final_lr) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+        lrs.append(tc.lr * factor)
+    return lrs
+
+
+# ----------------------------------------------------------------------------------- augmentation
 
 
 def _rotation(angles: np.ndarray) -> np.ndarray:
@@ -120,7 +196,7 @@ def _rotation(angles: np.ndarray) -> np.ndarray:
     return rz @ ry @ rx
 
 
-def augment_batch(image: torch.Tensor, label: torch.Tensor, schedule: PatchSchedule,
+def augment_batch(image: torch.Tensor, label: torch.Tensor, config: PatchConfig,
                   rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Augment a batch ``[N, 1, X, Y, Z]`` of isotropic patches in torch.
 
@@ -134,9 +210,8 @@ def augment_batch(image: torch.Tensor, label: torch.Tensor, schedule: PatchSched
     size = torch.tensor(image.shape[2:], dtype=torch.float64)
     thetas = []
     for _ in range(n):
-        rot = _rotation(np.radians(rng.uniform(-1, 1, 3) * np.asarray(schedule.rotate_deg)))
-        zoom = rng.uniform(1 - schedule.scale, 1 + schedule.scale) * rng.uniform(
-            1 - schedule.stretch, 1 + schedule.stretch, 3)
+        rot = _rotation(np.radians(rng.uniform(-1, 1, 3) * np.asarray(config.rotate_deg)))
+        zoom = rng.uniform(1 - config.scale, 1 + config.scale) * rng.uniform(1 - config.stretch, 1 + config.stretch, 3)
         # output -> input map in voxel units about the centre; affine_grid wants it in
         # normalised (z, y, x)-ordered coordinates (its x is the last tensor axis)
         m = rot / zoom[None, :]
@@ -154,19 +229,19 @@ def augment_batch(image: torch.Tensor, label: torch.Tensor, schedule: PatchSched
     out = []
     for i in range(n):
         x = image[i : i + 1]
-        if rng.random() < schedule.p_low_res_z:
+        if rng.random() < config.p_low_res_z:
             k = int(rng.integers(2, 4))
             low = F.avg_pool3d(x, (1, 1, k), stride=(1, 1, k), ceil_mode=True)
             x = F.interpolate(low, size=x.shape[2:], mode="trilinear", align_corners=False)
-        if rng.random() < schedule.p_low_res_xy:
+        if rng.random() < config.p_low_res_xy:
             low = F.avg_pool3d(x, (2, 2, 1), stride=(2, 2, 1), ceil_mode=True)
             x = F.interpolate(low, size=x.shape[2:], mode="trilinear", align_corners=False)
-        if rng.random() < schedule.p_blur:
+        if rng.random() < config.p_blur:
             x = _blur(x, float(rng.uniform(0.4, 1.0)))
-        x = x * float(rng.uniform(1 - schedule.intensity_scale, 1 + schedule.intensity_scale))
-        x = x + float(rng.uniform(-schedule.intensity_shift, schedule.intensity_shift))
+        x = x * float(rng.uniform(1 - config.intensity_scale, 1 + config.intensity_scale))
+        x = x + float(rng.uniform(-config.intensity_shift, config.intensity_shift))
         noise = torch.from_numpy(rng.standard_normal(x.shape, dtype=np.float32))
-        x = x + noise * float(rng.uniform(0, schedule.noise_std))
+        x = x + noise * float(rng.uniform(0, config.noise_std))
         out.append(x)
     return torch.cat(out), label
 
@@ -184,84 +259,3 @@ def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
         pad[2 * (2 - axis)] = pad[2 * (2 - axis) + 1] = r
         x = F.conv3d(F.pad(x, pad, mode="replicate"), k.view(shape))
     return x
-
-
-def _lr_factor(step: int, schedule: PatchSchedule) -> float:
-    """Linear warm-up, then cosine decay from 1 to ``final_lr``."""
-    if step < schedule.warmup:
-        return (step + 1) / schedule.warmup
-    t = (step - schedule.warmup) / max(1, schedule.steps - schedule.warmup)
-    return schedule.final_lr + (1 - schedule.final_lr) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
-
-
-def train_patches(
-    cases: Sequence[PatchCase],
-    config: RunConfig,
-    schedule: PatchSchedule,
-    *,
-    seed: int = 0,
-    init: dict[str, torch.Tensor] | None = None,
-    callback: Callable[[int, float, torch.nn.Module], None] | None = None,
-    log_every: int = 50,
-) -> tuple[UNet3D, list[dict[str, float]]]:
-    """Train a UNet3D on random patches of fixed-spacing cases.
-
-    Args:
-        cases: the training cases (phantoms and real CTs) on the network grid.
-        config: model and loss (``config.model``, ``config.loss``) and the patch shape
-            (``config.preprocess.target_shape``).
-        schedule: steps, batch, learning rate, sampling and augmentation.
-        seed: the only source of randomness (weights, sampling, augmentation).
-        init: weights to start from (e.g. an earlier stage), else a fresh network.
-        callback: called as ``callback(step, mean_loss, model)`` every ``log_every`` steps and
-            after the last one (for validation and logging).
-        log_every: steps between log lines / callbacks.
-
-    Returns:
-        ``(model, history)``: the trained model in eval mode and one record per logged block
-        (step, loss, lr, seconds).
-    """
-    if not cases:
-        raise ValueError("train_patches: no training cases")
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    model = UNet3D(config.model)
-    if init is not None:
-        model.load_state_dict(init)
-    model = model.to(memory_format=torch.channels_last_3d).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=schedule.lr)
-    loss_fn = AdvancedComboLoss(config.loss)
-    weights = np.array([schedule.real_weight if c.real else 1.0 for c in cases])
-    weights /= weights.sum()
-    shape = tuple(int(s) for s in config.preprocess.target_shape)
-    history: list[dict[str, float]] = []
-    running, started, block_start = 0.0, time.perf_counter(), time.perf_counter()
-    for step in range(schedule.steps):
-        for group in optimizer.param_groups:
-            group["lr"] = schedule.lr * _lr_factor(step, schedule)
-        picks = rng.choice(len(cases), size=schedule.batch_size, p=weights)
-        pairs = [sample_patch(cases[i], shape, rng, schedule.foreground) for i in picks]
-        image = torch.from_numpy(np.stack([p[0] for p in pairs]))[:, None]
-        label = torch.from_numpy(np.stack([p[1] for p in pairs]))[:, None]
-        with torch.no_grad():
-            image, label = augment_batch(image, label, schedule, rng)
-        optimizer.zero_grad(set_to_none=True)
-        logits = model(image.to(memory_format=torch.channels_last_3d))
-        loss = loss_fn(logits.float(), label)
-        loss.backward()
-        optimizer.step()
-        running += float(loss.detach())
-        done = step + 1
-        if done % log_every == 0 or done == schedule.steps:
-            count = done - (len(history) * log_every)
-            record = {"step": done, "loss": running / max(count, 1), "lr": optimizer.param_groups[0]["lr"],
-                      "seconds": time.perf_counter() - started}
-            history.append(record)
-            log.info("step %d/%d  loss %.4f  lr %.2e  %.0f s (%.2f s/step)", done, schedule.steps, record["loss"],
-                     record["lr"], record["seconds"], (time.perf_counter() - block_start) / max(count, 1))
-            running, block_start = 0.0, time.perf_counter()
-            if callback is not None:
-                model.eval()
-                callback(done, record["loss"], model)
-                model.train()
-    return model.eval(), history

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import torch
 
-from livseg.config import RunConfig, to_dict
+from livseg.config import RunConfig, flatten, to_dict
 from livseg.data.cache import check_liver_present, is_cache, load_manifest, preprocess_dataset, region_key
 from livseg.data.datasets import SPLITS_FILE, load_split
 from livseg.data.io.files import atomic_output, read_json, write_json
@@ -24,7 +24,8 @@ from livseg.nn.checkpoint import save_checkpoint
 from livseg.training.distributed import DistInfo, barrier
 
 METRIC_COLUMNS = ("epoch", "train_loss", "val_loss", "val_dice", "val_accuracy", "seconds", "lr")
-STAGE2_COLUMNS = ("val_tumour_dice", "val_score")  # written after the others when a run has them
+# written after the others when a run has them: stage 2's, and patch sampling's optimiser steps so far
+EXTRA_COLUMNS = ("val_tumour_dice", "val_score", "step")
 RUN_FILES = ("config.json", SPLITS_FILE, "metrics.csv", "curves.png", "best.pt", "last.pt")
 # Rank 0 writes this into the run folder when the cache is ready; the other ranks poll for it.
 READY_MARKER = ".livseg-cache-ready.json"
@@ -47,12 +48,15 @@ def check_run_folder(out: Path, *, resume: bool, overwrite: bool) -> None:
 
 
 def clear_run_folder(out: Path, config: RunConfig) -> None:
-    """For --overwrite: drop the old run's outputs, and its cache if made for other preprocessing."""
+    """For --overwrite: drop the old run's outputs, its cache if made for other preprocessing, and
+    its phantoms (RUN_DIR/phantoms, remade from the seed when needed)."""
     for name in RUN_FILES:
         (out / name).unlink(missing_ok=True)
     cache = out / "cache"
     if is_cache(cache) and _cache_key(load_manifest(cache)) != _cache_key(config):
         shutil.rmtree(cache)
+    if is_cache(out / "phantoms"):
+        shutil.rmtree(out / "phantoms")
 
 
 def _cache_key(source: RunConfig | dict[str, Any]) -> dict[str, Any]:
@@ -62,7 +66,7 @@ def _cache_key(source: RunConfig | dict[str, Any]) -> dict[str, Any]:
     return {**source["preprocess"], "region": source.get("region")}
 
 
-def _on_main_first(fn: Callable[[], Any], info: DistInfo, marker: Path) -> None:
+def on_main_first(fn: Callable[[], Any], info: DistInfo, marker: Path) -> None:
     """Run ``fn`` on rank 0 (possibly for hours) while the other ranks wait outside any collective.
 
     A rank waiting inside a collective would be killed by the process group's timeout (NCCL's
@@ -123,7 +127,7 @@ def prepare_cache(data: Path, out: Path, config: RunConfig, *, progress: bool, i
             )
         return data
     cache = out / "cache"
-    _on_main_first(
+    on_main_first(
         lambda: preprocess_dataset(
             data, cache, config=config.preprocess, val_fraction=config.train.val_fraction,
             seed=config.train.seed, progress=progress, test_fraction=config.train.test_fraction,
@@ -144,10 +148,11 @@ def load_run_split(cache: Path, out: Path, config: RunConfig, *, resume: bool) -
             f"{split['test_fraction']} to use this split, or make the cache again with `livseg preprocess "
             f"--test-fraction {config.train.test_fraction}`"
         )
-    if not split["train"] or not split["val"]:
+    if not split["train"] or (not split["val"] and config.train.sampling != "patches"):
         raise DatasetError(
             f"{cache / SPLITS_FILE}: {len(split['train'])} training and {len(split['val'])} validation cases; "
-            "training needs at least one of each (two or more cases in the dataset)"
+            "training needs at least one of each (two or more cases in the dataset; patch sampling trains "
+            "without validation cases)"
         )
     saved = out / SPLITS_FILE
     if resume and saved.is_file():
@@ -160,18 +165,8 @@ def load_run_split(cache: Path, out: Path, config: RunConfig, *, resume: bool) -
     return split
 
 
-def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def check_resume_config(stored: RunConfig, requested: RunConfig, path: Path) -> None:
-    old, new = _flat(to_dict(stored)), _flat(to_dict(requested))
+    old, new = flatten(stored), flatten(requested)
     diff = [
         f"{k}: run {old.get(k)!r} vs now {new.get(k)!r}"
         for k in sorted(new)
@@ -184,13 +179,16 @@ def check_resume_config(stored: RunConfig, requested: RunConfig, path: Path) -> 
         )
 
 
-def fits_in_memory(cache: Path, case_ids: list[str], info: DistInfo) -> bool:
-    """Whether every rank on this machine can hold its cases in RAM with room to spare."""
-    entries = load_manifest(cache)["cases"]
-    need = sum(
-        (cache / entries[c][key]).stat().st_size for c in case_ids for key in ("image_file", "label_file")
-        if (cache / entries[c][key]).is_file()
-    ) * max(1, info.local_world_size)
+def fits_in_memory(cache: Path, case_ids: list[str], info: DistInfo,
+                   extra: tuple[Path | None, list[str]] = (None, [])) -> bool:
+    """Whether every rank on this machine can hold its cases (and ``extra``: another cache's, the
+    phantoms a patch run mixes in) in RAM with room to spare."""
+    need = 0
+    for folder, ids in ((cache, case_ids), extra):
+        entries = load_manifest(folder)["cases"] if folder is not None else {}
+        need += sum((folder / entries[c][key]).stat().st_size for c in ids for key in ("image_file", "label_file")
+                    if folder is not None and (folder / entries[c][key]).is_file())
+    need *= max(1, info.local_world_size)
     available = None
     with contextlib.suppress(OSError, ValueError):
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -203,11 +201,11 @@ def fits_in_memory(cache: Path, case_ids: list[str], info: DistInfo) -> bool:
 
 def write_metrics(path: Path, history: list[dict[str, float]]) -> None:
     buffer = io.StringIO()
-    columns = METRIC_COLUMNS + tuple(k for k in STAGE2_COLUMNS if history and k in history[0])
+    columns = METRIC_COLUMNS + tuple(k for k in EXTRA_COLUMNS if history and k in history[0])
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in history:
-        writer.writerow({k: (int(row[k]) if k == "epoch" else f"{row[k]:.8g}") for k in columns})
+        writer.writerow({k: (int(row[k]) if k in ("epoch", "step") else f"{row[k]:.8g}") for k in columns})
     with atomic_output(path, overwrite=True) as tmp:
         tmp.write_text(buffer.getvalue())
 

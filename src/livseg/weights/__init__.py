@@ -20,7 +20,7 @@ from typing import Iterator
 
 from livseg.errors import ConfigError
 
-__all__ = ["BUILTIN_PREFIX", "DEFAULT_MODEL", "builtin_path", "is_builtin", "list_models", "model_card"]
+__all__ = ["BUILTIN_PREFIX", "DEFAULT_MODEL", "builtin_name", "builtin_path", "is_builtin", "list_models", "model_card"]
 
 DEFAULT_MODEL = "liver-v1"
 BUILTIN_PREFIX = "builtin:"  # how a built-in model is named where a checkpoint path could be
@@ -33,6 +33,7 @@ def list_models() -> list[str]:
 
 
 def _check(name: str) -> str:
+    name = DEFAULT_MODEL if name == "builtin" else name
     name = name[len(BUILTIN_PREFIX):] if name.startswith(BUILTIN_PREFIX) else name
     known = list_models()
     if name not in known:
@@ -41,8 +42,15 @@ def _check(name: str) -> str:
 
 
 def is_builtin(spec: object) -> bool:
-    """Whether a checkpoint argument names a built-in model (None or ``"builtin:<name>"``)."""
-    return spec is None or (isinstance(spec, str) and spec.startswith(BUILTIN_PREFIX))
+    """Whether a checkpoint argument names a built-in model (None, ``"builtin"``: the default, or
+    ``"builtin:<name>"``)."""
+    return spec is None or (isinstance(spec, str) and (spec == "builtin" or spec.startswith(BUILTIN_PREFIX)))
+
+
+def builtin_name(spec: str | None) -> str:
+    """The canonical ``"builtin:<name>"`` of a built-in model argument (None and ``"builtin"``: the default)."""
+    name = DEFAULT_MODEL if spec in (None, "builtin") else str(spec)
+    return name if name.startswith(BUILTIN_PREFIX) else BUILTIN_PREFIX + name
 
 
 @contextlib.contextmanager
