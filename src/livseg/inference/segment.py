@@ -10,6 +10,10 @@ Pipeline of :func:`segment` (each stage timed):
     postprocess   largest 3D connected component + hole filling (:mod:`livseg.inference.postprocess`)
     stage2        cascade checkpoints only: liver and tumour on the liver's region at a fine
                   spacing (:mod:`livseg.inference.cascade`); the mask becomes 0/1/2 (LiTS labels)
+    quality       one more forward pass on a shrunk crop around the liver, the quality
+                  signals on the network grid and the calibrated predicted Dice with a review flag
+                  (:mod:`livseg.inference.quality`, :mod:`livseg.inference.quality_model`):
+                  ``stats["quality"]``
 
 CPU speed: the model is loaded once (:func:`load_model`), its batch norms are folded into the
 preceding convolutions (:func:`fold_batchnorm`), it runs under ``torch.inference_mode`` in the
@@ -36,18 +40,20 @@ from torch import nn
 from livseg.config import RunConfig
 from livseg.data.io.volume import Volume
 from livseg.data.masks import as_bool, bounding_box
-from livseg.data.preprocessing import GridMap, network_input, to_input_grid
+from livseg.data.preprocessing import GridMap, network_input, ras_orientation, to_input_grid
 from livseg.device import autocast, cpu_count, resolve_device
 from livseg.errors import CheckpointError, ConfigError, DimensionError
 from livseg.inference.cascade import Cascade, segment_region, tumour_stats
 from livseg.inference.plausibility import result_warnings
 from livseg.inference.postprocess import clean_mask, count_components
+from livseg.inference.quality import quality_signals, varied_probabilities
+from livseg.inference.quality_model import assess
 
 log = logging.getLogger(__name__)
 
 MIN_VOXELS_PER_AXIS = 8  # fewer cannot hold a liver; such inputs are refused, not "segmented"
 
-__all__ = ["Segmentation", "fold_batchnorm", "load_model", "mask_stats", "segment"]
+__all__ = ["Segmentation", "estimate_quality", "fold_batchnorm", "load_model", "mask_stats", "network_spacing", "segment"]
 
 
 @dataclass
@@ -61,8 +67,12 @@ class Segmentation:
             ``preprocess.target_shape``, or the CT's extent at ``preprocess.spacing``), before
             back-mapping.
         stats: liver volume (mL), HU inside the liver, bounding box (mm), component count
-            before post-processing, input shape and spacing (see :func:`mask_stats`).
-        timings: seconds per stage: preprocess, network, back_mapping, postprocess (and stage2).
+            before post-processing, input shape and spacing (see :func:`mask_stats`), and with
+            ``quality=True`` the quality block ``stats["quality"]``
+            (:func:`livseg.inference.quality_model.assess`: signals, ``predicted_dice``,
+            ``review``, ``reasons``).
+        timings: seconds per stage: preprocess, network, back_mapping, postprocess (and stage2,
+            quality).
         input_probabilities: with ``keep_probabilities=True``, float32 probability maps on the
             input grid by structure (``"liver"``; for a cascade stage 2's ``"liver"``, i.e.
             liver-or-tumour, and ``"tumour"``, 0 outside the liver's region), before thresholding
@@ -220,6 +230,7 @@ def segment(
     postprocess: bool = True,
     device: str | torch.device = "auto",
     keep_probabilities: bool = False,
+    quality: bool = True,
 ) -> Segmentation:
     """Segment the liver in one CT volume.
 
@@ -233,6 +244,8 @@ def segment(
         device: used only when a path is given; a loaded model runs where its weights are.
         keep_probabilities: also return the probabilities on the input grid
             (``input_probabilities``; 4 bytes per voxel).
+        quality: estimate the mask's quality (``stats["quality"]``: one more forward pass, a few
+            percent of the time of a case; see :mod:`livseg.inference.quality`).
 
     Returns:
         The mask on the input grid, the network-grid probabilities, statistics and timings.
@@ -305,12 +318,37 @@ def segment(
         postprocess=bool(postprocess),
         network_shape=[int(s) for s in probabilities.shape],
     )
+    if quality:
+        start = time.perf_counter()
+        stats["quality"] = estimate_quality(model, image, probabilities, volume, config, grid, threshold=threshold)
+        timings["quality"] = time.perf_counter() - start
     kept = {"liver": on_input_grid} if keep_probabilities else {}
     if stage1_mask is not None:
         stats.update(tumour_stats(mask, volume), stage1_liver_volume_ml=mask_stats(stage1_mask, volume)["liver_volume_ml"])
         kept = stage2_probabilities
     return Segmentation(mask=mask, probabilities=probabilities, stats=stats, timings=timings, input_probabilities=kept,
                         stage1_mask=stage1_mask, grid=grid)
+
+
+def network_spacing(volume: Volume, config: RunConfig, grid: GridMap) -> tuple[float, float, float]:
+    """Voxel size (mm) of stage 1's network grid, in the network's axis order."""
+    spacing = np.asarray(volume.spacing, dtype=float)
+    if config.preprocess.reorient:  # RAS axis k is the array axis whose orientation row says k
+        spacing = spacing[np.argsort(ras_orientation(volume.affine)[:, 0])]
+    return grid.spacing(spacing)
+
+
+def estimate_quality(model: nn.Module, image: np.ndarray, probabilities: np.ndarray, volume: Volume,
+                     config: RunConfig, grid: GridMap, *, threshold: float = 0.5) -> dict[str, Any]:
+    """The quality block of one prediction: signals of stage 1's network-grid probabilities and of
+    one more forward pass on a shrunk crop of the input around the liver, then the calibrated predictor and
+    review rule (:func:`livseg.inference.quality_model.assess`)."""
+    device = _model_device(model)
+    mask = clean_mask(probabilities >= threshold)[0]
+    varied = varied_probabilities(lambda x: _forward(model, x, device), image, mask)
+    signals = quality_signals(probabilities, network_spacing(volume, config, grid), threshold=threshold,
+                              varied=varied, ras=config.preprocess.reorient, mask=mask)
+    return assess(signals)
 
 
 def mask_stats(mask: np.ndarray, volume: Volume) -> dict[str, Any]:
