@@ -16,6 +16,7 @@ import matplotlib
 import numpy as np
 
 matplotlib.use("Agg")
+import matplotlib.patches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402  (backend must be chosen first)
 
 from livseg.data.io.files import atomic_output  # noqa: E402
@@ -126,6 +127,7 @@ def plot_preview(
     *,
     title: str = "",
     window: Sequence[float] = DISPLAY_WINDOW_HU,
+    review: Sequence[str] | None = None,
 ) -> Path:
     """Axial, coronal and sagittal slices through the liver centre with the mask outlined.
 
@@ -139,6 +141,8 @@ def plot_preview(
         path: PNG to write (atomically).
         title: figure title, e.g. the case name.
         window: display HU range.
+        review: the reasons of a mask flagged for review (``stats["quality"]["reasons"]``): the
+            figure then gets a red frame, "REVIEW" in its title and the reasons under it.
 
     Returns:
         ``path``. The slices go through the mask's centroid, or the volume's centre when the
@@ -165,7 +169,69 @@ def plot_preview(
     label = f"liver {float(np.count_nonzero(ras_mask)) * voxel_ml:.0f} mL"
     if ras_tumour.any():
         label += f", tumour {float(np.count_nonzero(ras_tumour)) * voxel_ml:.1f} mL (cyan)"
-    fig.suptitle(f"{title}  {label}".strip(), fontsize=11)
+    if review is None:
+        fig.suptitle(f"{title}  {label}".strip(), fontsize=11)
+        fig.tight_layout()
+        return save_figure(fig, path)
+    fig.suptitle(f"REVIEW  {title}  {label}".strip(), fontsize=11, color="red", fontweight="bold")
+    fig.text(0.5, 0.01, "\n".join(review), ha="center", va="bottom", fontsize=8, color="red")
+    fig.tight_layout(rect=(0, 0.03 + 0.03 * len(review), 1, 1))
+    fig.patches.append(matplotlib.patches.Rectangle((0.003, 0.003), 0.994, 0.994, transform=fig.transFigure,
+                                                    fill=False, edgecolor="red", linewidth=4))
+    return save_figure(fig, path)
+
+
+def plot_quality_scatter(
+    points: Sequence[Mapping[str, Any]],
+    path: str | os.PathLike[str],
+    *,
+    review_below: float | None = None,
+    title: str = "predicted against actual Dice",
+) -> Path:
+    """Scatter plot of the quality estimate: predicted Dice (x) against actual Dice (y).
+
+    Args:
+        points: one mapping per case with ``predicted_dice``, ``dice`` and optionally ``group``
+            (one colour and legend entry per group, in first-seen order) and ``review`` (a bool:
+            flagged cases are drawn filled, the others hollow).
+        path: PNG to write (atomically).
+        review_below: draws the review threshold (a vertical line) when given.
+        title: figure title.
+
+    Returns:
+        ``path``. Two panels: every case, and the square 0.8-1.0 where good and barely good masks
+        lie; dotted lines at Dice 0.90 and 0.95, the diagonal in grey.
+    """
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for point in points:
+        groups.setdefault(str(point.get("group", "cases")), []).append(point)
+    markers = "os^Dv<>p"
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.2))
+    for k, (name, members) in enumerate(groups.items()):
+        for flagged in (True, False):
+            chosen = [m for m in members if bool(m.get("review")) is flagged]
+            x = [float(m["predicted_dice"]) for m in chosen]
+            y = [float(m["dice"]) for m in chosen]
+            label = f"{name}: {len(chosen)} {'flagged' if flagged else 'not flagged'}"
+            for ax in axes:
+                ax.scatter(x, y, s=22, marker=markers[k % len(markers)], facecolors=f"C{k}" if flagged else "none",
+                           edgecolors=f"C{k}", linewidths=0.9, alpha=0.8, label=label if ax is axes[0] else None)
+    for ax, low in zip(axes, (0.0, 0.8)):
+        ax.plot([low, 1], [low, 1], color="0.75", lw=0.8)
+        for level in (0.90, 0.95):
+            ax.axhline(level, color="0.6", lw=0.8, ls=":")
+        if review_below is not None:
+            ax.axvline(review_below, color="red", lw=1, ls="--")
+        ax.set_xlim(low, 1.0)
+        ax.set_ylim(low, 1.0)
+        ax.set_xlabel("predicted Dice (stats['quality']['predicted_dice'])")
+        ax.set_ylabel("actual Dice (each CT's own grid)")
+    if review_below is not None:
+        axes[1].text(review_below - 0.003, 0.805, "flagged: predicted Dice left of this line", ha="right",
+                     fontsize=8, color="red")
+    axes[0].legend(loc="upper left", fontsize=8)
+    axes[1].set_title("zoom: Dice 0.8-1.0", fontsize=10)
+    fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return save_figure(fig, path)
 

@@ -15,7 +15,8 @@ from livseg.cli import main
 from livseg.config import PreprocessConfig
 from livseg.errors import CheckpointError, DatasetError, OutputExistsError
 from livseg.evaluation.evaluate import evaluate
-from livseg.evaluation.scoring import METRICS, network_grid_spacing, score_case, score_network_grid, summarize
+from livseg.evaluation.scoring import (METRICS, network_grid_spacing, quality_note, score_case, score_network_grid, summarize,
+                                      summarize_quality)
 from livseg.nn.checkpoint import load_checkpoint
 from helpers import TINY, write_case
 
@@ -39,6 +40,21 @@ def test_score_case_by_hand() -> None:
     assert s["voxel_accuracy"] == pytest.approx(1 - 1 / 216)
     assert s["volume_pred_ml"] == pytest.approx(0.004) and s["volume_ref_ml"] == pytest.approx(0.002)
     assert (s["n_pred"], s["n_ref"], s["n_overlap"]) == (2, 1, 1)
+
+
+def test_summarize_quality_by_hand() -> None:
+    rows = [{"dice": 0.97, "predicted_dice": 0.96, "review": False},
+            {"dice": 0.96, "predicted_dice": 0.91, "review": True},   # good, flagged anyway
+            {"dice": 0.92, "predicted_dice": 0.93, "review": False},
+            {"dice": 0.85, "predicted_dice": 0.90, "review": True},   # bad, flagged
+            {"dice": 0.40, "predicted_dice": 0.95, "review": False}]  # bad, missed
+    quality = summarize_quality(rows, review_below=0.92)
+    # ranks of predicted 5,2,3,1,4 against actual 5,4,3,2,1: d^2 = 0+4+0+1+9 = 14, rho = 1 - 6*14/(5*24)
+    assert quality["spearman"] == pytest.approx(1 - 6 * 14 / 120)
+    assert quality == {**quality, "n_cases": 5, "review_below": 0.92, "flagged": 2, "below_090": 2,
+                       "below_090_flagged": 1, "good": 2, "good_flagged": 1}
+    assert summarize_quality(rows[:2], review_below=0.92)["spearman"] is None  # too few cases
+    assert "1 of 2 flagged" in quality_note(quality)
 
 
 def test_network_grid_spacing_is_extent_over_grid() -> None:
@@ -110,6 +126,17 @@ def test_evaluate_end_to_end(trained_run: dict[str, Path], tmp_path: Path, capsy
     for case in ("lits-0", "lits-1", "lits-2"):
         assert matplotlib.image.imread(out / "figures" / f"{case}.png").ndim == 3
     assert "figures/lits-0.png" in (out / "report.html").read_text()
+    # the quality estimate beside the actual Dice: columns, the summary recomputed from them, the plot
+    orig = [r for r in rows if r["grid"] == "original_grid"]
+    assert all(0 <= float(r["predicted_dice"]) <= 1 and r["review"] in ("0", "1") for r in orig)
+    assert all(r["predicted_dice"] == "" for r in net)
+    quality = summary["quality"]
+    assert quality["n_cases"] == 3 and quality["flagged"] == sum(int(r["review"]) for r in orig)
+    assert quality["below_090"] == sum(float(r["dice"]) < 0.9 for r in orig)
+    assert quality["good"] == sum(float(r["dice"]) >= 0.95 for r in orig)
+    assert matplotlib.image.imread(out / "quality.png").ndim == 3
+    assert 'href="quality.png"' in (out / "report.html").read_text()
+    assert "quality estimate: Spearman" in capsys.readouterr().out
     # a second run refuses to overwrite the results
     with pytest.raises(OutputExistsError):
         evaluate(trained_run["checkpoint"], trained_run["data"], split="all", out_dir=out, progress=False)

@@ -54,7 +54,10 @@ def test_torchrun_shares_cases_among_two_cpu_ranks(checkpoint: Path, tmp_path: P
     names = ["volume-0", "volume-1", "volume-2"]
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [f"{n}_liver.nii.gz" for n in names] + [f"{n}_stats.json" for n in names] + ["report.html"])
-    assert [line.split(":")[0] for line in done.stdout.splitlines()] == names  # rank 0 reports all, once
+    # rank 0 reports all, once (flagged cases first, each with its one WARNING line: this tiny model's masks are poor)
+    lines = done.stdout.splitlines()
+    assert sorted(line.split(":")[0] for line in lines if not line.startswith("WARNING ")) == names
+    assert all(line.split(":")[0].removeprefix("WARNING ") in names for line in lines if line.startswith("WARNING "))
     report = (out / "report.html").read_text()
     assert all(name in report for name in names)
     # each case segmented once, as a single process segments it

@@ -95,7 +95,7 @@ def test_segment_synthetic(checkpoint: Path, tmp_path: Path) -> None:
     result = segment(volume, loaded)
     assert result.mask.shape == volume.shape and result.mask.dtype == np.uint8
     assert result.probabilities.shape == TINY.preprocess.target_shape
-    assert set(result.timings) == {"preprocess", "network", "back_mapping", "postprocess"}
+    assert set(result.timings) == {"preprocess", "network", "back_mapping", "postprocess", "quality"}
     assert result.stats["liver_volume_ml"] == pytest.approx(result.mask.sum() * volume.voxel_volume_ml)
     same = segment(volume, checkpoint, device="cpu")  # a path works too
     np.testing.assert_array_equal(same.mask, result.mask)
@@ -166,7 +166,7 @@ def test_predict_real_ct(checkpoint: Path, shared_data: Path, tmp_path: Path, ca
         assert stats["input_shape"] == list(volume.shape)
         assert stats["checkpoint"] == str(checkpoint.resolve())
         assert stats["case_name_from"] == ("parent folder" if source == dicom else "file name")
-        assert set(stats["timings_s"]) == {"load", "preprocess", "network", "back_mapping", "postprocess", "write"}
+        assert set(stats["timings_s"]) == {"load", "preprocess", "network", "back_mapping", "postprocess", "quality", "write"}
         image = matplotlib.image.imread(out / f"{case}_preview.png")
         assert image.ndim == 3 and image.shape[0] > 100
     assert (out / "report.html").read_text().count("_preview.png") >= 2

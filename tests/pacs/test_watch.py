@@ -51,7 +51,10 @@ def test_two_series_are_processed_once_and_a_restart_sends_nothing(
         assert set(record.timings) == {"retrieve", "segment", "write", "store"}
         assert record.stats["pacs"]["seg_uid"] == record.seg_uid and record.stats["liver_volume_ml"] > 100
         (seg,) = segs_in(fresh_archive, study)
-        assert seg["MainDicomTags"]["SeriesDescription"] == "livseg segmentation"
+        # a 64-slice slab of the liver: whether the quality estimate flags it is the shipped model's call
+        review = " [REVIEW]" if record.stats["quality"]["review"] else ""
+        assert record.review is bool(review)
+        assert seg["MainDicomTags"]["SeriesDescription"] == f"livseg segmentation{review}"
         assert (tmp_path / "kept" / f"{series}_seg.dcm").is_file()
     assert records[scout[1]].reason == "a localizer (scout)"
     assert records[chest[1]].reason == "series description 'Chest' does not match 'abdomen'"
@@ -160,3 +163,28 @@ def test_a_try_cut_off_after_the_archive_stored_its_seg_is_not_sent_again(
     assert summary.done == [series] and done.seg_uid == record.seg_uid
     assert done.reason == "SEG found in the archive: stored by an earlier, interrupted try"
     assert len(segs_in(fresh_archive, study)) == 1
+
+
+def test_a_mask_the_quality_estimate_flags_is_marked_in_the_state_the_seg_and_the_log(
+        fresh_archive: Orthanc, ircadb_files: list[Path], segmenter, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """End to end through the real quality block (signals of this CT, livseg's review rule): only the
+    threshold is raised to 1.0, so that this well-segmented series is flagged like a bad one."""
+    from dataclasses import replace
+
+    from livseg.inference import quality_model
+
+    strict = replace(quality_model.load_quality_model(), review_below=1.0)
+    monkeypatch.setattr(quality_model, "_shipped", lambda: strict)
+    study, series = upload_series(fresh_archive, ircadb_files[30:94], tmp_path / "a", description="venous")
+    caplog.set_level(logging.INFO, logger="livseg")
+    with WatchState(tmp_path / "state.sqlite") as state:
+        assert watch(client_for(fresh_archive), segmenter, state, FAST, once=True).done == [series]
+        record = state.get(series)
+    quality = record.stats["quality"]
+    assert record.review is True and quality["review"] is True
+    assert quality["reasons"][0] == f"predicted Dice {quality['predicted_dice']:.3f} is below 1.00"
+    assert quality["signals"]["variation_disagreement"] is not None  # the second pass ran
+    (seg,) = segs_in(fresh_archive, study)
+    assert seg["MainDicomTags"]["SeriesDescription"] == "livseg segmentation [REVIEW]"
+    assert "flagged for review" in caplog.text

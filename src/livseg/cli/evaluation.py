@@ -14,8 +14,9 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
         "evaluate",
         help="score a checkpoint on labelled cases",
         description="Dice, VOE, RVD, ASSD, MSSD, HD95 and volumes per case, on the network grid "
-        "(the paper's measurement) and on each CT's own grid (LiTS). Writes metrics.csv, "
-        "summary.json, figures/<case>.png and report.html. The split's ids come from splits.json "
+        "(the paper's measurement) and on each CT's own grid (LiTS), and the quality estimate's "
+        "predicted Dice against the actual one. Writes metrics.csv, summary.json, figures/<case>.png, "
+        "quality.png and report.html. The split's ids come from splits.json "
         "beside the checkpoint, else from the cache's splits.json; by default the test split when "
         "there is one (train --test-fraction), else the validation split. Every output names the split.",
     )
@@ -57,7 +58,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         print(f"results in {args.out} (before/, after/, comparison.csv)")
         return 0
     summary = evaluate(args.checkpoint, args.data, **options)
-    from livseg.evaluation.scoring import GRIDS, tumour_note
+    from livseg.evaluation.scoring import GRIDS, quality_note, tumour_note
 
     for grid in (g for g in GRIDS if g in summary):
         dice = summary[grid]["metrics"]["dice"]
@@ -66,5 +67,6 @@ def _run_evaluate(args: argparse.Namespace) -> int:
               f"{summary['split']} split")
     if "tumour" in summary:
         print(tumour_note(summary["tumour"]))
+    print(f"{quality_note(summary['quality'])}; {summary['split']} split")
     print(f"results in {args.out}")
     return 0

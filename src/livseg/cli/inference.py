@@ -40,6 +40,9 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
                    help="SeriesInstanceUID to read from DICOM folders holding several series (default: the largest; "
                    "the log lists them)")
     p.add_argument("--preview", action="store_true", help="also write a three-plane PNG per case")
+    p.add_argument("--no-quality", action="store_true",
+                   help="skip the quality estimate (stats['quality']: predicted Dice and a review flag; it costs "
+                   "one more forward pass on a crop around the liver)")
     overlap = p.add_mutually_exclusive_group()
     overlap.add_argument("--overlap", dest="overlap", action="store_true", default=None,
                          help="read the next CT and write the last case while the network runs (up to four CTs "
@@ -73,12 +76,15 @@ def _run_predict(args: argparse.Namespace) -> int:
         save_probabilities=args.save_probabilities,
         series_id=args.series_id,
         overlap=args.overlap,
+        quality=not args.no_quality,
         skip_existing=args.skip_existing,
         organs=args.organs,
     )
     if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 reports every rank's cases
         return 0
-    for stats in results:
+    from livseg.inference.predict import review_first
+
+    for stats in review_first(results):  # flagged cases first: the ones a person must open
         if stats.get("skipped"):
             print(f"{stats['case']}: skipped, its outputs exist in {args.out} (--skip-existing)")
             continue
@@ -87,8 +93,12 @@ def _run_predict(args: argparse.Namespace) -> int:
                   f"(burden {stats['tumour_burden_percent']:.1f} %)" if "tumour_count" in stats else "")
         organs = ", ".join(f"{k} {v:.0f}" for k, v in stats.get("organs", {}).get("volume_ml", {}).items() if k != "liver")
         organs = f" (neighbours, mL: {organs})" if organs else ""
-        print(f"{stats['case']}: liver {stats['liver_volume_ml']:.1f} mL{tumour}{organs}, {stats['seconds']:.1f} s -> "
-              f"{written}")
+        quality = stats.get("quality")
+        predicted = f", predicted Dice {quality['predicted_dice']:.3f}" if quality else ""
+        print(f"{stats['case']}: liver {stats['liver_volume_ml']:.1f} mL{tumour}{organs}{predicted}, "
+              f"{stats['seconds']:.1f} s -> {written}")
+        if quality and quality["review"]:  # one line, still exit 0: the mask is written, a person should look
+            print(f"WARNING {stats['case']}: review this mask: {'; '.join(quality['reasons'])}")
     return 0
 
 

@@ -30,7 +30,7 @@ def add_train(sub: argparse._SubParsersAction) -> None:
                    "the network and its preprocessing come from there (a --set that changes them is refused)")
     p.add_argument("--phantoms", default=None, metavar="N|FOLDER",
                    help="patch sampling: generate N phantoms into OUT/phantoms and mix them in (patches.phantoms; "
-                   "default 0), or mix in a folder of phantoms (`livseg phantom` output or a cache); 0: none")
+                   "finetune: 16), or mix in a folder of phantoms (`livseg phantom` output or a cache); 0: none")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, e.g. train.lr=3e-4 or model.channels=16,32,64 (repeatable)")
     add_liver_labels(p)

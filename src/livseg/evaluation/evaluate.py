@@ -30,6 +30,13 @@ the whole set; they are counted instead, so one failed case is visible without h
 A statistic with no finite value is ``null``. Global Dice pools voxels over all cases (LiTS
 "Dice global").
 
+Quality estimate: every case's ``stats["quality"]`` (:mod:`livseg.inference.quality_model`) is
+scored against its actual Dice: ``predicted_dice`` and ``review`` columns in the
+``original_grid`` rows of ``metrics.csv`` and in ``report.html``, ``quality.png`` (predicted
+against actual Dice, with the review threshold) and a ``quality`` block in ``summary.json``
+(:func:`livseg.evaluation.scoring.summarize_quality`: Spearman correlation, how many cases under
+Dice 0.90 were flagged, how many good ones, Dice >= 0.95, were flagged too).
+
 Which cases: ``split="all"`` uses every case. ``split="test"`` / ``"val"`` use the test /
 validation ids of a ``splits.json``: the one next to the checkpoint (``RUN_DIR/splits.json``,
 written by training: the split the model was actually trained and validated on) if present,
@@ -59,10 +66,13 @@ from livseg.evaluation.scoring import (
     COUNTS,
     GRIDS,
     METRICS,
+    QUALITY_COLUMNS,
     SUMMARY_NOTE,
+    quality_note,
     score_case,
     score_network_grid,
     summarize,
+    summarize_quality,
     tumour_note,
 )
 from livseg.evaluation.tumours import TUMOUR_METRICS, score_tumours, summarize_tumours
@@ -167,7 +177,7 @@ def evaluate(
 
     Writes into ``out_dir``: ``metrics.csv`` (one row per case and grid: built here and only here),
     ``summary.json``, ``figures/<case>.png`` (CT, ground truth, prediction on the axial slice with
-    most liver, original grid) and ``report.html``.
+    most liver, original grid), ``quality.png`` (predicted against actual Dice) and ``report.html``.
 
     Args:
         checkpoint: livseg checkpoint; None or ``"builtin:<name>"`` for a built-in model.
@@ -208,7 +218,7 @@ def evaluate(
     from livseg.data.io.files import atomic_output, prepare_output_dir, refuse_existing, write_json
     from livseg.data.io.volume import allowed_label_values, load_labels, load_volume
     from livseg.data.preprocessing import binarize
-    from livseg.figures import plot_case_panels, write_html_report
+    from livseg.figures import plot_case_panels, plot_quality_scatter, write_html_report
 
     out = prepare_output_dir(out_dir)  # before the model loads: a bad -o fails in a second, not after the run
     if (out / "last.pt").is_file() or (out / "best.pt").is_file():  # --overwrite would replace training's metrics.csv
@@ -234,7 +244,9 @@ def evaluate(
         raise DatasetError(f"{len(unlabelled)} of {len(cases)} cases have no label, e.g. {unlabelled[0].case_id} "
                            f"({unlabelled[0].image}); cannot evaluate them")
     figure_paths = {case.case_id: out / "figures" / f"{case.case_id}.png" for case in cases} if figures else {}
-    refuse_existing([out / "metrics.csv", out / "summary.json", out / "report.html", *figure_paths.values()], overwrite)
+    quality_plot = out / "quality.png" if figures else None
+    refuse_existing([out / "metrics.csv", out / "summary.json", out / "report.html", *figure_paths.values(),
+                     *([quality_plot] if quality_plot else [])], overwrite)
 
     rows: list[dict[str, Any]] = []
     for case in tqdm(cases, desc="evaluate", unit="case", disable=not progress):
@@ -250,6 +262,8 @@ def evaluate(
             ),
             "original_grid": score_case(result.mask, liver, volume.spacing),
         }
+        quality = result.stats["quality"]
+        scores["original_grid"].update(predicted_dice=quality["predicted_dice"], review=int(quality["review"]))
         if cascade:
             scores["original_grid"].update(score_tumours(result.mask, labels, volume.affine))
             scores["stage1_original_grid"] = score_case(result.stage1_mask, liver, volume.spacing)
@@ -288,14 +302,23 @@ def evaluate(
     }
     if cascade:
         summary["tumour"] = summarize_tumours([row for row in rows if row["grid"] == "original_grid"])
-    columns = ["case", "split", "grid", *METRICS, *COUNTS, *(TUMOUR_METRICS if cascade else ())]
+    summary["quality"] = summarize_quality([row for row in rows if row["grid"] == "original_grid"],
+                                           review_below=result.stats["quality"]["review_below"])
+    if quality_plot is not None:
+        plot_quality_scatter([{"dice": row["dice"], "predicted_dice": row["predicted_dice"], "review": row["review"],
+                               "group": "flagged for review" if row["review"] else "not flagged"}
+                              for row in rows if row["grid"] == "original_grid"], quality_plot,
+                             review_below=summary["quality"]["review_below"],
+                             title=f"quality estimate on {summary['n_cases']} case(s) ({split} split)")
+    columns = ["case", "split", "grid", *METRICS, *QUALITY_COLUMNS, *COUNTS, *(TUMOUR_METRICS if cascade else ())]
     with atomic_output(out / "metrics.csv", overwrite=True) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
     write_json(out / "summary.json", summary, indent=2, allow_nan=False)
-    _write_report(rows, summary, figure_paths, out / "report.html", write_html_report)
+    _write_report(rows, summary, {**figure_paths, **({"quality": quality_plot} if quality_plot else {})},
+                  out / "report.html", write_html_report)
     return summary
 
 
@@ -304,11 +327,14 @@ def _write_report(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any],
     """report.html: one row per case with the headline metrics of both grids."""
     by_case: dict[str, dict[str, Any]] = {}
     for row in rows:
-        short = "net" if row["grid"] == "network_grid" else "orig"
+        short = {"network_grid": "net", "original_grid": "orig"}.get(row["grid"])
+        if short is None:  # a cascade's stage 1 alone: in metrics.csv, not in the headline table
+            continue
         entry = by_case.setdefault(row["case"], {"case": row["case"]})
         entry[f"dice_{short}"] = row["dice"]
         if short == "orig":
             entry.update({f"{m}_orig": row[m] for m in ("assd", "hd95", "mssd", "rvd", "volume_pred_ml", "volume_ref_ml")})
+            entry.update(predicted_dice=row["predicted_dice"], review="REVIEW" if row["review"] else "")
     notes = [
         f"{summary['n_cases']} case(s), split {summary['split']} ({summary['split_source']}); "
         f"threshold {summary['threshold']}; post-processing on the original grid: {summary['postprocess']}.",
@@ -317,11 +343,12 @@ def _write_report(rows: Sequence[Mapping[str, Any]], summary: Mapping[str, Any],
         *(f"{grid}: global Dice {summary[grid]['global_dice']:.4f}, mean Dice "
           f"{summary[grid]['metrics']['dice']['mean']:.4f}" for grid in GRIDS if grid in summary),
         *([tumour_note(summary["tumour"])] if "tumour" in summary else []),
+        quality_note(summary["quality"]),
         f"Summary statistics: {SUMMARY_NOTE}.",
     ]
     for row in rows:
         if row["grid"] == "original_grid" and "tumour_dice" in row:
             by_case[row["case"]].update({key: row[key] for key in ("tumour_dice", "lesions_ref", "lesions_detected",
                                                                    "lesions_fp", "burden_error_pct")})
-    figures = {case: Path("figures") / p.name for case, p in figure_paths.items()}
+    figures = {case: Path(p.name) if case == "quality" else Path("figures") / p.name for case, p in figure_paths.items()}
     write_html_report(list(by_case.values()), figures, path, title="livseg evaluate", notes=notes)

@@ -19,14 +19,16 @@ from livseg.evaluation.metrics import case_metrics
 if TYPE_CHECKING:  # preprocessing imports torch: only where a CT is evaluated
     from livseg.data.preprocessing import GridMap
 
-__all__ = ["GRIDS", "METRICS", "SUMMARY_NOTE", "network_grid_spacing", "score_case", "score_network_grid",
-           "summarize", "tumour_note"]
+__all__ = ["GRIDS", "METRICS", "QUALITY_COLUMNS", "SUMMARY_NOTE", "network_grid_spacing", "quality_note", "score_case",
+           "score_network_grid", "summarize", "summarize_quality", "tumour_note"]
 
 GRIDS = ("network_grid", "original_grid", "stage1_original_grid")
 METRICS = (
     "dice", "jaccard", "voe", "rvd", "assd", "mssd", "hd95", "voxel_accuracy", "volume_pred_ml", "volume_ref_ml",
 )
 COUNTS = ("n_pred", "n_ref", "n_overlap")  # voxel counts kept per case for the global Dice
+QUALITY_COLUMNS = ("predicted_dice", "review")  # the quality estimate beside the actual Dice (original grid)
+BAD_DICE, GOOD_DICE = 0.90, 0.95  # a mask under BAD_DICE should be flagged; one at GOOD_DICE or more should not
 SUMMARY_NOTE = (
     "mean, std (ddof=0) and median over cases with a finite value; n_nonfinite counts the cases "
     "left out (inf surface distances or RVD when exactly one of prediction and reference is empty)"
@@ -145,3 +147,37 @@ def tumour_note(tumour: Mapping[str, Any]) -> str:
             f"{show(tumour['recall'])} ({tumour['lesions_ref']} reference), >= 10 mm {show(tumour['recall_10mm'])}, "
             f"precision {show(tumour['precision'])}, false positives per case {show(tumour['fp_per_case'], '.2f')}; "
             f"burden error {show(tumour['burden_abs_error_pct'], '.2f')} percentage points (mean absolute)")
+
+
+def summarize_quality(rows: Sequence[Mapping[str, Any]], *, review_below: float) -> dict[str, Any]:
+    """How well the quality estimate matched the actual Dice over cases (original-grid rows with
+    ``dice``, ``predicted_dice`` and ``review``).
+
+    Returns:
+        ``{"n_cases", "review_below", "spearman"`` (rank correlation of predicted and actual
+        Dice; None under 3 cases or when either is constant), ``"flagged"``, ``"below_090"`` /
+        ``"below_090_flagged"`` (cases under Dice 0.90, and how many of them were flagged: all
+        should be), ``"good"`` / ``"good_flagged"`` (Dice >= 0.95, and how many were flagged
+        anyway)``}``.
+    """
+    from scipy.stats import spearmanr
+
+    actual = np.array([float(r["dice"]) for r in rows])
+    predicted = np.array([float(r["predicted_dice"]) for r in rows])
+    review = np.array([bool(r["review"]) for r in rows], dtype=bool)
+    rho = None
+    if len(rows) >= 3 and np.ptp(actual) > 0 and np.ptp(predicted) > 0:
+        rho = float(spearmanr(predicted, actual)[0])
+    bad, good = actual < BAD_DICE, actual >= GOOD_DICE
+    return {"n_cases": len(rows), "review_below": float(review_below), "spearman": rho,
+            "flagged": int(review.sum()), "below_090": int(bad.sum()), "below_090_flagged": int((bad & review).sum()),
+            "good": int(good.sum()), "good_flagged": int((good & review).sum())}
+
+
+def quality_note(quality: Mapping[str, Any]) -> str:
+    """One line of the quality summary, for reports."""
+    rho = "n/a" if quality["spearman"] is None else f"{quality['spearman']:.3f}"
+    return (f"quality estimate: Spearman {rho} between predicted and actual Dice over {quality['n_cases']} case(s); "
+            f"{quality['flagged']} flagged for review (predicted Dice below {quality['review_below']:.2f}); "
+            f"under Dice 0.90: {quality['below_090_flagged']} of {quality['below_090']} flagged; "
+            f"Dice 0.95 or more: {quality['good_flagged']} of {quality['good']} flagged")

@@ -45,7 +45,7 @@ from livseg.inference.segment import Segmentation, load_model, segment
 log = logging.getLogger(__name__)
 
 __all__ = ["OUTPUT_NIFTI_SUFFIXES", "OUTPUT_TYPES", "CaseRunner", "case_outputs", "check_output_folder",
-           "check_output_type", "expand_inputs", "finished_cases", "model_name", "predict"]
+           "check_output_type", "expand_inputs", "finished_cases", "model_name", "predict", "review_first"]
 
 
 
@@ -110,15 +110,17 @@ def predict(
     save_probabilities: bool = False,
     series_id: str | None = None,
     overlap: bool | None = None,
+    quality: bool = True,
     skip_existing: bool = False,
     organs: bool = False,
 ) -> list[dict[str, Any]]:
     """Segment many CTs with one model load; write a mask, statistics and a preview per case.
 
     Per case ``<case>_liver.nii.gz`` (uint8, the input's shape and affine) and/or
-    ``<case>_seg.dcm`` (DICOM SEG) by ``output_type``, ``<case>_stats.json``, with ``preview``
-    ``<case>_preview.png`` and with ``save_probabilities`` ``<case>_liver_probability.nii.gz``;
-    ``report.html`` when there is more than one case.
+    ``<case>_seg.dcm`` (DICOM SEG) by ``output_type``, ``<case>_stats.json`` (with the quality
+    estimate, :mod:`livseg.inference.quality_model`), with ``preview`` ``<case>_preview.png`` and
+    with ``save_probabilities`` ``<case>_liver_probability.nii.gz``; ``report.html`` when there
+    is more than one case, the cases flagged for review first.
 
     Where the network leaves the CPU to spare (on a GPU, or on one CPU thread per process) the
     next CT is read while the network runs and the previous case is written meanwhile
@@ -154,6 +156,9 @@ def predict(
         overlap: read and write in threads beside the network (up to four CTs in memory) or
             handle one case at a time, start to end; None (default) overlaps on a GPU or with one
             CPU thread per process, not when the network uses several CPU threads.
+        quality: estimate each mask's quality (``stats["quality"]``: predicted Dice, ``review``
+            flag and its ``reasons``; one more forward pass on a crop around the liver). Flagged
+            cases come first in ``report.html``, and their preview says so.
         skip_existing: go on where an interrupted batch stopped: a case whose outputs all exist
             is not predicted again (its statistics are read back, marked ``"skipped": True``),
             and ``report.html`` is written anew.
@@ -218,6 +223,7 @@ def predict(
                 out_dir=Path(out_dir), output_type=output_type, preview=preview, probabilities=probabilities,
                 threshold=threshold, postprocess=postprocess, overwrite=overwrite, series_id=series_id,
                 organs=organs,
+                quality=quality,
             )
             if overlap is None:  # overlap where no OpenMP team can be stalled by the reader and writer
                 overlap = target.type == "cuda" or threads == 1
@@ -233,14 +239,40 @@ def predict(
     pairs = [pair for rank_results, _ in gathered for pair in rank_results] + list(skipped.items())
     combined = [stats for _, stats in sorted(pairs, key=lambda pair: pair[0])]
     if report is not None and info.is_main:
-        columns = ("case", "liver_volume_ml", "tumour_count", "tumour_volume_ml", "tumour_burden_percent", "mean_hu",
-                   "median_hu", "n_components_before_postprocess", "seconds")
-        rows = [{key: stats[key] for key in columns if key in stats} for stats in combined]
-        figures = {s["case"]: s["outputs"]["preview"] for s in combined if "preview" in s["outputs"]}
-        from livseg.figures import write_html_report  # matplotlib costs 0.6 s to import: only when drawing
-
-        write_html_report(rows, figures, report, title="livseg predict")  # replaces an older one (skip_existing)
+        _write_report(combined, report)  # replaces an older one (skip_existing)
     return combined
+
+
+def review_first(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The cases flagged for review (``stats["quality"]["review"]``) first, lowest predicted Dice
+    first among them; the others after them in their own order."""
+    flagged = [s for s in results if s.get("quality", {}).get("review")]
+    flagged.sort(key=lambda s: s["quality"]["predicted_dice"])
+    return flagged + [s for s in results if not s.get("quality", {}).get("review")]
+
+
+def _write_report(results: Sequence[dict[str, Any]], path: Path) -> None:
+    """report.html of a batch: one row per case, flagged cases first."""
+    columns = ("case", "liver_volume_ml", "tumour_count", "tumour_volume_ml", "tumour_burden_percent", "mean_hu",
+               "median_hu", "n_components_before_postprocess", "seconds")
+    rows = []
+    for stats in review_first(results):
+        row = {key: stats[key] for key in columns[:1] if key in stats}
+        if "quality" in stats:
+            row.update(review="REVIEW" if stats["quality"]["review"] else "",
+                       predicted_dice=stats["quality"]["predicted_dice"])
+        row.update({key: stats[key] for key in columns[1:] if key in stats})
+        if "quality" in stats:
+            row["reasons"] = "; ".join(stats["quality"]["reasons"][1:] or stats["quality"]["reasons"])
+        rows.append(row)
+    figures = {s["case"]: s["outputs"]["preview"] for s in results if "preview" in s["outputs"]}
+    flagged = sum(1 for s in results if s.get("quality", {}).get("review"))
+    notes = [f"{flagged} of {len(results)} case(s) flagged for review (predicted Dice below "
+             f"{results[0]['quality']['review_below']:.2f}, or an empty mask): listed first."] \
+        if results and "quality" in results[0] else []
+    from livseg.figures import write_html_report  # matplotlib costs 0.6 s to import: only when drawing
+
+    write_html_report(rows, figures, path, title="livseg predict", notes=notes)
 
 
 def _run_cases(cases: list[tuple[int, str, Path]], runner: CaseRunner, *, progress: bool,
@@ -269,6 +301,7 @@ class CaseRunner:
     overwrite: bool
     series_id: str | None = None
     organs: bool = False  # also the neighbours' label map (a multi-organ model)
+    quality: bool = True
 
     def load(self, case: tuple[int, str, Path]) -> tuple[Volume, float]:
         """Read the CT (loader thread); returns it and the seconds it took."""
@@ -279,7 +312,8 @@ class CaseRunner:
     def compute(self, case: tuple[int, str, Path], loaded: tuple[Volume, float]) -> Segmentation:
         """Segment it (the calling thread: the network)."""
         return segment(loaded[0], self.loaded, threshold=self.threshold, postprocess=self.postprocess,
-                       keep_probabilities=bool(self.probabilities), organs=self.organs)
+                       keep_probabilities=bool(self.probabilities), organs=self.organs,
+                       quality=self.quality)
 
     def write(self, case: tuple[int, str, Path], loaded: tuple[Volume, float], result: Segmentation) -> tuple[int, dict[str, Any]]:
         """Write every output of the case atomically (writer thread); returns (index, statistics)."""
@@ -311,7 +345,9 @@ class CaseRunner:
             if "preview" in tmp:
                 from livseg.figures import plot_preview
 
-                plot_preview(volume.array, result.mask, volume.affine, tmp["preview"], title=name)
+                quality = result.stats.get("quality", {})
+                plot_preview(volume.array, result.mask, volume.affine, tmp["preview"], title=name,
+                             review=quality.get("reasons") if quality.get("review") else None)
             timings["write"] = time.perf_counter() - start  # the JSON itself is not counted
             stats = {
                 "case": name,

@@ -13,6 +13,10 @@ Pipeline of :func:`segment` (each stage timed):
                   spacing (:mod:`livseg.inference.cascade`); the mask becomes 0/1/2 (LiTS labels)
     organs        ``organs=True`` with a multi-organ model: the neighbours' label map on the
                   input grid and their volumes (:mod:`livseg.inference.organs`)
+    quality       one more forward pass on a shrunk crop around the liver, the quality
+                  signals on the network grid and the calibrated predicted Dice with a review flag
+                  (:mod:`livseg.inference.quality`, :mod:`livseg.inference.quality_model`):
+                  ``stats["quality"]``
 
 CPU speed: the model is loaded once (:func:`load_model`), its batch norms are folded into the
 preceding convolutions (:func:`fold_batchnorm`), it runs under ``torch.inference_mode`` in the
@@ -25,7 +29,6 @@ where the GPU has it natively, else fp16).
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import time
@@ -39,20 +42,23 @@ from torch import nn
 from livseg.config import RunConfig
 from livseg.data.io.volume import Volume
 from livseg.data.masks import as_bool, bounding_box
-from livseg.data.preprocessing import GridMap, network_input, to_input_grid
-from livseg.device import autocast, cpu_count, resolve_device
+from livseg.data.preprocessing import GridMap, network_input, ras_orientation, to_input_grid
 from livseg.data.organ_classes import legend
+from livseg.device import autocast, cpu_count, resolve_device
 from livseg.errors import CheckpointError, ConfigError, DimensionError
 from livseg.inference.cascade import Cascade, segment_region, tumour_stats
 from livseg.inference.organs import organ_map
 from livseg.inference.plausibility import result_warnings
 from livseg.inference.postprocess import clean_mask, count_components
+from livseg.inference.quality import quality_signals, varied_probabilities
+from livseg.inference.quality_model import assess
+from livseg.nn.fold import fold_batchnorm
 
 log = logging.getLogger(__name__)
 
 MIN_VOXELS_PER_AXIS = 8  # fewer cannot hold a liver; such inputs are refused, not "segmented"
 
-__all__ = ["Segmentation", "fold_batchnorm", "load_model", "mask_stats", "segment"]
+__all__ = ["Segmentation", "estimate_quality", "fold_batchnorm", "load_model", "mask_stats", "network_spacing", "segment"]
 
 
 @dataclass
@@ -66,8 +72,12 @@ class Segmentation:
             ``preprocess.target_shape``, or the CT's extent at ``preprocess.spacing``), before
             back-mapping.
         stats: liver volume (mL), HU inside the liver, bounding box (mm), component count
-            before post-processing, input shape and spacing (see :func:`mask_stats`).
-        timings: seconds per stage: preprocess, network, back_mapping, postprocess (and stage2).
+            before post-processing, input shape and spacing (see :func:`mask_stats`), and with
+            ``quality=True`` the quality block ``stats["quality"]``
+            (:func:`livseg.inference.quality_model.assess`: signals, ``predicted_dice``,
+            ``review``, ``reasons``).
+        timings: seconds per stage: preprocess, network, back_mapping, postprocess (and stage2,
+            quality).
         input_probabilities: with ``keep_probabilities=True``, float32 probability maps on the
             input grid by structure (``"liver"``; for a cascade stage 2's ``"liver"``, i.e.
             liver-or-tumour, and ``"tumour"``, 0 outside the liver's region), before thresholding
@@ -92,52 +102,6 @@ class Segmentation:
 
 
 # ------------------------------------------------------------------------------------ the model
-
-
-def _fold_pair(conv: nn.Conv3d, bn: nn.BatchNorm3d) -> None:
-    """Fold an eval-mode batch norm into the convolution before it, in place."""
-    if bn.running_mean is None or bn.running_var is None:
-        raise ValueError("cannot fold a BatchNorm without running statistics (track_running_stats=False)")
-    with torch.no_grad():
-        scale = torch.rsqrt(bn.running_var.double() + bn.eps)
-        if bn.weight is not None:
-            scale = scale * bn.weight.double()
-        shift = -bn.running_mean.double() * scale
-        if bn.bias is not None:
-            shift = shift + bn.bias.double()
-        bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(shift)
-        # double precision so the folded weights round once, not twice
-        conv.weight.copy_((conv.weight.double() * scale.view(-1, 1, 1, 1, 1)).to(conv.weight.dtype))
-        new_bias = (bias * scale + shift).to(conv.weight.dtype)
-        if conv.bias is None:
-            conv.bias = nn.Parameter(new_bias)
-        else:
-            conv.bias.copy_(new_bias)
-
-
-def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """Inference copy of a U-Net with every Block's batch norms folded into its convolutions.
-
-    For ``y = BN(conv(x))`` in eval mode, BN is the affine map ``gamma * (z - mean) /
-    sqrt(var + eps) + beta``, so ``conv.weight *= gamma / sqrt(var + eps)`` per output channel
-    and ``conv.bias = (bias - mean) * gamma / sqrt(var + eps) + beta`` give the same output;
-    ``bn1``/``bn2`` become ``nn.Identity``. Saves two full passes over every activation.
-
-    Args:
-        model: a UNet3D (any module whose blocks expose ``conv1, bn1, conv2, bn2``).
-
-    Returns:
-        A folded deep copy in eval mode; ``model`` itself is left untouched. Only valid for
-        inference: the copy cannot be trained further.
-    """
-    folded = copy.deepcopy(model).eval()
-    for module in folded.modules():
-        for conv_name, bn_name in (("conv1", "bn1"), ("conv2", "bn2")):
-            conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
-            if isinstance(conv, nn.Conv3d) and isinstance(bn, nn.BatchNorm3d):
-                _fold_pair(conv, bn)
-                setattr(module, bn_name, nn.Identity())
-    return folded
 
 
 def load_model(
@@ -233,6 +197,7 @@ def segment(
     device: str | torch.device = "auto",
     keep_probabilities: bool = False,
     organs: bool = False,
+    quality: bool = True,
 ) -> Segmentation:
     """Segment the liver in one CT volume (and, with a multi-organ model, its neighbours).
 
@@ -249,6 +214,8 @@ def segment(
         organs: with a multi-organ model (``model.classes``), also return the neighbours as one
             label map on the input grid (``organs``, values as ``legend``) and their volumes
             (``stats["organs"]``); see :func:`livseg.inference.organs.organ_map`.
+        quality: estimate the mask's quality (``stats["quality"]``: one more forward pass, a few
+            percent of the time of a case; see :mod:`livseg.inference.quality`).
 
     Returns:
         The mask on the input grid, the network-grid probabilities, statistics and timings.
@@ -333,6 +300,10 @@ def segment(
         postprocess=bool(postprocess),
         network_shape=[int(s) for s in probabilities.shape],
     )
+    if quality:
+        start = time.perf_counter()
+        stats["quality"] = estimate_quality(model, image, probabilities, volume, config, grid, threshold=threshold)
+        timings["quality"] = time.perf_counter() - start
     kept = {"liver": on_input_grid} if keep_probabilities else {}
     if stage1_mask is not None:
         stats.update(tumour_stats(mask, volume), stage1_liver_volume_ml=mask_stats(stage1_mask, volume)["liver_volume_ml"])
@@ -340,6 +311,32 @@ def segment(
     return Segmentation(mask=mask, probabilities=probabilities, stats=stats, timings=timings, input_probabilities=kept,
                         stage1_mask=stage1_mask, grid=grid, organs=organ_labels,
                         legend=legend(classes) if organs else None)
+
+
+def network_spacing(volume: Volume, config: RunConfig, grid: GridMap) -> tuple[float, float, float]:
+    """Voxel size (mm) of stage 1's network grid, in the network's axis order."""
+    spacing = np.asarray(volume.spacing, dtype=float)
+    if config.preprocess.reorient:  # RAS axis k is the array axis whose orientation row says k
+        spacing = spacing[np.argsort(ras_orientation(volume.affine)[:, 0])]
+    return grid.spacing(spacing)
+
+
+def estimate_quality(model: nn.Module, image: np.ndarray, probabilities: np.ndarray, volume: Volume,
+                     config: RunConfig, grid: GridMap, *, threshold: float = 0.5) -> dict[str, Any]:
+    """The quality block of one prediction: signals of stage 1's network-grid probabilities and of
+    one more forward pass on a shrunk crop of the input around the liver, then the calibrated predictor and
+    review rule (:func:`livseg.inference.quality_model.assess`)."""
+    device, classes = _model_device(model), tuple(config.model.classes)
+
+    def liver(x: np.ndarray) -> np.ndarray:  # a multi-organ model: its liver channel
+        forward = _forward(model, x, device, classes)
+        return forward[classes.index("liver")] if classes else forward
+
+    mask = clean_mask(probabilities >= threshold)[0]
+    varied = varied_probabilities(liver, image, mask)
+    signals = quality_signals(probabilities, network_spacing(volume, config, grid), threshold=threshold,
+                              varied=varied, ras=config.preprocess.reorient, mask=mask)
+    return assess(signals)
 
 
 def mask_stats(mask: np.ndarray, volume: Volume) -> dict[str, Any]:
