@@ -33,6 +33,9 @@ def add_predict(sub: argparse._SubParsersAction) -> None:
                    help="mask as NIfTI (default), as a DICOM SEG referencing the source series (DICOM input only), or both")
     p.add_argument("--save-probabilities", action="store_true",
                    help="also write the liver probability on the input grid (<case>_liver_probability.nii.gz)")
+    p.add_argument("--organs", action="store_true",
+                   help="with a multi-organ model (builtin:liver-v2): also write the liver and its neighbours as one "
+                   "label map <case>_organs.nii.gz and <case>_organs.json (legend and volumes in mL)")
     p.add_argument("--series-id", default=None, metavar="UID",
                    help="SeriesInstanceUID to read from DICOM folders holding several series (default: the largest; "
                    "the log lists them)")
@@ -75,6 +78,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         overlap=args.overlap,
         quality=not args.no_quality,
         skip_existing=args.skip_existing,
+        organs=args.organs,
     )
     if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 reports every rank's cases
         return 0
@@ -87,10 +91,12 @@ def _run_predict(args: argparse.Namespace) -> int:
         written = ", ".join(str(args.out / stats["outputs"][key]) for key in ("mask", "seg") if key in stats["outputs"])
         tumour = (f", {stats['tumour_count']} tumour(s) {stats['tumour_volume_ml']:.1f} mL "
                   f"(burden {stats['tumour_burden_percent']:.1f} %)" if "tumour_count" in stats else "")
+        organs = ", ".join(f"{k} {v:.0f}" for k, v in stats.get("organs", {}).get("volume_ml", {}).items() if k != "liver")
+        organs = f" (neighbours, mL: {organs})" if organs else ""
         quality = stats.get("quality")
         predicted = f", predicted Dice {quality['predicted_dice']:.3f}" if quality else ""
-        print(f"{stats['case']}: liver {stats['liver_volume_ml']:.1f} mL{tumour}{predicted}, {stats['seconds']:.1f} s "
-              f"-> {written}")
+        print(f"{stats['case']}: liver {stats['liver_volume_ml']:.1f} mL{tumour}{organs}{predicted}, "
+              f"{stats['seconds']:.1f} s -> {written}")
         if quality and quality["review"]:  # one line, still exit 0: the mask is written, a person should look
             print(f"WARNING {stats['case']}: review this mask: {'; '.join(quality['reasons'])}")
     return 0

@@ -32,6 +32,9 @@ class ModelConfig:
     channels: tuple[int, ...] = (32, 64, 128, 256)  # paper: four encoder levels
     dropout: float = 0.2  # paper: Dropout3d(p=0.2) inside every block
     negative_slope: float = 0.01  # LeakyReLU slope (PyTorch default; the paper gives none)
+    # (): one sigmoid liver output (the paper). Names: one softmax channel per class, in this order
+    # (background first, "liver" among them; out_channels = their number): a multi-organ model
+    classes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

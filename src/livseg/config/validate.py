@@ -13,8 +13,8 @@ from livseg.errors import ConfigError
 MAX_TARGET_VOXELS = 512**3  # 134 M voxels (about 17 GB of activations per 32 channels); the paper uses 2 M
 MAX_THREADS = 1024  # torch.set_num_threads fails with a long OpenMP traceback far above this
 MAX_WORKERS = 256  # DataLoader worker processes
-MAX_PHANTOMS = 10_000  # phantoms generated into one run folder
 MAX_LABEL = 255  # label maps are read as uint8
+MAX_PHANTOMS = 10_000  # phantoms generated into one run folder
 
 
 def validate_config(config: RunConfig) -> None:
@@ -53,12 +53,17 @@ def validate_config(config: RunConfig) -> None:
     if model.in_channels != 1:  # refused here, before a run folder or a cache is written, not at the first batch
         raise ConfigError(f"model.in_channels: livseg feeds the network one CT channel, got {model.in_channels}; "
                           "expected 1")
-    if not config.region.enabled and model.out_channels != 1:
+    if not config.region.enabled and model.out_channels != 1 and not model.classes:
         raise ConfigError(f"model.out_channels: a liver network (region.enabled=false) has one output, got "
-                          f"{model.out_channels}; stage 2 (--preset tumour) has two")
+                          f"{model.out_channels}; stage 2 (--preset tumour) has two, a multi-organ model one per "
+                          "model.classes name")
     _at_least(("model.negative_slope", model.negative_slope, 0.0))
     if not 0.0 <= model.dropout < 1.0:
         raise ConfigError(f"model.dropout: expected 0 <= p < 1, got {model.dropout}")
+    if model.classes and (len(model.classes) != model.out_channels or model.classes[0] != "background"
+                          or "liver" not in model.classes or len(set(model.classes)) != len(model.classes)):
+        raise ConfigError(f"model.classes: expected distinct names, 'background' first and 'liver' among them, one "
+                          f"per output channel ({model.out_channels}), got {list(model.classes)}")
     weights = {"dice_weight": loss.dice_weight, "bce_weight": loss.bce_weight,
                "focal_tversky_weight": loss.focal_tversky_weight}
     _at_least(*((f"loss.{k}", v, 0.0) for k, v in weights.items()), ("loss.alpha", loss.alpha, 0.0),

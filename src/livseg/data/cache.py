@@ -17,6 +17,10 @@ patches) stores the image as float16 (steps of 0.25 HU in the liver window, half
 and the label as the liver's share of each voxel in steps of 1/255 (the soft target of patch
 training; the entry's ``"label_scale": 255`` says so, and :class:`CachedDataset` divides by it).
 
+A multi-organ case (a liver-v2 build's, :func:`store_organ_case`) adds ``<case_id>_other.npy``
+(uint8: the most frequent class other than the liver in each voxel, indices into the entry's
+``"classes"``, the classes the case labels); a case without it labels background and liver only.
+
 A stage-2 cache (``region`` given: :mod:`livseg.data.patches`) holds instead each case's liver
 region at the region spacing, labels 0/1/2, and the manifest records ``"region": {"spacing_mm",
 "context_mm"}`` and per case ``"region": {"spacing", "start", "stop", "ras_shape"}``.
@@ -39,7 +43,13 @@ import torch
 from tqdm import tqdm
 
 from livseg.config import PreprocessConfig, RegionConfig, from_dict, to_dict
-from livseg.data.cache_case import SHARE_SCALE, case_arrays, file_stamp, store_case  # noqa: F401 (also re-exported)
+from livseg.data.cache_case import (  # noqa: F401 (also re-exported)
+    SHARE_SCALE,
+    case_arrays,
+    file_stamp,
+    store_case,
+    store_organ_case,
+)
 from livseg.data.datasets import (
     SPLITS_FILE,
     Case,
@@ -359,6 +369,10 @@ class CachedDataset(torch.utils.data.Dataset):
         self._arrays = [(np.load(i, mmap_mode=mode), np.load(l, mmap_mode=mode)) for i, l in files]
         # 1 for binary labels, SHARE_SCALE for a fixed-spacing cache's soft ones
         self.label_scales = [float(entries[c].get("label_scale", 1)) for c in self.case_ids]
+        # multi-organ cases: the other class of each voxel and the classes the case labels
+        self.others = [np.load(self.cache_dir / entries[c]["other_file"], mmap_mode=mode) if "other_file" in entries[c]
+                       else None for c in self.case_ids]
+        self.classes = [tuple(entries[c].get("classes", ("background", "liver"))) for c in self.case_ids]
 
     def __len__(self) -> int:
         return len(self.case_ids)
@@ -377,3 +391,4 @@ class CachedDataset(torch.utils.data.Dataset):
             "label": torch.from_numpy(target)[None],
             "case_id": self.case_ids[index],
         }
+

@@ -1,12 +1,13 @@
 """One case as the cache stores it (:mod:`livseg.data.cache`): its arrays on the network grid
 (:func:`case_arrays`), their files and its manifest entry (:func:`store_case`: also for cases made
 in memory, such as the phantoms of :mod:`livseg.training.phantoms`), and the stamps that tell a
-changed source file (:func:`file_stamp`)."""
+changed source file (:func:`file_stamp`); a multi-organ case made on the network grid (a
+liver-v2 build's phantoms and real CTs: :func:`store_organ_case`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -22,7 +23,7 @@ from livseg.data.preprocessing import (
     preprocess_labels,
 )
 
-__all__ = ["SHARE_SCALE", "case_arrays", "file_stamp", "store_case"]
+__all__ = ["SHARE_SCALE", "case_arrays", "file_stamp", "store_case", "store_organ_case"]
 
 SHARE_SCALE = 255  # a fixed-spacing cache's label: the liver's share of each voxel times this (uint8)
 
@@ -81,3 +82,29 @@ def store_case(out: Path, case_id: str, volume: Volume, labels: np.ndarray, conf
     liver_ml = float(np.count_nonzero(binarize(labels, config.liver_labels)) * volume.voxel_volume_ml)
     return {**source, "shape": list(volume.shape), "affine": volume.affine.tolist(), "spacing": list(volume.spacing),
             "liver_ml": liver_ml, "image_file": image_file, "label_file": label_file, **extra}
+
+
+def store_organ_case(out: Path, case_id: str, image: np.ndarray, share: np.ndarray, other: np.ndarray,
+                     classes: Sequence[str], *, source: dict[str, Any], voxel_ml: float) -> dict[str, Any]:
+    """Write one multi-organ case made on the network grid (a fixed-spacing cache) and return its
+    manifest entry.
+
+    Args:
+        out: the cache folder (see :func:`open_cache`; the caller records the entry).
+        case_id: the case's id.
+        image: float16 windowed image on the network grid.
+        share: uint8 liver share x :data:`SHARE_SCALE`.
+        other: uint8 index (into ``classes``' model class list, :mod:`livseg.data.organ_classes`)
+            of the most frequent other class of each voxel (:func:`livseg.data.organ_targets.organ_targets`).
+        classes: the names of the classes the case labels (background and liver included).
+        source: where it came from (``image``, ``label`` descriptions and stamps).
+        voxel_ml: a network voxel's volume (for the entry's ``liver_ml``).
+    """
+    files = {"image_file": f"{case_id}_image.npy", "label_file": f"{case_id}_label.npy",
+             "other_file": f"{case_id}_other.npy"}
+    for key, array in (("image_file", image.astype(np.float16)), ("label_file", share.astype(np.uint8)),
+                       ("other_file", other.astype(np.uint8))):
+        with atomic_output(out / files[key], overwrite=True) as tmp:
+            np.save(tmp, array)
+    return {**source, "shape": list(image.shape), "liver_ml": float(share.sum(dtype=np.float64)) / SHARE_SCALE * voxel_ml,
+            "label_scale": SHARE_SCALE, "classes": list(classes), **files}

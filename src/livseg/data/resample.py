@@ -82,6 +82,9 @@ def resample_faces(array: np.ndarray, shape: Sequence[int]) -> np.ndarray:
             x = torch.nn.functional.avg_pool3d(x, tuple(int(v) for v in k), stride=tuple(int(v) for v in k))
         # the pooled grid has voxels k times larger on the same origin: scale = m * k / n
         scale = tuple(float(m * kk / nn) for m, kk, nn in zip(shape, k, n))
+        # one replicated voxel at the far end: interpolate's floor(size * scale) can fall one
+        # short of m in floating point; the extra input moves no sample, it only completes the last
+        x = torch.nn.functional.pad(x, (0, 1, 0, 1, 0, 1), mode="replicate")
         out = torch.nn.functional.interpolate(x, scale_factor=scale, mode="trilinear", align_corners=False,
                                               recompute_scale_factor=False)
     return np.ascontiguousarray(out[0, 0, : shape[0], : shape[1], : shape[2]].numpy())

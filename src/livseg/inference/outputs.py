@@ -19,7 +19,7 @@ __all__ = ["OUTPUT_NIFTI_SUFFIXES", "OUTPUT_TYPES", "case_outputs", "check_outpu
 OUTPUT_TYPES = ("nifti", "dicom-seg", "both")  # mask as NIfTI, as DICOM SEG, or both
 # endings of every NIfTI that case_outputs names: a folder given to predict skips them (its own
 # earlier outputs when -o is the input folder); a test keeps this in step with case_outputs
-OUTPUT_NIFTI_SUFFIXES = ("_liver.nii.gz", "_probability.nii.gz")
+OUTPUT_NIFTI_SUFFIXES = ("_liver.nii.gz", "_probability.nii.gz", "_organs.nii.gz")
 
 
 def case_outputs(
@@ -29,10 +29,12 @@ def case_outputs(
     preview: bool = False,
     output_type: str = "nifti",
     probabilities: Sequence[str] = (),
+    organs: bool = False,
 ) -> dict[str, Path]:
     """Output paths of one case: ``mask`` (NIfTI) and/or ``seg`` (DICOM SEG) by ``output_type``,
-    ``stats``, ``preview`` (with ``preview``) and ``probability_<name>`` per name in
-    ``probabilities`` (``"liver"``)."""
+    ``stats``, ``preview`` (with ``preview``), ``probability_<name>`` per name in
+    ``probabilities`` (``"liver"``), and with ``organs`` the neighbours' label map ``organs``
+    (``<case>_organs.nii.gz``) and its legend and volumes ``organs_json`` (``<case>_organs.json``)."""
     out = Path(out_dir)
     paths = {}
     if output_type in ("nifti", "both"):
@@ -44,6 +46,9 @@ def case_outputs(
         paths["preview"] = out / f"{case}_preview.png"
     for name in probabilities:
         paths[f"probability_{name}"] = out / f"{case}_{name}_probability.nii.gz"
+    if organs:
+        paths["organs"] = out / f"{case}_organs.nii.gz"
+        paths["organs_json"] = out / f"{case}_organs.json"
     return paths
 
 

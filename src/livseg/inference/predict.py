@@ -112,6 +112,7 @@ def predict(
     overlap: bool | None = None,
     quality: bool = True,
     skip_existing: bool = False,
+    organs: bool = False,
 ) -> list[dict[str, Any]]:
     """Segment many CTs with one model load; write a mask, statistics and a preview per case.
 
@@ -161,6 +162,9 @@ def predict(
         skip_existing: go on where an interrupted batch stopped: a case whose outputs all exist
             is not predicted again (its statistics are read back, marked ``"skipped": True``),
             and ``report.html`` is written anew.
+        organs: with a multi-organ model (``livseg models``: liver-v2), also write the liver and
+            its neighbours as one label map ``<case>_organs.nii.gz`` (uint8, the input's grid)
+            and ``<case>_organs.json`` (the legend, value -> class, and each class's volume in mL).
 
     Returns:
         The statistics dict of every case (all ranks' cases, in input order), as written to its JSON.
@@ -168,7 +172,7 @@ def predict(
     Raises:
         InputFileNotFoundError, DatasetError: bad input list.
         ConfigError: ``dicom-seg``/``both`` for an input that is not a DICOM series; both
-            ``overwrite`` and ``skip_existing``.
+            ``overwrite`` and ``skip_existing``; ``organs`` with a liver-only model.
         OutputPathError: ``out_dir`` is (inside) a DICOM input folder, or cannot be written.
         OutputExistsError: an output exists and neither ``overwrite`` nor ``skip_existing`` is
             given; with ``skip_existing``, a case with some of its outputs but not all.
@@ -190,8 +194,8 @@ def predict(
         log.warning("series_id %s applies to DICOM folders only; ignored for %d file input(s), e.g. %s", series_id,
                     len(files), files[0])
     probabilities = ("liver",) if save_probabilities else ()
-    planned = [case_outputs(out_dir, name, preview=preview, output_type=output_type, probabilities=probabilities)
-               for name, _ in cases]
+    planned = [case_outputs(out_dir, name, preview=preview, output_type=output_type, probabilities=probabilities,
+                            organs=organs) for name, _ in cases]
     report = Path(out_dir) / "report.html" if len(cases) > 1 else None
     skipped = finished_cases(cases, planned) if skip_existing else {}
     refuse_existing([p for index, paths in enumerate(planned) if index not in skipped for p in paths.values()]
@@ -207,6 +211,9 @@ def predict(
         try:
             threads = max(1, cpu_count() // info.local_world_size) if target.type == "cpu" else 0
             loaded = load_model(checkpoint, target, num_threads=threads)
+            if organs and not loaded[1].model.classes:
+                raise ConfigError(f"--organs needs a multi-organ model (e.g. --checkpoint builtin:liver-v2); "
+                                  f"{model_name(checkpoint)} segments the liver only")
             if save_probabilities and isinstance(loaded[0], Cascade):  # stage 2 has a tumour probability too
                 refuse_existing([case_outputs(out_dir, cases[index][0], probabilities=("tumour",))["probability_tumour"]
                                  for index in todo], overwrite)
@@ -215,6 +222,7 @@ def predict(
                 checkpoint_name=model_name(checkpoint),  # builtin:<name> for a shipped model
                 out_dir=Path(out_dir), output_type=output_type, preview=preview, probabilities=probabilities,
                 threshold=threshold, postprocess=postprocess, overwrite=overwrite, series_id=series_id,
+                organs=organs,
                 quality=quality,
             )
             if overlap is None:  # overlap where no OpenMP team can be stalled by the reader and writer
@@ -292,6 +300,7 @@ class CaseRunner:
     postprocess: bool
     overwrite: bool
     series_id: str | None = None
+    organs: bool = False  # also the neighbours' label map (a multi-organ model)
     quality: bool = True
 
     def load(self, case: tuple[int, str, Path]) -> tuple[Volume, float]:
@@ -303,14 +312,15 @@ class CaseRunner:
     def compute(self, case: tuple[int, str, Path], loaded: tuple[Volume, float]) -> Segmentation:
         """Segment it (the calling thread: the network)."""
         return segment(loaded[0], self.loaded, threshold=self.threshold, postprocess=self.postprocess,
-                       keep_probabilities=bool(self.probabilities), quality=self.quality)
+                       keep_probabilities=bool(self.probabilities), organs=self.organs,
+                       quality=self.quality)
 
     def write(self, case: tuple[int, str, Path], loaded: tuple[Volume, float], result: Segmentation) -> tuple[int, dict[str, Any]]:
         """Write every output of the case atomically (writer thread); returns (index, statistics)."""
         index, name, path = case
         volume, load_seconds = loaded
         outputs = case_outputs(self.out_dir, name, preview=self.preview, output_type=self.output_type,
-                               probabilities=tuple(result.input_probabilities))
+                               probabilities=tuple(result.input_probabilities), organs=self.organs)
         refuse_existing(list(outputs.values()), self.overwrite)  # something may have appeared meanwhile
         timings = {"load": load_seconds, **result.timings}
         start = time.perf_counter()
@@ -328,6 +338,10 @@ class CaseRunner:
                                 series_description=seg_series_description(result.stats))
             for structure, probability in result.input_probabilities.items():
                 save_probability(probability, volume, tmp[f"probability_{structure}"], overwrite=True)
+            if "organs" in tmp:
+                save_mask(result.organs, volume, tmp["organs"], overwrite=True)
+                tmp["organs_json"].write_text(json.dumps({"case": name, "checkpoint": self.checkpoint_name,
+                                                          **result.stats["organs"]}, indent=2) + "\n")
             if "preview" in tmp:
                 from livseg.figures import plot_preview
 

@@ -2,7 +2,8 @@
 
 Pipeline of :func:`segment` (each stage timed):
     preprocess    the checkpoint's own preprocessing (HU window, resample to its target shape)
-    network       one forward pass, sigmoid -> probabilities on the network grid
+    network       one forward pass, sigmoid -> probabilities on the network grid (a multi-organ
+                  model: softmax over its classes, the liver's channel goes on)
     back_mapping  linear interpolation of the probabilities onto the input's array shape (same
                   corner-aligned convention as the forward resampling), then ``>= threshold``;
                   interpolating probabilities rather than a thresholded mask gives a smooth
@@ -10,6 +11,8 @@ Pipeline of :func:`segment` (each stage timed):
     postprocess   largest 3D connected component + hole filling (:mod:`livseg.inference.postprocess`)
     stage2        cascade checkpoints only: liver and tumour on the liver's region at a fine
                   spacing (:mod:`livseg.inference.cascade`); the mask becomes 0/1/2 (LiTS labels)
+    organs        ``organs=True`` with a multi-organ model: the neighbours' label map on the
+                  input grid and their volumes (:mod:`livseg.inference.organs`)
     quality       one more forward pass on a shrunk crop around the liver, the quality
                   signals on the network grid and the calibrated predicted Dice with a review flag
                   (:mod:`livseg.inference.quality`, :mod:`livseg.inference.quality_model`):
@@ -26,7 +29,6 @@ where the GPU has it natively, else fp16).
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import time
@@ -41,13 +43,16 @@ from livseg.config import RunConfig
 from livseg.data.io.volume import Volume
 from livseg.data.masks import as_bool, bounding_box
 from livseg.data.preprocessing import GridMap, network_input, ras_orientation, to_input_grid
+from livseg.data.organ_classes import legend
 from livseg.device import autocast, cpu_count, resolve_device
 from livseg.errors import CheckpointError, ConfigError, DimensionError
 from livseg.inference.cascade import Cascade, segment_region, tumour_stats
+from livseg.inference.organs import organ_map
 from livseg.inference.plausibility import result_warnings
 from livseg.inference.postprocess import clean_mask, count_components
 from livseg.inference.quality import quality_signals, varied_probabilities
 from livseg.inference.quality_model import assess
+from livseg.nn.fold import fold_batchnorm
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +85,9 @@ class Segmentation:
         stage1_mask: for a cascade, stage 1's post-processed 0/1 liver mask on the input grid
             (what a liver-only checkpoint would have returned); None otherwise.
         grid: where stage 1's network grid lies in the CT (:class:`livseg.data.preprocessing.GridMap`).
+        organs: with ``segment(..., organs=True)`` and a multi-organ model, uint8 label map of the
+            liver and its neighbours on the input grid (values as ``legend``); else None.
+        legend: the organ map's ``{"0": "background", "1": "liver", ...}``; else None.
     """
 
     mask: np.ndarray
@@ -89,55 +97,11 @@ class Segmentation:
     input_probabilities: dict[str, np.ndarray] = field(default_factory=dict)
     stage1_mask: np.ndarray | None = None
     grid: GridMap | None = None
+    organs: np.ndarray | None = None
+    legend: dict[str, str] | None = None
 
 
 # ------------------------------------------------------------------------------------ the model
-
-
-def _fold_pair(conv: nn.Conv3d, bn: nn.BatchNorm3d) -> None:
-    """Fold an eval-mode batch norm into the convolution before it, in place."""
-    if bn.running_mean is None or bn.running_var is None:
-        raise ValueError("cannot fold a BatchNorm without running statistics (track_running_stats=False)")
-    with torch.no_grad():
-        scale = torch.rsqrt(bn.running_var.double() + bn.eps)
-        if bn.weight is not None:
-            scale = scale * bn.weight.double()
-        shift = -bn.running_mean.double() * scale
-        if bn.bias is not None:
-            shift = shift + bn.bias.double()
-        bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(shift)
-        # double precision so the folded weights round once, not twice
-        conv.weight.copy_((conv.weight.double() * scale.view(-1, 1, 1, 1, 1)).to(conv.weight.dtype))
-        new_bias = (bias * scale + shift).to(conv.weight.dtype)
-        if conv.bias is None:
-            conv.bias = nn.Parameter(new_bias)
-        else:
-            conv.bias.copy_(new_bias)
-
-
-def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """Inference copy of a U-Net with every Block's batch norms folded into its convolutions.
-
-    For ``y = BN(conv(x))`` in eval mode, BN is the affine map ``gamma * (z - mean) /
-    sqrt(var + eps) + beta``, so ``conv.weight *= gamma / sqrt(var + eps)`` per output channel
-    and ``conv.bias = (bias - mean) * gamma / sqrt(var + eps) + beta`` give the same output;
-    ``bn1``/``bn2`` become ``nn.Identity``. Saves two full passes over every activation.
-
-    Args:
-        model: a UNet3D (any module whose blocks expose ``conv1, bn1, conv2, bn2``).
-
-    Returns:
-        A folded deep copy in eval mode; ``model`` itself is left untouched. Only valid for
-        inference: the copy cannot be trained further.
-    """
-    folded = copy.deepcopy(model).eval()
-    for module in folded.modules():
-        for conv_name, bn_name in (("conv1", "bn1"), ("conv2", "bn2")):
-            conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
-            if isinstance(conv, nn.Conv3d) and isinstance(bn, nn.BatchNorm3d):
-                _fold_pair(conv, bn)
-                setattr(module, bn_name, nn.Identity())
-    return folded
 
 
 def load_model(
@@ -199,8 +163,10 @@ def _model_device(model: nn.Module) -> torch.device:
         return torch.device("cpu")
 
 
-def _forward(model: nn.Module, image: np.ndarray, device: torch.device) -> np.ndarray:
-    """One forward pass of a preprocessed image ``[X, Y, Z]`` -> probabilities ``[X, Y, Z]``.
+def _forward(model: nn.Module, image: np.ndarray, device: torch.device, classes: tuple[str, ...] = ()) -> np.ndarray:
+    """One forward pass of a preprocessed image ``[X, Y, Z]`` -> probabilities: ``[X, Y, Z]`` (the
+    sigmoid of a liver network) or ``[C, X, Y, Z]`` (softmax, one channel per class of a
+    multi-organ network: ``classes``).
 
     A fixed-spacing grid has the CT's own extent: it is padded at the far end of each axis to the
     U-Net's divisor with 0 (the window's bottom, i.e. air or fat) and the padding cut off again.
@@ -214,8 +180,8 @@ def _forward(model: nn.Module, image: np.ndarray, device: torch.device) -> np.nd
     if device.type == "cpu":
         x = x.to(memory_format=torch.channels_last_3d)
     with torch.inference_mode(), autocast(device):
-        logits = model(x)
-        prob = torch.sigmoid(logits.float())[0, 0, : shape[0], : shape[1], : shape[2]]
+        logits = model(x)[0, :, : shape[0], : shape[1], : shape[2]].float()
+        prob = torch.softmax(logits, 0) if classes else torch.sigmoid(logits[0])
     return prob.contiguous().cpu().numpy()
 
 
@@ -230,9 +196,10 @@ def segment(
     postprocess: bool = True,
     device: str | torch.device = "auto",
     keep_probabilities: bool = False,
+    organs: bool = False,
     quality: bool = True,
 ) -> Segmentation:
-    """Segment the liver in one CT volume.
+    """Segment the liver in one CT volume (and, with a multi-organ model, its neighbours).
 
     Args:
         volume: the CT, as :func:`livseg.data.io.volume.load_volume` returns it.
@@ -244,6 +211,9 @@ def segment(
         device: used only when a path is given; a loaded model runs where its weights are.
         keep_probabilities: also return the probabilities on the input grid
             (``input_probabilities``; 4 bytes per voxel).
+        organs: with a multi-organ model (``model.classes``), also return the neighbours as one
+            label map on the input grid (``organs``, values as ``legend``) and their volumes
+            (``stats["organs"]``); see :func:`livseg.inference.organs.organ_map`.
         quality: estimate the mask's quality (``stats["quality"]``: one more forward pass, a few
             percent of the time of a case; see :mod:`livseg.inference.quality`).
 
@@ -255,8 +225,8 @@ def segment(
 
     Raises:
         DimensionError: fewer than 8 voxels along an axis.
-        ConfigError: threshold outside (0, 1), unavailable device, or a bare module without
-            its RunConfig.
+        ConfigError: threshold outside (0, 1), unavailable device, a bare module without
+            its RunConfig, or ``organs`` with a liver-only model.
         CheckpointError, InputFileNotFoundError: for a bad checkpoint path.
     """
     if not 0.0 < float(threshold) < 1.0:
@@ -275,6 +245,10 @@ def segment(
             f"expected a checkpoint path or the (model, RunConfig) pair from load_model, "
             f"got {type(model_or_checkpoint).__name__}"
         )
+    classes = tuple(config.model.classes)
+    if organs and not classes:
+        raise ConfigError("organs=True needs a multi-organ model (a checkpoint with model.classes, e.g. "
+                          "builtin:liver-v2); this one segments the liver only")
     timings: dict[str, float] = {}
 
     start = time.perf_counter()
@@ -282,7 +256,8 @@ def segment(
     timings["preprocess"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    probabilities = _forward(model, image, _model_device(model))
+    class_probabilities = _forward(model, image, _model_device(model), classes)
+    probabilities = class_probabilities[classes.index("liver")] if classes else class_probabilities
     timings["network"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -307,7 +282,14 @@ def segment(
                                                     device=_model_device(model), keep_probabilities=keep_probabilities)
         timings["stage2"] = time.perf_counter() - start
 
+    organ_labels = None
+    if organs:
+        start = time.perf_counter()
+        organ_labels, stats_organs = organ_map(class_probabilities, classes, mask > 0, volume, config.preprocess, grid)
+        timings["organs"] = time.perf_counter() - start
     stats = mask_stats(mask, volume)
+    if organs:
+        stats["organs"] = stats_organs
     warnings = result_warnings(volume.array, mask, volume.source)
     if warnings:  # one line, exit 0: the result stands, the user is told it is doubtful
         log.warning("%s", "; ".join(warnings))
@@ -327,7 +309,8 @@ def segment(
         stats.update(tumour_stats(mask, volume), stage1_liver_volume_ml=mask_stats(stage1_mask, volume)["liver_volume_ml"])
         kept = stage2_probabilities
     return Segmentation(mask=mask, probabilities=probabilities, stats=stats, timings=timings, input_probabilities=kept,
-                        stage1_mask=stage1_mask, grid=grid)
+                        stage1_mask=stage1_mask, grid=grid, organs=organ_labels,
+                        legend=legend(classes) if organs else None)
 
 
 def network_spacing(volume: Volume, config: RunConfig, grid: GridMap) -> tuple[float, float, float]:
@@ -343,9 +326,14 @@ def estimate_quality(model: nn.Module, image: np.ndarray, probabilities: np.ndar
     """The quality block of one prediction: signals of stage 1's network-grid probabilities and of
     one more forward pass on a shrunk crop of the input around the liver, then the calibrated predictor and
     review rule (:func:`livseg.inference.quality_model.assess`)."""
-    device = _model_device(model)
+    device, classes = _model_device(model), tuple(config.model.classes)
+
+    def liver(x: np.ndarray) -> np.ndarray:  # a multi-organ model: its liver channel
+        forward = _forward(model, x, device, classes)
+        return forward[classes.index("liver")] if classes else forward
+
     mask = clean_mask(probabilities >= threshold)[0]
-    varied = varied_probabilities(lambda x: _forward(model, x, device), image, mask)
+    varied = varied_probabilities(liver, image, mask)
     signals = quality_signals(probabilities, network_spacing(volume, config, grid), threshold=threshold,
                               varied=varied, ras=config.preprocess.reorient, mask=mask)
     return assess(signals)

@@ -288,8 +288,9 @@ def _check_cascade(stage1: RunConfig, stage2: RunConfig, path: str | os.PathLike
     Raises:
         CheckpointError: naming the stage that is the wrong kind.
     """
-    if stage1.region.enabled or stage1.model.out_channels != 1:
-        raise CheckpointError(f"{path}: stage 1 of a cascade must be a liver network (region off, one output), "
+    if stage1.region.enabled or (stage1.model.out_channels != 1 and not stage1.model.classes):
+        raise CheckpointError(f"{path}: stage 1 of a cascade must be a liver network (region off, one output or a "
+                              "multi-organ softmax), "
                               f"got region.enabled={stage1.region.enabled}, {stage1.model.out_channels} outputs")
     if not stage2.region.enabled or stage2.model.out_channels != 2:
         raise CheckpointError(f"{path}: stage 2 of a cascade must be a region network (`--preset tumour`), "

@@ -287,8 +287,13 @@ class RegionLoss(nn.Module):
 
 
 def make_loss(config: RunConfig) -> nn.Module:
-    """The training loss of a run: :class:`RegionLoss` for stage 2 (``region.enabled``), else the
-    paper's :class:`AdvancedComboLoss`."""
+    """The training loss of a run: :class:`RegionLoss` for stage 2 (``region.enabled``), a
+    multi-organ model's (``model.classes``) softmax Dice + CE with partial labels
+    (:class:`livseg.nn.partial_loss.PartialLabelLoss`), else the paper's :class:`AdvancedComboLoss`."""
+    if config.model.classes:
+        from livseg.nn.partial_loss import PartialLabelLoss
+
+        return PartialLabelLoss(smooth=config.loss.smooth)
     if config.region.enabled:
         return RegionLoss(config.loss, tumour_weight=config.region.tumour_weight, batch_dice=config.region.batch_dice)
     return AdvancedComboLoss(config.loss)

@@ -263,9 +263,9 @@ def draw_layout(rng: np.random.Generator, body: Body, diaphragm: Diaphragm, live
     pancreas = (np.array([[ivc.center[0] + 10, ivc.center[1] + 25, pz - 25], [0.0, aorta[1] + 30, pz],
                           [spleen.center[0] * 0.7, spleen.center[1] + 35, pz + 15]]), rng.uniform(9, 13))
 
-    vessels, portal = _vessel_tree(rng, liver, ivc)
+    vessels, portal = vessel_tree(rng, liver, ivc)
     return Layout(spleen, stomach, gas_y, heart, (kidneys[0], kidneys[1]), ivc, aorta, gallbladder, colon,
-                  tuple(bowel), pancreas, vessels, portal, _tumours(rng, liver), gaps)
+                  tuple(bowel), pancreas, vessels, portal, draw_tumours(rng, liver), gaps)
 
 
 def _diaphragm_contact(liver: Field, diaphragm: Diaphragm) -> np.ndarray:
@@ -279,7 +279,7 @@ def _diaphragm_contact(liver: Field, diaphragm: Diaphragm) -> np.ndarray:
     return liver.origin[:2] + ij * liver.step
 
 
-def _vessel_tree(rng: np.random.Generator, liver: Field, ivc: Ellipsoid):  # noqa: ANN202
+def vessel_tree(rng: np.random.Generator, liver: Field, ivc: Ellipsoid):  # noqa: ANN202
     """Portal and hepatic veins as tapered tubes, placed by fractions of the liver's box.
 
     Every branch point is then pulled at least 8 mm inside the liver along the distance field,
@@ -312,7 +312,7 @@ def _vessel_tree(rng: np.random.Generator, liver: Field, ivc: Ellipsoid):  # noq
     return tuple(tree), portal
 
 
-def _tumours(rng: np.random.Generator, liver: Field) -> tuple[Ellipsoid, ...]:
+def draw_tumours(rng: np.random.Generator, liver: Field) -> tuple[Ellipsoid, ...]:
     """0-4 hypodense lesions wholly inside the liver (centres drawn among deep enough points)."""
     count = int(rng.choice(5, p=[0.2, 0.3, 0.2, 0.15, 0.15]))
     tumours = []

@@ -68,20 +68,11 @@ def render(grid: Grid, body: Body, diaphragm: Diaphragm, liver: Field, layout: L
     as tumour (2) last."""
     cv = Canvas(grid, body, diaphragm, contrast)
     c = contrast
-    _body_wall(cv, body, rng)
-    _chest(cv, body, rng)
+    paint_body_wall(cv, body, rng)
+    paint_chest(cv, body, rng)
     for part, kind in layout.bowel:
-        content = {"gas": GAS_HU, "fluid": rng.uniform(0, 25), "stool": rng.uniform(-350, -150),
-                   "contrast": rng.uniform(180, 320)}[kind]
-        cv.paint(part, c.wall, "bowel", cv.abdomen, ((2.5, content),))
-    stool = rng.uniform(-150, 0)
-    phase = rng.uniform(0, 2 * np.pi, 3)
-
-    def mottled(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
-        # faeces: soft matter with gas bubbles a few mm across (a fixed interference pattern)
-        bubbles = np.sin(x / 3.1 + phase[0]) * np.sin(y / 2.7 + phase[1]) * np.sin(z / 3.4 + phase[2]) > 0.25
-        return np.where(bubbles, GAS_HU, stool).astype(np.float32)
-
+        cv.paint(part, c.wall, "bowel", cv.abdomen, ((2.5, bowel_content(rng, kind)),))
+    mottled = colon_content(rng)
     for part in layout.colon:
         cv.paint(part, c.wall, "colon", cv.abdomen, ((2.5, mottled),))
     cv.paint(layout.colon[0], c.wall, "colon", cv.abdomen, ((2.5, GAS_HU),))  # gas rises to the flexure
@@ -93,10 +84,7 @@ def render(grid: Grid, body: Body, diaphragm: Diaphragm, liver: Field, layout: L
     cv.paint(layout.stomach, c.wall, "stomach", cv.abdomen, ((wall_mm, content),))
     cv.paint(layout.spleen, c.spleen, "spleen", cv.abdomen)  # over the stomach: placed knowing that
     for name, kidney in zip(("kidney_right", "kidney_left"), layout.kidneys):
-        # nephrographic phase: bright cortex and medulla; fat and urine in the sinus, medially
-        cv.paint(kidney, c.kidney, name, cv.abdomen, ((5.0, c.kidney_medulla),))
-        sinus = kidney.moved(np.array([-np.sign(kidney.center[0]) * kidney.radii[0] * 0.7, 5.0, 0.0]))
-        cv.paint(_Scaled(sinus, 0.45), c.fat + 30, None, cv.abdomen)
+        paint_kidney(cv, kidney, name)
     if layout.gallbladder is not None:
         cv.paint(layout.gallbladder, c.gallbladder, "gallbladder", cv.abdomen)
     ax, ay, ar = layout.aorta
@@ -109,7 +97,43 @@ def render(grid: Grid, body: Body, diaphragm: Diaphragm, liver: Field, layout: L
     cv.paint(_Tube(a, b, r, r), c.vessel, "portal_vein", cv.abdomen)
     cv.paint(layout.heart, c.myocardium, "heart", cv.thorax, ((9.0, c.blood),))
     _skeleton(cv, body, rng)
-    labels = _liver(cv, liver, layout, c, rng)
+    labels = paint_liver(cv, liver, layout.vessels, layout.tumours, rng)
+    paint_lesions(cv, labels, lesions, rng)
+    return cv.ct, labels, cv.organs, {"stomach": stomach}
+
+
+def bowel_content(rng: np.random.Generator, kind: str) -> float:
+    """HU of a bowel loop's lumen: ``gas``, ``fluid``, ``stool`` or ``contrast`` (positive oral
+    contrast); draws all four, so the number of draws does not depend on the kind."""
+    return {"gas": GAS_HU, "fluid": rng.uniform(0, 25), "stool": rng.uniform(-350, -150),
+            "contrast": rng.uniform(180, 320)}[kind]
+
+
+def colon_content(rng: np.random.Generator):  # noqa: ANN201 (a painter)
+    """The colon's lumen as a function of (x, y, z): faeces, soft matter with gas bubbles a few
+    mm across (a fixed interference pattern)."""
+    stool = rng.uniform(-150, 0)
+    phase = rng.uniform(0, 2 * np.pi, 3)
+
+    def mottled(x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        bubbles = np.sin(x / 3.1 + phase[0]) * np.sin(y / 2.7 + phase[1]) * np.sin(z / 3.4 + phase[2]) > 0.25
+        return np.where(bubbles, GAS_HU, stool).astype(np.float32)
+
+    return mottled
+
+
+def paint_kidney(cv: Canvas, kidney, name: str) -> None:  # noqa: ANN001 (any shape with center/radii)
+    """A kidney in the nephrographic phase: bright cortex and medulla; fat and urine in the
+    sinus, medially (``kidney`` needs ``center`` and ``radii`` besides ``sdf``/``bounds``)."""
+    c = cv.contrast
+    cv.paint(kidney, c.kidney, name, cv.abdomen, ((5.0, c.kidney_medulla),))
+    sinus = kidney.moved(np.array([-np.sign(kidney.center[0]) * kidney.radii[0] * 0.7, 5.0, 0.0]))
+    cv.paint(_Scaled(sinus, 0.45), c.fat + 30, None, cv.abdomen)
+
+
+def paint_lesions(cv: Canvas, labels: np.ndarray, lesions: tuple[MarginalLesion, ...],
+                  rng: np.random.Generator) -> None:
+    """Paint large marginal lesions (already merged into the liver) as tumour (2), in place."""
     for lesion in lesions:
         box = cv.grid.box(*lesion.shape.bounds())
         if box is None:
@@ -117,10 +141,9 @@ def render(grid: Grid, body: Body, diaphragm: Diaphragm, liver: Field, layout: L
         sl, coords = box
         d = lesion.shape.sdf(*coords)
         m = (d < 0) & (labels[sl] > 0)  # the part merged into the liver (inside the cavity)
-        cv.ct[sl][m] = paint_lesion(lesion, d, coords, c.liver, c.phase, rng)[m]
+        cv.ct[sl][m] = paint_lesion(lesion, d, coords, cv.contrast.liver, cv.contrast.phase, rng)[m]
         labels[sl][m] = 2
         cv.organs[sl][m] = ORGANS["tumour"]
-    return cv.ct, labels, cv.organs, {"stomach": stomach}
 
 
 # what fills the stomach, and how often: a full stomach of food at liver-like HU against the
@@ -160,8 +183,9 @@ def stomach_content(rng: np.random.Generator, c: Contrast, gas_y: float):  # noq
     return paint, kind
 
 
-def _body_wall(cv: Canvas, body: Body, rng: np.random.Generator) -> None:
-    """Table, skin, subcutaneous fat, muscle wall and the visceral fat filling the cavity."""
+def paint_body_wall(cv: Canvas, body: Body, rng: np.random.Generator, *, ribs: bool = True) -> None:
+    """Table, skin, subcutaneous fat, muscle wall and the visceral fat filling the cavity, and
+    (``ribs``) ribs drawn in the muscle ring (off where a real label map brings its own)."""
     c = cv.contrast
     x, y = cv.x[:, :, 0], cv.y[:, :, 0]
     table_y = -body.post - rng.uniform(3, 25) + x * x / 1600.0
@@ -177,6 +201,15 @@ def _body_wall(cv: Canvas, body: Body, rng: np.random.Generator) -> None:
     cv.ct[(d >= fat_end) & (d < cv.wall)] = c.muscle
     cv.ct[cv.abdomen | cv.sheet] = c.fat + rng.uniform(0, 20)  # visceral fat a little denser
     cv.ct[cv.sheet] = c.muscle  # the diaphragm itself: muscle, like the wall
+    if ribs:
+        _ribs(cv, body, rng)
+
+
+def _ribs(cv: Canvas, body: Body, rng: np.random.Generator) -> None:
+    """Ribs crossing the wall obliquely (bone and cartilage painted into the muscle ring)."""
+    x, y = cv.x[:, :, 0], cv.y[:, :, 0]
+    d = cv.depth
+    fat_end = cv.wall - body.muscle
     # ribs cross the wall obliquely: posterior ends high, anterior ends low, cartilage in front.
     # Only voxels of the muscle ring can hold a rib, so the sums run over those alone.
     ring = np.nonzero((d > fat_end + 1) & (d < cv.wall + 1))
@@ -216,7 +249,7 @@ def _arms(cv: Canvas, body: Body, rng: np.random.Generator) -> None:
         cv.organs[bone] = ORGANS["bone"]
 
 
-def _chest(cv: Canvas, body: Body, rng: np.random.Generator) -> None:
+def paint_chest(cv: Canvas, body: Body, rng: np.random.Generator) -> None:
     """Lungs above the diaphragm, with vessel dots, and the mediastinal fat."""
     if not cv.thorax.any():
         return
@@ -280,8 +313,10 @@ def _skeleton(cv: Canvas, body: Body, rng: np.random.Generator) -> None:
         cv.organs[sl][m] = 0
 
 
-def _liver(cv: Canvas, liver: Field, layout: Layout, c: Contrast, rng: np.random.Generator) -> np.ndarray:
-    """Paint the liver, its vessels and tumours last; returns the label map."""
+def paint_liver(cv: Canvas, liver: Field, vessels: tuple, tumours: tuple, rng: np.random.Generator) -> np.ndarray:
+    """Paint the liver, its vessels (``(a, b, r_a, r_b)`` tubes) and tumours (ellipsoids) last;
+    returns the label map (0/1/2)."""
+    c = cv.contrast
     labels = np.zeros(cv.grid.shape, dtype=np.uint8)
     lo, hi = liver.bounds()
     box = cv.grid.box(lo - 2, hi + 2)
@@ -295,7 +330,7 @@ def _liver(cv: Canvas, liver: Field, layout: Layout, c: Contrast, rng: np.random
                           mode="nearest")[: inside.shape[0], : inside.shape[1], : inside.shape[2]]
     ct[inside] = (c.liver + wobble)[inside]
     vessel = np.zeros(inside.shape, dtype=bool)
-    for a, b, ra, rb in layout.vessels:
+    for a, b, ra, rb in vessels:
         tube = _Tube(a, b, ra, rb)
         t_lo, t_hi = tube.bounds()
         tb = cv.grid.box(np.maximum(t_lo, lo - 2), np.minimum(t_hi, hi + 2))
@@ -308,7 +343,7 @@ def _liver(cv: Canvas, liver: Field, layout: Layout, c: Contrast, rng: np.random
     ct[vessel & inside] = c.vessel
     labels[sl][inside] = 1
     cv.organs[sl][inside] = ORGANS["liver"]
-    for tumour in layout.tumours:
+    for tumour in tumours:
         tb = cv.grid.box(*tumour.bounds())
         if tb is None:
             continue

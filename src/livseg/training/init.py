@@ -11,6 +11,13 @@ changed grid would feed them CTs at a scale they never saw.
 ``init`` is ``"builtin"`` (the default built-in model), ``"builtin:<name>"`` or a checkpoint
 file (``best.pt`` / ``last.pt`` of a run; weights in float16, as the built-in ones, are fine).
 A cascade holds two networks and is refused: fine-tune one stage from its own ``best.pt``.
+
+One change of the network is allowed: a liver network (one sigmoid output) may start a
+multi-organ model (``model.classes``) of the same widths: its body is kept and its head widened
+(:func:`widen_head`, :func:`livseg.nn.heads.expand_head`), so the new model starts by predicting
+the liver as the old one did. That is how liver-v2 starts from liver-v1. A multi-organ init
+fine-tuned on data that labels fewer classes keeps all of its classes: the partial-label loss
+learns nothing about a class from a case that does not label it.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from livseg.config import RunConfig, flatten
 from livseg.errors import CheckpointError, ConfigError
 from livseg.nn.checkpoint import Checkpoint, load_checkpoint
 
-__all__ = ["NETWORK_KEYS", "adopt_init", "check_init_config", "init_spec", "load_init"]
+__all__ = ["NETWORK_KEYS", "adopt_init", "check_init_config", "init_spec", "load_init", "widen_head"]
 
 # what an init checkpoint fixes: dotted keys, and whole sections ending in "."
 NETWORK_KEYS = ("model.", "preprocess.", "region.enabled", "region.spacing_mm", "region.margin_mm")
@@ -85,3 +92,18 @@ def check_init_config(config: RunConfig, init: RunConfig, spec: str) -> None:
             f"{', '.join(changed)} would change them. Drop those --set values (or the --preset), or train from "
             "scratch without --init"
         )
+
+
+def widen_head(init: Checkpoint, config: RunConfig) -> Checkpoint:
+    """``init`` itself, or, for a liver network starting a multi-organ ``config`` of the same
+    widths, a copy whose head is widened to ``config.model.classes`` (and whose config says so).
+    """
+    from livseg.nn.heads import expand_head
+
+    model = init.config.model
+    if init.config.model.classes or not config.model.classes or init.config.region.enabled:
+        return init
+    if replace(config.model, out_channels=model.out_channels, classes=model.classes) != model:
+        return init  # other differences: check_init_config names them
+    return replace(init, model_state=expand_head(init.model_state, config.model.classes),
+                   config=replace(init.config, model=config.model))

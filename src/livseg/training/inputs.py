@@ -72,7 +72,8 @@ def prepare_mix(phantoms: Path | None, out: Path, config: RunConfig, *, info: Di
     else:
         workers = config.train.num_threads or cpu_count()
         make = lambda: write_phantom_cache(target, config.patches.phantoms, seed=config.train.seed,  # noqa: E731
-                                           preprocess=preprocess, workers=max(1, min(workers, 8)))
+                                           preprocess=preprocess, workers=max(1, min(workers, 8)),
+                                           classes=config.model.classes)
     on_main_first(make, info, out / MIX_MARKER)
     return target
 
@@ -105,5 +106,6 @@ def make_inputs(cache: Path, split: dict[str, Any], mix: Path | None, info: Dist
 
 
 def _patch_cases(cases: CachedDataset, weight: float) -> list[PatchCase]:
-    return [PatchCase(case_id, *cases.arrays(k), label_scale=cases.label_scales[k], weight=weight)
+    return [PatchCase(case_id, *cases.arrays(k), label_scale=cases.label_scales[k], weight=weight,
+                      other=cases.others[k], classes=cases.classes[k])
             for k, case_id in enumerate(cases.case_ids)]

@@ -30,8 +30,9 @@ import torch
 import torch.nn.functional as F
 
 from livseg.config import PatchConfig, RunConfig, TrainConfig
+from livseg.data.organ_targets import organ_patch_target
 
-__all__ = ["PatchCase", "PatchSampler", "augment_batch", "patch_target", "sample_patch", "step_lrs"]
+__all__ = ["PatchCase", "PatchSampler", "augment_batch", "mark_unlabelled", "patch_target", "sample_patch", "step_lrs"]
 
 
 @dataclass
@@ -46,6 +47,10 @@ class PatchCase:
         label_scale: what ``label`` is divided by to give a share in [0, 1].
         weight: relative chance of being drawn (``patches.real_weight`` for the run's data, 1
             for a mixed-in phantom).
+        other: multi-organ cases: the most frequent class but the liver in each voxel (uint8
+            indices into the model's classes); None: background wherever it is not liver.
+        classes: the names of the classes the case labels (a LiTS mask: background and liver);
+            a multi-organ model learns nothing about the others from it (partial labels).
     """
 
     name: str
@@ -53,6 +58,8 @@ class PatchCase:
     label: np.ndarray
     label_scale: float = 1.0
     weight: float = 1.0
+    other: np.ndarray | None = None
+    classes: tuple[str, ...] = ("background", "liver")
     _liver: np.ndarray | None = field(default=None, repr=False)
 
     def liver_voxels(self) -> np.ndarray:
@@ -72,13 +79,30 @@ def patch_target(label: np.ndarray, case: PatchCase) -> np.ndarray:
     return label / np.float32(case.label_scale) if case.label_scale != 1 else label.astype(np.float32)
 
 
+def mark_unlabelled(target: torch.Tensor, labelled: Sequence[Sequence[str]], classes: Sequence[str]) -> torch.Tensor:
+    """Multi-organ targets ``[N, C, ...]`` after augmentation: background refilled where the
+    resampling's zero padding left the classes summing to less than 1, and every class a case
+    does not label filled with :data:`livseg.nn.partial_loss.UNLABELLED` (the partial-label loss
+    merges it into background for that case)."""
+    from livseg.nn.partial_loss import UNLABELLED
+
+    target = target.clone()
+    target[:, 0] = (1.0 - target[:, 1:].sum(1)).clamp_min(0.0)
+    for n, names in enumerate(labelled):
+        for c, name in enumerate(classes):
+            if c and name not in names:
+                target[n, c] = UNLABELLED
+    return target
+
+
 def sample_patch(case: PatchCase, shape: Sequence[int], rng: np.random.Generator,
-                 foreground: float) -> tuple[np.ndarray, np.ndarray]:
+                 foreground: float, classes: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray]:
     """A random ``shape`` patch of a case as (image float32, target float32 in [0, 1]).
 
     Centred (with a jitter of a quarter patch) on a random liver voxel with probability
     ``foreground``, else on a uniform random voxel; clipped to the case, and padded with 0 at
-    the far end where the case is smaller than the patch.
+    the far end where the case is smaller than the patch. With a multi-organ model's
+    ``classes`` the target is ``[C, *shape]`` (:func:`organ_patch_target`; background in the padding).
     """
     dims = np.asarray(case.image.shape)
     size = np.asarray(shape)
@@ -90,9 +114,16 @@ def sample_patch(case: PatchCase, shape: Sequence[int], rng: np.random.Generator
     start = np.clip(centre - size // 2, 0, np.maximum(dims - size, 0))
     box = tuple(slice(int(a), int(a + min(s, d))) for a, s, d in zip(start, size, dims))
     image = np.zeros(shape, dtype=np.float32)
-    target = np.zeros(shape, dtype=np.float32)
     inner = tuple(slice(0, b.stop - b.start) for b in box)
     image[inner] = case.image[box]
+    if classes:
+        target = np.zeros((len(classes), *shape), dtype=np.float32)
+        target[0] = 1.0
+        share = patch_target(np.asarray(case.label[box]), case)
+        other = np.zeros(share.shape, np.uint8) if case.other is None else np.asarray(case.other[box])
+        target[(slice(None), *inner)] = organ_patch_target(share, other, len(classes), list(classes).index("liver"))
+        return image, target
+    target = np.zeros(shape, dtype=np.float32)
     target[inner] = patch_target(np.asarray(case.label[box]), case)
     return image, target
 
@@ -123,6 +154,7 @@ class PatchSampler:
         self.batch_size = config.train.batch_size
         self.patches = config.patches
         self.augment = config.train.augment.enabled
+        self.classes = tuple(config.model.classes)
         self.rng = np.random.default_rng(seed if rank == 0 else [seed, rank])
 
     def __len__(self) -> int:
@@ -135,12 +167,15 @@ class PatchSampler:
     def batch(self) -> dict[str, torch.Tensor]:
         """One step's batch (draws from the generator)."""
         picks = self.rng.choice(len(self.cases), size=self.batch_size, p=self.p)
-        pairs = [sample_patch(self.cases[i], self.shape, self.rng, self.patches.foreground) for i in picks]
+        pairs = [sample_patch(self.cases[i], self.shape, self.rng, self.patches.foreground, self.classes) for i in picks]
         image = torch.from_numpy(np.stack([p[0] for p in pairs]))[:, None]
-        label = torch.from_numpy(np.stack([p[1] for p in pairs]))[:, None]
+        label = torch.from_numpy(np.stack([p[1] for p in pairs]))
+        label = label if self.classes else label[:, None]
         if self.augment:
             with torch.no_grad():
                 image, label = augment_batch(image, label, self.patches, self.rng)
+        if self.classes:
+            label = mark_unlabelled(label, [self.cases[i].classes for i in picks], self.classes)
         return {"image": image, "label": label}
 
     def state(self) -> dict[str, Any]:

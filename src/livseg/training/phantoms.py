@@ -35,19 +35,38 @@ def phantom_seed(seed: int, k: int) -> int:
     return int(np.random.SeedSequence([seed, 1, k]).generate_state(1)[0])
 
 
-def _make(args: tuple[Path, int, int, str | None, dict[str, Any], Any]) -> tuple[str, dict[str, Any]]:
+def _make(args: tuple[Path, int, int, str | None, dict[str, Any], Any, tuple[str, ...]]) -> tuple[str, dict[str, Any]]:
     """Make phantom ``k`` and store it in the cache (in a worker process): its id and manifest entry."""
     from livseg.config import from_dict
     from livseg.phantom.generator import SCAN_RANGES, make_phantom, read_liver_mask
 
-    out, k, seed, shape_file, preprocess, grid = args
+    out, k, seed, shape_file, preprocess, grid, classes = args
     mask, affine = read_liver_mask(Path(shape_file)) if shape_file else (None, None)
-    phantom = make_phantom(seed, shape=grid, liver_shape=mask, liver_affine=affine, scan_ranges=SCAN_RANGES)
+    phantom = make_phantom(seed, shape=grid, liver_shape=mask, liver_affine=affine, scan_ranges=SCAN_RANGES,
+                           debug=bool(classes))
     source = {"image": f"phantom:{seed}", "label": f"phantom:{seed}", "image_stamp": None, "label_stamp": None,
               "liver_shape": shape_file}
     case_id = f"phantom-{k}"
     config = from_dict(PreprocessConfig, preprocess)
-    return case_id, store_case(out, case_id, Volume(phantom.ct, phantom.affine), phantom.labels, config, source=source)
+    volume = Volume(phantom.ct, phantom.affine)
+    if classes:  # a multi-organ model: every class the phantom draws is labelled
+        return case_id, store_phantom_organs(out, case_id, volume, phantom.organs, config, classes, source=source)
+    return case_id, store_case(out, case_id, volume, phantom.labels, config, source=source)
+
+
+def store_phantom_organs(out: Path, case_id: str, volume: Volume, organs: Any, config: PreprocessConfig,
+                         classes: Sequence[str], *, source: dict[str, Any]) -> dict[str, Any]:
+    """Cache a phantom's organ-id map as a multi-organ case (every class labelled)."""
+    from livseg.data.cache import store_organ_case
+    from livseg.data.organ_classes import phantom_lut, to_classes
+    from livseg.data.organ_targets import organ_targets
+    from livseg.data.preprocessing import network_input
+
+    image, grid = network_input(volume, config)
+    share, other = organ_targets(to_classes(organs, phantom_lut(classes)), volume.affine, grid, config, len(classes),
+                                 list(classes).index("liver"))
+    return store_organ_case(out, case_id, image, share, other, classes, source=source,
+                            voxel_ml=float(np.prod(config.spacing)) / 1000.0)
 
 
 class _Serial:
@@ -72,6 +91,7 @@ def write_phantom_cache(
     liver_shapes: Sequence[str | os.PathLike[str]] = (),
     workers: int = 1,
     shape: tuple[int, int, int] | None = None,
+    classes: Sequence[str] = (),
 ) -> Path:
     """Generate ``n`` phantoms into a cache folder (resumable: cached phantoms are kept).
 
@@ -90,6 +110,8 @@ def write_phantom_cache(
         workers: processes making phantoms (fork; 1: in this process).
         shape: the phantoms' array shape (default: CT-like, 256 x 256 in-plane; see
             :func:`livseg.phantom.generator.make_phantom`).
+        classes: a multi-organ model's classes: every phantom is stored with its organ map
+            (:func:`livseg.data.cache.store_organ_case`), labelling all of them.
 
     Returns:
         The cache folder.
@@ -106,7 +128,7 @@ def write_phantom_cache(
         entry = manifest["cases"].get(f"phantom-{k}")
         if entry is None or not all((out / entry[key]).is_file() for key in ("image_file", "label_file")):
             liver = shapes[(k // 2) % len(shapes)] if shapes and k % 2 else None
-            todo.append((out, k, phantom_seed(seed, k), liver, to_dict(config), shape))
+            todo.append((out, k, phantom_seed(seed, k), liver, to_dict(config), shape, tuple(classes)))
     write_json(out / MANIFEST_FILE, manifest)  # marks the folder as a cache before any array lands
     started = time.perf_counter()
     if todo:

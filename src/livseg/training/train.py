@@ -75,7 +75,7 @@ from livseg.training.distributed import (
     env_world,
     setup,
 )
-from livseg.training.init import check_init_config, init_spec, load_init
+from livseg.training.init import check_init_config, init_spec, load_init, widen_head
 from livseg.training.inputs import RunInputs, make_inputs, prepare_mix
 from livseg.training.loops import make_train_loader, make_val_loader, train_one_epoch, validate_epoch
 from livseg.training.patches import step_lrs
@@ -183,7 +183,7 @@ def train(
             raise ConfigError("init starts a run from trained weights and resume continues one from its last.pt; "
                               "pass one of them")
         spec = init_spec(init)
-        start_from = load_init(spec)
+        start_from = widen_head(load_init(spec), config)
         check_init_config(config, start_from.config, spec)
         config = replace(config, train=replace(config.train, init=spec))
     prepare_output_dir(out_dir)
