@@ -36,14 +36,15 @@ from scipy import ndimage
 from livseg.data.organ_classes import read_name_table
 from livseg.errors import ConfigError, InputFileNotFoundError
 from livseg.phantom.anatomy import Body, Ellipsoid, Grid
+from livseg.phantom.body_wall import paint_body_wall, paint_chest
+from livseg.phantom.canvas import BONE, GAS_HU, Canvas
 from livseg.phantom.generator import FOV_MM, SLICE_MM, DEFAULT_INPLANE_VOXELS, Phantom
 from livseg.phantom.labelmap import GROUP_IDS, GROUPS, MaskShape, cropped_in_plane, deform, fit_body, fit_diaphragm, \
     group_map, to_ras
 from livseg.phantom.lesions import draw_marginal_lesions, merge_lesions
 from livseg.phantom.liver import clip_field
 from livseg.phantom.organs import Contrast, draw_tumours, vessel_tree
-from livseg.phantom.render import BONE, GAS_HU, Canvas, bowel_content, colon_content, paint_body_wall, paint_chest, \
-    paint_kidney, paint_lesions, paint_liver, stomach_content
+from livseg.phantom.render import bowel_content, colon_content, paint_kidney, paint_lesions, paint_liver, stomach_content
 from livseg.phantom.scanner import scan
 
 log = logging.getLogger(__name__)

@@ -12,52 +12,10 @@ import numpy as np
 from scipy import ndimage
 
 from livseg.phantom.anatomy import Body, Diaphragm, Field, Grid, capsule_sdf
+from livseg.phantom.body_wall import paint_body_wall, paint_chest, paint_skeleton
+from livseg.phantom.canvas import GAS_HU, Canvas
 from livseg.phantom.lesions import MarginalLesion, bubbles, paint_lesion, texture
 from livseg.phantom.organs import ORGANS, Contrast, Layout
-
-# HU of skeletal tissue: cortical and cancellous bone (300-1000 HU together), disc, CSF, cartilage
-BONE = {"cortex": (600.0, 950.0), "marrow": (260.0, 380.0), "disc": 85.0, "csf": 12.0, "cartilage": 140.0}
-GAS_HU = -1000.0
-
-
-class Canvas:
-    """The arrays being painted plus the grid and the region masks organs are confined to."""
-
-    def __init__(self, grid: Grid, body: Body, diaphragm: Diaphragm, contrast: Contrast) -> None:
-        self.grid = grid
-        self.ct = np.full(grid.shape, -1000.0, dtype=np.float32)
-        self.organs = np.zeros(grid.shape, dtype=np.uint8)
-        self.x, self.y, self.z = (grid.axis(i).reshape([-1 if j == i else 1 for j in range(3)]) for i in range(3))
-        self.depth = body.depth(self.x, self.y, self.z)
-        self.wall = body.wall_depth(self.x, self.y).astype(np.float32)
-        self.top = diaphragm.top(self.x, self.y)
-        cavity = self.depth >= self.wall
-        half = diaphragm.thickness / 2
-        self.abdomen = cavity & (self.z < self.top - half)
-        self.thorax = cavity & (self.z > self.top + half)
-        self.sheet = cavity & ~self.abdomen & ~self.thorax
-        self.contrast = contrast
-
-    def paint(self, shape, hu, organ: str | None, region: np.ndarray | None = None,  # noqa: ANN001
-              layers: tuple = ()) -> None:
-        """Fill a shape with ``hu``; ``layers`` = ((depth mm, hu), ...) repaints deeper shells.
-
-        A value may be a number or a function of the box's (x, y, z) coordinate arrays.
-        """
-        box = self.grid.box(*shape.bounds())
-        if box is None:
-            return
-        sl, (x, y, z) = box
-        d = shape.sdf(x, y, z)
-        inside = d < 0
-        if region is not None:
-            inside &= region[sl]
-        for depth, value in ((0.0, hu), *layers):
-            m = inside & (d < -depth)
-            value = value(x, y, z) if callable(value) else value
-            self.ct[sl][m] = value if np.isscalar(value) else np.broadcast_to(value, d.shape)[m]
-        if organ is not None:
-            self.organs[sl][inside] = ORGANS[organ]
 
 
 def render(grid: Grid, body: Body, diaphragm: Diaphragm, liver: Field, layout: Layout, contrast: Contrast,
@@ -96,7 +54,7 @@ def render(grid: Grid, body: Body, diaphragm: Diaphragm, liver: Field, layout: L
     a, b, r = layout.portal
     cv.paint(_Tube(a, b, r, r), c.vessel, "portal_vein", cv.abdomen)
     cv.paint(layout.heart, c.myocardium, "heart", cv.thorax, ((9.0, c.blood),))
-    _skeleton(cv, body, rng)
+    paint_skeleton(cv, body, rng)
     labels = paint_liver(cv, liver, layout.vessels, layout.tumours, rng)
     paint_lesions(cv, labels, lesions, rng)
     return cv.ct, labels, cv.organs, {"stomach": stomach}
@@ -182,135 +140,6 @@ def stomach_content(rng: np.random.Generator, c: Contrast, gas_y: float):  # noq
 
     return paint, kind
 
-
-def paint_body_wall(cv: Canvas, body: Body, rng: np.random.Generator, *, ribs: bool = True) -> None:
-    """Table, skin, subcutaneous fat, muscle wall and the visceral fat filling the cavity, and
-    (``ribs``) ribs drawn in the muscle ring (off where a real label map brings its own)."""
-    c = cv.contrast
-    x, y = cv.x[:, :, 0], cv.y[:, :, 0]
-    table_y = -body.post - rng.uniform(3, 25) + x * x / 1600.0
-    for offset in (0.0, 14.0):  # carbon-fibre table: two thin bright shells around a foam core
-        shell = (np.abs(y - (table_y - offset)) < 1.2) & (np.abs(x) < body.half_width * 1.15)
-        cv.ct[shell] = 150.0
-    if rng.random() < 0.25:
-        _arms(cv, body, rng)
-    d = cv.depth
-    fat_end = cv.wall - body.muscle
-    cv.ct[d >= 0] = rng.uniform(20, 60)  # skin
-    cv.ct[(d >= 2.0) & (d < fat_end)] = c.fat
-    cv.ct[(d >= fat_end) & (d < cv.wall)] = c.muscle
-    cv.ct[cv.abdomen | cv.sheet] = c.fat + rng.uniform(0, 20)  # visceral fat a little denser
-    cv.ct[cv.sheet] = c.muscle  # the diaphragm itself: muscle, like the wall
-    if ribs:
-        _ribs(cv, body, rng)
-
-
-def _ribs(cv: Canvas, body: Body, rng: np.random.Generator) -> None:
-    """Ribs crossing the wall obliquely (bone and cartilage painted into the muscle ring)."""
-    x, y = cv.x[:, :, 0], cv.y[:, :, 0]
-    d = cv.depth
-    fat_end = cv.wall - body.muscle
-    # ribs cross the wall obliquely: posterior ends high, anterior ends low, cartilage in front.
-    # Only voxels of the muscle ring can hold a rib, so the sums run over those alone.
-    ring = np.nonzero((d > fat_end + 1) & (d < cv.wall + 1))
-    theta = np.arctan2(y, x)[ring[0], ring[1]]
-    z, dr = cv.grid.axis(2)[ring[2]], d[ring]
-    pitch, drop, height = rng.uniform(30, 38), rng.uniform(60, 95), rng.uniform(7, 11)
-    u = (z + drop * (1 + np.sin(theta)) / 2 - rng.uniform(40, 70)) / pitch
-    frac = np.abs(u - np.round(u)) * pitch
-    # oval cross-sections centred in the muscle layer, about 9 mm deep radially
-    oval = (frac / (height / 2)) ** 2 + ((dr - (cv.wall[ring[0], ring[1], 0] - body.muscle / 2)) / 4.5) ** 2
-    costal = z > -200 + 110 * (1 + np.sin(theta)) / 2
-    rib = (oval < 1) & costal & (np.abs(np.cos(theta)) >= 0.3) & (np.round(u) <= 0) & (np.round(u) > -12)
-    front = np.sin(theta) > 0.55
-    hu = np.where(oval > 0.45, rng.uniform(*BONE["cortex"]), rng.uniform(*BONE["marrow"]))
-    hu = np.where(front, BONE["cartilage"], hu).astype(np.float32)
-    ribs = tuple(i[rib] for i in ring)
-    cv.ct[ribs] = hu[rib]
-    bone = tuple(i[rib & ~front] for i in ring)
-    cv.organs[bone] = ORGANS["bone"]
-
-
-def _arms(cv: Canvas, body: Body, rng: np.random.Generator) -> None:
-    """Arms down beside the trunk (most scans have them raised out of the field of view): skin,
-    fat and muscle around a humerus, a few centimetres lateral to the body."""
-    c = cv.contrast
-    x, y = cv.x[:, :, 0], cv.y[:, :, 0]
-    radius, gap, fat = rng.uniform(38, 55), rng.uniform(5, 60), rng.uniform(5, 20)
-    for side in (1.0, -1.0):
-        cx, cy = side * (body.half_width + gap + radius), rng.uniform(-20, 30)
-        r = np.sqrt(((x - cx) / radius) ** 2 + ((y - cy) / (radius * 1.1)) ** 2) * radius
-        cv.ct[r < radius] = rng.uniform(20, 60)
-        cv.ct[r < radius - 2] = c.fat
-        cv.ct[r < radius - 2 - fat] = c.muscle
-        bone = r < 11
-        cv.ct[bone] = rng.uniform(*BONE["cortex"])
-        cv.ct[r < 6] = rng.uniform(*BONE["marrow"])
-        cv.organs[bone] = ORGANS["bone"]
-
-
-def paint_chest(cv: Canvas, body: Body, rng: np.random.Generator) -> None:
-    """Lungs above the diaphragm, with vessel dots, and the mediastinal fat."""
-    if not cv.thorax.any():
-        return
-    c = cv.contrast
-    ks = np.flatnonzero(cv.thorax.any((0, 1)))
-    zs = slice(ks[0], ks[-1] + 1)  # the chest is only the top slices: filter just those
-    thorax = cv.thorax[:, :, zs]
-    vessels = rng.standard_normal(thorax.shape, dtype=np.float32)
-    ndimage.gaussian_filter(vessels, [1.2 / s for s in cv.grid.spacing], output=vessels)
-    lung_hu = np.where(vessels > np.quantile(vessels[::4, ::4, ::2], 0.96), -150.0, c.lung).astype(np.float32)
-    cv.ct[:, :, zs][thorax] = lung_hu[thorax]
-    cv.organs[:, :, zs][thorax] = ORGANS["lung"]
-    # mediastinal fat: an oval between the lungs around the heart, great vessels and spine
-    mediastinum = cv.thorax & ((((cv.x + 20) / 55) ** 2 + ((cv.y - body.spine_y - 40) / 75) ** 2) < 1)
-    cv.ct[mediastinum] = c.fat
-    cv.organs[mediastinum] = 0
-
-
-def _skeleton(cv: Canvas, body: Body, rng: np.random.Generator) -> None:
-    """Vertebrae (cortex, marrow, discs, canal, arch, processes) and the muscles beside them."""
-    c = cv.contrast
-    x, y, z = cv.x[:, :, 0], cv.y[:, :, 0], cv.z[0, 0, :]
-    sy, sr = body.spine_y, body.spine_r
-    canal_y = sy - sr - 9.0
-    vert = ((x / (sr * 1.15)) ** 2 + ((y - sy) / sr) ** 2) < 1
-    rim = vert & ~(((x / (sr * 1.15 - 2.5)) ** 2 + ((y - sy) / (sr - 2.5)) ** 2) < 1)
-    canal = (x / 9) ** 2 + ((y - canal_y) / 8) ** 2 < 1
-    arch = ((x / 14) ** 2 + ((y - canal_y) / 13) ** 2 < 1) & ~canal
-    # laminae meet behind the canal in a V, the spinous process runs on backwards
-    lamina = (np.abs(np.abs(x) - (canal_y - 6 - y) * 0.9) < 3.0) & (y < canal_y - 6) & (y > canal_y - 20)
-    spinous = (np.abs(x) < 3.0) & (y < canal_y - 14) & (y > canal_y - 34)
-    transverse = (np.abs(x) < 30) & (np.abs(x) > 10) & (np.abs(y - canal_y - 2 + np.abs(x) * 0.15) < 3.0)
-    period, disc_h = rng.uniform(30, 38), rng.uniform(7, 10)
-    phase = np.mod(z - rng.uniform(0, period), period)
-    disc = phase < disc_h
-    process = (phase > disc_h + 6) & (phase < disc_h + 15)
-
-    def put(mask2d: np.ndarray, zmask: np.ndarray, hu: float, organ: int | None) -> None:
-        m = mask2d[:, :, None] & zmask[None, None, :]
-        cv.ct[m] = hu
-        if organ is not None:
-            cv.organs[m] = organ
-
-    everywhere = np.ones_like(disc)
-    bone = ORGANS["bone"]
-    put(vert, ~disc, rng.uniform(*BONE["marrow"]), bone)
-    put(rim, ~disc, rng.uniform(*BONE["cortex"]), bone)
-    put(vert, disc, BONE["disc"], 0)
-    put(arch, ~disc, rng.uniform(*BONE["cortex"]) * 0.8, bone)
-    put(lamina | spinous, process, rng.uniform(*BONE["cortex"]) * 0.8, bone)
-    put(transverse & ~vert & ~canal, process, rng.uniform(*BONE["cortex"]) * 0.7, bone)
-    put(canal, everywhere, BONE["csf"], 0)
-    # psoas muscles grow from nothing below the kidneys' upper poles
-    psoas_r = np.clip((-80 - z) / 5, 0, 22)
-    box = cv.grid.box(np.array([-sr - 60, sy - 40, -1e4]), np.array([sr + 60, sy + 40, 1e4]))
-    if box is not None:
-        sl, (bx, by, _) = box
-        r = psoas_r[sl[2]][None, None, :]
-        m = (((np.abs(bx) - sr - 14) ** 2 + (by - sy + 5) ** 2) < r**2) & cv.abdomen[sl]
-        cv.ct[sl][m] = c.muscle
-        cv.organs[sl][m] = 0
 
 
 def paint_liver(cv: Canvas, liver: Field, vessels: tuple, tumours: tuple, rng: np.random.Generator) -> np.ndarray:
