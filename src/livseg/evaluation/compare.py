@@ -58,7 +58,7 @@ def compare(
     Raises:
         As :func:`~livseg.evaluation.evaluate.evaluate`.
     """
-    from livseg.data.io.files import atomic_output, prepare_output_dir, refuse_existing, write_json
+    from livseg.data.io.files import prepare_output_dir, refuse_existing, write_csv, write_json
     from livseg.inference.predict import model_name
     from livseg.weights import is_builtin
 
@@ -82,11 +82,7 @@ def compare(
               "split_source": selection[2], "cases": cases, "mean": _mean(cases),
               "summaries": {name: summary for name, (summary, _) in scored.items()}}
     columns = ["case", *(f"{m}_{side}" for m in COMPARED for side in ("before", "after", "change"))]
-    with atomic_output(out / "comparison.csv", overwrite=True) as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows([*cases, result["mean"]])
+    write_csv(out / "comparison.csv", [*cases, result["mean"]], columns)
     finite = {**result, "cases": [_finite(r) for r in cases], "mean": _finite(result["mean"])}
     write_json(out / "comparison.json", finite, indent=2, allow_nan=False)
     return result

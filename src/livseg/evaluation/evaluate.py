@@ -53,7 +53,6 @@ and preprocessed with the checkpoint's own config, so the cache's preprocessing 
 from __future__ import annotations
 
 import contextlib
-import csv
 import logging
 import os
 from dataclasses import replace
@@ -215,7 +214,7 @@ def evaluate(
     from livseg.inference.segment import load_model, segment
     from livseg.config import validate_config
     from livseg.data.cache import resolve_liver_labels
-    from livseg.data.io.files import atomic_output, prepare_output_dir, refuse_existing, write_json
+    from livseg.data.io.files import prepare_output_dir, refuse_existing, write_csv, write_json
     from livseg.data.io.volume import allowed_label_values, load_labels, load_volume
     from livseg.data.preprocessing import binarize
     from livseg.figures import plot_case_panels, plot_quality_scatter, write_html_report
@@ -311,11 +310,7 @@ def evaluate(
                              review_below=summary["quality"]["review_below"],
                              title=f"quality estimate on {summary['n_cases']} case(s) ({split} split)")
     columns = ["case", "split", "grid", *METRICS, *QUALITY_COLUMNS, *COUNTS, *(TUMOUR_METRICS if cascade else ())]
-    with atomic_output(out / "metrics.csv", overwrite=True) as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
+    write_csv(out / "metrics.csv", rows, columns)
     write_json(out / "summary.json", summary, indent=2, allow_nan=False)
     _write_report(rows, summary, {**figure_paths, **({"quality": quality_plot} if quality_plot else {})},
                   out / "report.html", write_html_report)

@@ -63,6 +63,14 @@ def _check(logits: torch.Tensor, target: torch.Tensor, labelled: torch.Tensor) -
         raise ValueError("labelled[:, 0] must be True: every case labels background (what none of its classes is)")
 
 
+def _into_background(labelled: torch.Tensor) -> torch.Tensor:
+    """bool ``[N, C]``: the classes merged into each case's background (its unlabelled ones, and
+    background itself)."""
+    merged = (~labelled).clone()
+    merged[:, 0] = True
+    return merged
+
+
 def merged_log_probs(logits: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:
     """Log-probabilities with each case's unlabelled classes merged into background.
 
@@ -76,8 +84,7 @@ def merged_log_probs(logits: torch.Tensor, labelled: torch.Tensor) -> torch.Tens
     """
     log_p = torch.log_softmax(logits.float(), dim=1)
     view = (*labelled.shape, *([1] * (logits.ndim - 2)))
-    into_background = (~labelled).clone()
-    into_background[:, 0] = True
+    into_background = _into_background(labelled)
     neg_inf = torch.tensor(float("-inf"), dtype=log_p.dtype, device=log_p.device)
     background = torch.logsumexp(torch.where(into_background.view(view), log_p, neg_inf), dim=1, keepdim=True)
     rest = torch.where(labelled.view(view), log_p, neg_inf)[:, 1:]
@@ -107,9 +114,7 @@ def partial_label_loss(logits: torch.Tensor, target: torch.Tensor, labelled: tor
     target = target.float()
     view = (*labelled.shape, *([1] * (logits.ndim - 2)))
     merged = merged_log_probs(logits, labelled)
-    into_background = (~labelled).clone()
-    into_background[:, 0] = True
-    t_background = (target * into_background.view(view)).sum(1, keepdim=True)
+    t_background = (target * _into_background(labelled).view(view)).sum(1, keepdim=True)
     t_merged = torch.cat([t_background, target[:, 1:] * labelled[:, 1:].view(view[0], -1, *view[2:])], dim=1)
     terms = torch.where(t_merged > 0, t_merged * merged, torch.zeros_like(merged))  # 0 * -inf = 0
     ce = -terms.sum(1).mean()

@@ -11,6 +11,7 @@ removes the ones a killed process left behind.
 from __future__ import annotations
 
 import contextlib
+import csv
 import errno
 import json
 import logging
@@ -276,6 +277,17 @@ def write_json(
     """
     with atomic_output(path, overwrite=overwrite) as tmp:
         tmp.write_text(json.dumps(data, indent=indent, allow_nan=allow_nan) + "\n", encoding="utf-8")
+    return Path(path)
+
+
+def write_csv(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> Path:
+    """Write ``rows`` as CSV with a header of ``columns`` (keys outside them are left out),
+    atomically, replacing an existing file."""
+    with atomic_output(path, overwrite=True) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
     return Path(path)
 
 
