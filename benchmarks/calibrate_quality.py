@@ -1,7 +1,7 @@
 """Calibrate and test livseg's quality estimate (``stats["quality"]``): predicted Dice and review flag.
 
     python benchmarks/calibrate_quality.py --work build/quality             # fit, report (no writes)
-    python benchmarks/calibrate_quality.py --work build/quality --write     # + src/livseg/inference/quality-v1.json
+    python benchmarks/calibrate_quality.py --work build/quality --write     # + src/livseg/inference/quality-v2.json
 
 Honest by construction:
 
@@ -65,7 +65,7 @@ REAL_MODELS = ("builtin", "weak-200", "weak-400")  # weak models on real CTs: re
 # candidate terms: (signal, log offset or None); the fit chooses among them
 CANDIDATES = (("uncertain_share", 0.01), ("boundary_band_mm", 0.1), ("entropy_inside", 0.005),
               ("entropy_surface", 0.01), ("removed_share", 0.01), ("variation_disagreement", 0.005),
-              ("left_share", 0.05), ("shape_distance", 0.5), ("volume_excess", 0.05))
+              ("left_share", 0.05), ("shape_distance", 0.5), ("volume_excess", 0.05), ("wrapped_dark_share", 0.005))
 MAX_TERMS = 4
 ERROR_FLOOR = 0.01  # Dice above 0.99 counts as 0.99: no case is that good, and log(0) is not
 ERROR_CAP = 0.5  # Dice under 0.5 counts as 0.5 (see target)
@@ -202,7 +202,7 @@ def fit(rows: list[dict], shape_reference: dict, fitted: str) -> QualityModel:
     # beyond every good mask: the largest value any good calibration mask showed, per candidate signal
     flag_above = {name: round(float(max(r["signals"][name] for r in good if r["signals"].get(name) is not None)), 6)
                   for name in names if any(r["signals"].get(name) is not None for r in good)}
-    model = QualityModel("quality-v1", round(float(coef[0]), 5), tuple(features), 0.0, shape_reference, fitted,
+    model = QualityModel("quality-v2", round(float(coef[0]), 5), tuple(features), 0.0, shape_reference, fitted,
                          shipped_large_volume_ml())
     predicted = np.array([model.predict_dice(r["signals"]) for r in good])
     review_below = float(np.quantile(predicted, GOOD_FLAG_RATE)) if len(predicted) else GOOD
@@ -263,7 +263,7 @@ def plot(sets: dict[str, list[dict]], model: QualityModel, path: Path) -> None:
             points.append({"group": label, "dice": r["dice"], "predicted_dice": block["predicted_dice"],
                            "review": block["review"]})
     plot_quality_scatter(points, path, review_below=model.review_below,
-                         title="quality-v1 on cases not used in its fit (filled: flagged for review)")
+                         title="quality-v2 on cases not used in its fit (filled: flagged for review)")
 
 
 # ------------------------------------------------------------------------------------ main

@@ -36,6 +36,9 @@ Signals (names are the keys of ``stats["quality"]["signals"]``):
     left_share          the share of the mask's volume at its left end (see
                         :func:`shape_descriptors`; LiTS livers: median 0.15, 95 % under 0.20): a
                         stomach or spleen taken for liver raises it. None when the grid is not RAS.
+    wrapped_dark_share  dark soft tissue outside the mask that the mask wraps around, per voxel of
+                        the mask: a tumour left out of the liver with confidence (see
+                        :mod:`livseg.inference.quality_tissue`). None without the CT.
     shape_distance      how unlike a real liver the mask's shape is: the root mean square of
                         robust z-scores of :func:`shape_descriptors` against the 112 LiTS training
                         livers (:data:`livseg.inference.quality_model` ships their medians and
@@ -53,6 +56,7 @@ from scipy import ndimage
 
 from livseg.data.masks import bounding_box
 from livseg.inference.postprocess import clean_mask
+from livseg.inference.quality_tissue import wrapped_dark_share
 
 __all__ = ["UNCERTAIN", "VARIATION_ZOOM", "quality_signals", "shape_descriptors", "shape_distance",
            "surface_area_mm2", "varied_probabilities", "volume_excess", "VARIATION_MARGIN"]
@@ -182,6 +186,8 @@ def quality_signals(
     shape_reference: Mapping[str, Mapping[str, float]] | None = None,
     large_ml: float | None = None,
     mask: np.ndarray | None = None,
+    hu: np.ndarray | None = None,
+    hu_floor: float = -100.0,
 ) -> dict[str, float | None]:
     """The quality signals of one prediction (see the module docstring).
 
@@ -198,6 +204,9 @@ def quality_signals(
             percentile).
         mask: the post-processed mask of ``probabilities`` if the caller has it already
             (``clean_mask(probabilities >= threshold)``); computed when None.
+        hu: the CT on the same grid in HU (clipped to the preprocessing window), or None to skip
+            ``wrapped_dark_share``.
+        hu_floor: the preprocessing window's lower end.
 
     Returns:
         ``{name: value}``; a signal that cannot be computed (empty mask, no variation, not RAS)
@@ -210,7 +219,8 @@ def quality_signals(
     voxel_mm3 = float(np.prod(spacing))
     signals: dict[str, float | None] = dict.fromkeys(
         ("uncertain_share", "boundary_band_mm", "entropy_inside", "entropy_surface", "removed_share",
-         "variation_disagreement", "volume_ml", "volume_excess", "cut_by_scan", "left_share", "shape_distance"))
+         "variation_disagreement", "volume_ml", "volume_excess", "cut_by_scan", "left_share", "shape_distance",
+         "wrapped_dark_share"))
     signals["volume_ml"] = n_mask * voxel_mm3 / 1000.0
     if large_ml is None:
         from livseg.inference.quality_model import shipped_large_volume_ml
@@ -230,6 +240,8 @@ def quality_signals(
     signals["entropy_inside"] = float(binary_entropy(p_crop[crop]).mean())
     surface = crop & ~ndimage.binary_erosion(crop, _FACE, border_value=0)
     signals["entropy_surface"] = float(binary_entropy(p_crop[surface]).mean())
+    if hu is not None:
+        signals["wrapped_dark_share"] = wrapped_dark_share(mask, hu, spacing, floor_hu=hu_floor)
     cut = bool(mask[:, :, 0].any() or mask[:, :, -1].any())
     signals["cut_by_scan"] = float(cut)
     if ras:

@@ -1,7 +1,7 @@
 """The calibrated quality estimate: signals -> predicted Dice, a review flag and its reasons in words.
 
 The map is deliberately small and inspectable (fitted by ``benchmarks/calibrate_quality.py``,
-stored with how it was fitted in ``quality-v1.json`` beside this module)::
+stored with how it was fitted in ``quality-v2.json`` beside this module)::
 
     predicted_dice = 1 - exp(intercept + sum_i weight_i * f_i(signal_i))
 
@@ -31,7 +31,7 @@ from typing import Any, Mapping
 __all__ = ["QUALITY_FILE", "Feature", "QualityModel", "assess", "load_quality_model", "shipped_large_volume_ml",
            "shipped_shape_reference"]
 
-QUALITY_FILE = Path(__file__).with_name("quality-v1.json")
+QUALITY_FILE = Path(__file__).with_name("quality-v2.json")
 
 # how each signal is put in words when it is beyond its limit: (what it means, format of the value)
 _WORDS = {
@@ -46,6 +46,8 @@ _WORDS = {
     "left_share": ("much of the mask lies at the liver's left end (a stomach or spleen taken for liver?)",
                    "{:.0%} of its volume"),
     "shape_distance": ("the mask's shape is unlike real livers", "{:.1f} robust SDs from LiTS livers"),
+    "wrapped_dark_share": ("dark tissue that the liver wraps around lies outside the mask (a tumour left out?)",
+                           "{:.1%} of the mask's volume"),
 }
 
 
@@ -94,7 +96,7 @@ class QualityModel:
 
 
 def load_quality_model(path: str | os.PathLike[str] | None = None) -> QualityModel:
-    """Read a quality JSON (default: the shipped ``quality-v1.json``)."""
+    """Read a quality JSON (default: the shipped ``quality-v2.json``)."""
     data = json.loads(Path(path or QUALITY_FILE).read_text())
     predictor = data["predictor"]
     return QualityModel(

@@ -323,9 +323,9 @@ def network_spacing(volume: Volume, config: RunConfig, grid: GridMap) -> tuple[f
 
 def estimate_quality(model: nn.Module, image: np.ndarray, probabilities: np.ndarray, volume: Volume,
                      config: RunConfig, grid: GridMap, *, threshold: float = 0.5) -> dict[str, Any]:
-    """The quality block of one prediction: signals of stage 1's network-grid probabilities and of
-    one more forward pass on a shrunk crop of the input around the liver, then the calibrated predictor and
-    review rule (:func:`livseg.inference.quality_model.assess`)."""
+    """The quality block of one prediction: signals of stage 1's network-grid probabilities, of
+    one more forward pass on a shrunk crop of the input around the liver and of the input itself
+    (dark tissue the mask wraps around), then the calibrated predictor and review rule (:func:`livseg.inference.quality_model.assess`)."""
     device, classes = _model_device(model), tuple(config.model.classes)
 
     def liver(x: np.ndarray) -> np.ndarray:  # a multi-organ model: its liver channel
@@ -334,8 +334,10 @@ def estimate_quality(model: nn.Module, image: np.ndarray, probabilities: np.ndar
 
     mask = clean_mask(probabilities >= threshold)[0]
     varied = varied_probabilities(liver, image, mask)
+    window = config.preprocess
     signals = quality_signals(probabilities, network_spacing(volume, config, grid), threshold=threshold,
-                              varied=varied, ras=config.preprocess.reorient, mask=mask)
+                              varied=varied, ras=config.preprocess.reorient, mask=mask,
+                              hu=window.hu_min + image * (window.hu_max - window.hu_min), hu_floor=window.hu_min)
     return assess(signals)
 
 
