@@ -297,6 +297,14 @@ def test_temporary_left_by_a_killed_writer_is_removed(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == [] and time.monotonic() - start < 5
 
 
+def test_a_run_folder_that_another_rank_removed_meanwhile_has_no_stale_files(tmp_path: Path) -> None:
+    # two DDP ranks prepare the same new run folder at once: one rank's probe creates and removes
+    # it while the other looks inside (test_distributed.py once failed with FileNotFoundError here)
+    from livseg.data.io.files import remove_stale_temp_files
+
+    assert remove_stale_temp_files(tmp_path / "run") == []
+
+
 # ------------------------------------------------------------------------------------ DICOM geometry
 
 

@@ -177,7 +177,7 @@ def test_review_threshold_and_reasons(entropy: float, removed: float, review: bo
     assert block["review"] is review
     assert len(block["reasons"]) == n_reasons
     if review:
-        assert block["reasons"][0].startswith("predicted Dice") and "below 0.90" in block["reasons"][0]
+        assert block["reasons"][0].startswith("predicted Dice") and block["reasons"][0].endswith("is below 0.9")
     assert (block["predicted_dice"] < 0.9) is review
 
 
@@ -187,22 +187,25 @@ def test_a_signal_beyond_every_good_mask_flags_whatever_the_prediction() -> None
     assert assess({**calm, "variation_disagreement": 0.05}, strict)["review"] is False  # at the bound: not beyond
     block = assess({**calm, "variation_disagreement": 0.2}, strict)
     assert block["review"] is True and block["predicted_dice"] > 0.99
-    assert block["reasons"][0].startswith("predicted Dice 0.997, but a signal lies beyond every good mask")
+    assert block["reasons"][0].startswith("predicted Dice 0.9970, but a signal lies beyond every good mask")
     assert block["reasons"][1] == ("the mask changes when the CT is seen at a coarser scale: 20.0% of it differs "
                                    "(no good mask above 5.0% of it differs)")
     assert len(block["reasons"]) == 2
     # flagged by the prediction: entropy over its 95 % limit and beyond every good mask is named once
     both = assess({"entropy_inside": 2.5, "removed_share": 0.0, "volume_ml": 1500.0, "variation_disagreement": 0.0},
                   strict)
-    assert both["reasons"][0].startswith("predicted Dice 0.876 is below") and len(both["reasons"]) == 2
+    assert both["reasons"][0].startswith("predicted Dice 0.8755 is below") and len(both["reasons"]) == 2
     assert "no good mask above" in both["reasons"][1]
 
 
 def test_a_prediction_on_the_threshold_is_not_flagged_one_just_under_it_is() -> None:
     signals = {"entropy_inside": 0.1, "removed_share": 0.0, "volume_ml": 1500.0}
-    predicted = MODEL.predict_dice(signals)  # 1 - 0.1 e^-3 = 0.995
-    assert assess(signals, QualityModel(**{**vars(MODEL), "review_below": predicted}))["review"] is False
-    assert assess(signals, QualityModel(**{**vars(MODEL), "review_below": predicted + 1e-9}))["review"] is True
+    predicted = MODEL.predict_dice(signals)  # 1 - 0.1 e^-3 = 0.99502, stored and compared as 0.995
+    assert assess(signals, MODEL)["predicted_dice"] == 0.995
+    assert assess(signals, QualityModel(**{**vars(MODEL), "review_below": 0.995}))["review"] is False
+    assert assess(signals, QualityModel(**{**vars(MODEL), "review_below": predicted}))["review"] is True  # 0.995 < 0.99502
+    block = assess(signals, QualityModel(**{**vars(MODEL), "review_below": 0.9951}))
+    assert block["review"] is True and block["reasons"][0] == "predicted Dice 0.9950 is below 0.9951"
 
 
 def test_an_empty_mask_is_always_reviewed() -> None:
@@ -237,3 +240,13 @@ def test_segment_writes_the_quality_block(checkpoint: Path, tmp_path: Path) -> N
     assert json.loads(json.dumps(block)) == block  # plain JSON types only
     assert "quality" in result.timings
     assert "quality" not in segment(volume, load_model(checkpoint, "cpu"), quality=False).stats
+
+
+def test_the_reason_shows_the_predicted_dice_the_block_stores() -> None:
+    # 0.944496 is stored as 0.9445; the words must say the stored number (a PACS test caught the
+    # words saying 0.944 of a block storing 0.9445, whose own 3-decimal text is 0.945)
+    model = QualityModel(name="test", intercept=math.log(1 - 0.944496), features=(), review_below=1.0,
+                         shape_reference={}, fitted="by hand")
+    block = assess({"volume_ml": 1500.0}, model)
+    assert block["predicted_dice"] == 0.9445
+    assert block["reasons"] == ["predicted Dice 0.9445 is below 1"]

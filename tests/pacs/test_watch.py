@@ -183,7 +183,7 @@ def test_a_mask_the_quality_estimate_flags_is_marked_in_the_state_the_seg_and_th
         record = state.get(series)
     quality = record.stats["quality"]
     assert record.review is True and quality["review"] is True
-    assert quality["reasons"][0] == f"predicted Dice {quality['predicted_dice']:.3f} is below 1.00"
+    assert quality["reasons"][0] == f"predicted Dice {quality['predicted_dice']:.4f} is below 1"
     assert quality["signals"]["variation_disagreement"] is not None  # the second pass ran
     (seg,) = segs_in(fresh_archive, study)
     assert seg["MainDicomTags"]["SeriesDescription"] == "livseg segmentation [REVIEW]"

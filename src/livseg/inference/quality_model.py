@@ -7,7 +7,8 @@ stored with how it was fitted in ``quality-v2.json`` beside this module)::
 
 a linear model of the log of the Dice error, ``f_i`` the identity or ``log(signal + offset)``;
 a signal that could not be computed takes its ``neutral`` value (the median of the calibration
-cases). A case is flagged for review when ``predicted_dice < review_below``, when any signal lies
+cases). A case is flagged for review when ``predicted_dice < review_below`` (the prediction rounded
+to the 4 decimals it is stored and shown with), when any signal lies
 beyond every good mask of the calibration set (``flag_above``: the largest value among masks
 with Dice >= 0.95; a mask unlike all of them is worth a look whatever the sum says), or when
 the mask is empty. The reasons name, in words, every term beyond its ``limit`` (the value 95 %
@@ -143,7 +144,9 @@ def assess(signals: Mapping[str, float | None], model: QualityModel | None = Non
         ``review`` a bool, ``reasons`` a list of sentences (empty when not flagged).
     """
     model = model or _shipped()
-    predicted = model.predict_dice(signals)
+    # the number stored, compared and put in words is one and the same (4 decimals): a reason must
+    # never say "0.945" of a block that stores 0.9445, nor "0.920 is below 0.92"
+    predicted = round(model.predict_dice(signals), 4)
     reasons: list[str] = []
     if not signals.get("volume_ml"):
         reasons.append("the mask is empty: no liver found")
@@ -151,9 +154,9 @@ def assess(signals: Mapping[str, float | None], model: QualityModel | None = Non
         beyond = {name: float(signals[name]) for name, bound in model.flag_above.items()  # type: ignore[arg-type]
                   if signals.get(name) is not None and float(signals[name]) > bound}  # type: ignore[arg-type]
         if predicted < model.review_below:
-            reasons.append(f"predicted Dice {predicted:.3f} is below {model.review_below:.2f}")
+            reasons.append(f"predicted Dice {predicted:.4f} is below {model.review_below:g}")
         elif beyond:
-            reasons.append(f"predicted Dice {predicted:.3f}, but a signal lies beyond every good mask of the calibration")
+            reasons.append(f"predicted Dice {predicted:.4f}, but a signal lies beyond every good mask of the calibration")
         if reasons:
             for feature in model.features:
                 raw = signals.get(feature.signal)
@@ -163,7 +166,7 @@ def assess(signals: Mapping[str, float | None], model: QualityModel | None = Non
     return {
         "model": model.name,
         "signals": {k: (None if v is None else round(float(v), 6)) for k, v in signals.items()},
-        "predicted_dice": round(predicted, 4),
+        "predicted_dice": predicted,
         "review_below": model.review_below,
         "review": bool(reasons),
         "reasons": reasons,

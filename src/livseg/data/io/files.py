@@ -57,14 +57,19 @@ def is_temp_name(name: str) -> bool:
 
 def remove_stale_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
     """Delete livseg temporaries in ``folder`` whose writer is gone: written on this machine by a
-    process that no longer runs, or older than a day. Others' files are never touched.
+    process that no longer runs, or older than a day. Others' files are never touched. A folder
+    that does not exist (any more) has none.
 
     Returns:
         The removed paths.
     """
-    removed = []
+    removed: list[Path] = []
     host, now = _host(), time.time()
-    for path in Path(folder).iterdir():
+    try:
+        entries = list(Path(folder).iterdir())
+    except FileNotFoundError:  # gone meanwhile (another DDP rank's probe_output_dir made it and removed it)
+        return removed
+    for path in entries:
         match = _TEMP.match(path.name)
         if match is None or not path.is_file():
             continue
