@@ -2,6 +2,7 @@
 
     python benchmarks/calibrate_quality.py --work build/quality             # fit, report (no writes)
     python benchmarks/calibrate_quality.py --work build/quality --write     # + src/livseg/inference/quality-v2.json
+    python benchmarks/calibrate_quality.py --work build/quality --transfer builtin:liver-v2   # another network, no fit
 
 Honest by construction:
 
@@ -48,7 +49,7 @@ from quality_cases import REAL, VARIANTS, Case, phantom_cases, real_cases, train
 from livseg.evaluation.metrics import dice  # noqa: E402
 from livseg.inference.quality import volume_excess  # noqa: E402
 from livseg.inference.quality_model import (QUALITY_FILE, Feature, QualityModel, assess,  # noqa: E402
-                                            shipped_large_volume_ml)
+                                            load_quality_model, shipped_large_volume_ml)
 from livseg.inference.segment import load_model, segment  # noqa: E402
 from livseg.phantom.generator import find_liver_shapes  # noqa: E402
 
@@ -266,6 +267,35 @@ def plot(sets: dict[str, list[dict]], model: QualityModel, path: Path) -> None:
                          title="quality-v2 on cases not used in its fit (filled: flagged for review)")
 
 
+def transfer(checkpoint: str, work: Path, shared: Path, threads: int) -> int:
+    """The shipped estimate, unchanged, on the masks of a network it was not fitted on: every
+    phantom of the calibration and held-out seeds (none of them was fitted on with this network)
+    and the real CTs of ../shared/data."""
+    name = checkpoint.split(":")[-1].replace("/", "_")
+    folder = work / f"transfer-{name}"
+    folder.mkdir(parents=True, exist_ok=True)
+    models = {name: load_model(None if checkpoint == "builtin" else checkpoint, "cpu", num_threads=threads)}
+    shapes = find_liver_shapes(shared / "lits-liver-masks")
+    real_file = folder / "rows-real.jsonl"
+    done = _rows(real_file)
+    real = collect(real_file, [[_Cached(n) for n in REAL]] if all(f"{n}/{name}" in done for n in REAL)
+                   else [real_cases(shared)], models, (name,))
+    phantoms = []
+    for label, seeds in (("calibration", CALIBRATION_SEEDS), ("heldout", HELDOUT_SEEDS)):
+        path = folder / f"rows-{label}.jsonl"
+        phantoms += collect(path, phantom_groups(seeds, shapes, _rows(path), (name,)), models, (name,))
+    model = load_quality_model()
+    print(f"{model.name} (fitted on the built-in model and weak checkpoints) on {checkpoint}'s masks "
+          "(group: what the built-in model trained on; the network's own card says what it saw):")
+    print_table(real, model)
+    print()
+    summarise(phantoms, model, f"phantoms (seeds {CALIBRATION_SEEDS.start}-{CALIBRATION_SEEDS.stop - 1}, "
+              f"{HELDOUT_SEEDS.start}-{HELDOUT_SEEDS.stop - 1})")
+    summarise(real, model, "real CTs")
+    summarise(phantoms + real, model, "all")
+    return 0
+
+
 # ------------------------------------------------------------------------------------ main
 
 
@@ -279,6 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sets", default="calibration,heldout,real",
                         help="which rows to collect (comma-separated; two processes can share the work), then fit "
                         "only when all three are asked for")
+    parser.add_argument("--transfer", metavar="CHECKPOINT",
+                        help="no fit: score the shipped estimate on the masks of another network (e.g. "
+                        "builtin:liver-v2) over every phantom of both sets and the real CTs; rows in WORK/transfer-NAME")
     parser.add_argument("--builtin-only", action="store_true",
                         help="collect the built-in model's rows only, then stop (while the weak models train elsewhere)")
     args = parser.parse_args(argv)
@@ -286,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
 
+    if args.transfer:
+        return transfer(args.transfer, args.work, args.shared, args.threads)
     models = {"builtin": load_model(None, "cpu", num_threads=args.threads)}
     calibration_models, heldout_models = CALIBRATION_MODELS, HELDOUT_MODELS
     if args.builtin_only:
