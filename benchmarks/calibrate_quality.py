@@ -137,6 +137,14 @@ def phantom_groups(seeds, shapes: list[Path], done: dict, model_names):  # noqa:
             yield phantom_cases(seed, VARIANTS, shapes[seed % len(shapes)] if seed % 2 and shapes else None)
 
 
+def real_groups(path: Path, shared: Path, model_names) -> list:  # noqa: ANN001
+    """The real CTs as one group for :func:`collect`; not loaded again when every row is cached."""
+    done = _rows(path)
+    if all(f"{name}/{m}" in done for name in REAL for m in model_names):
+        return [[_Cached(name) for name in REAL]]
+    return [real_cases(shared)]
+
+
 # ------------------------------------------------------------------------------------ the fit
 
 
@@ -277,9 +285,7 @@ def transfer(checkpoint: str, work: Path, shared: Path, threads: int) -> int:
     models = {name: load_model(None if checkpoint == "builtin" else checkpoint, "cpu", num_threads=threads)}
     shapes = find_liver_shapes(shared / "lits-liver-masks")
     real_file = folder / "rows-real.jsonl"
-    done = _rows(real_file)
-    real = collect(real_file, [[_Cached(n) for n in REAL]] if all(f"{n}/{name}" in done for n in REAL)
-                   else [real_cases(shared)], models, (name,))
+    real = collect(real_file, real_groups(real_file, shared, (name,)), models, (name,))
     phantoms = []
     for label, seeds in (("calibration", CALIBRATION_SEEDS), ("heldout", HELDOUT_SEEDS)):
         path = folder / f"rows-{label}.jsonl"
@@ -333,11 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     calibration_file, heldout_file, real_file = (args.work / f"rows-{n}.jsonl" for n in ("calibration", "heldout", "real"))
     sets = set(args.sets.split(","))
     real_models = ("builtin",) if args.builtin_only else REAL_MODELS
-    done = _rows(real_file)
     if "real" in sets:
-        real = collect(real_file, [[_Cached(name) for name in REAL]] if all(
-            f"{name}/{m}" in done for name in REAL for m in real_models) else [real_cases(args.shared)], models,
-            real_models)
+        real = collect(real_file, real_groups(real_file, args.shared, real_models), models, real_models)
     if "calibration" in sets:
         calibration = collect(calibration_file, phantom_groups(CALIBRATION_SEEDS, shapes, _rows(calibration_file),
                                                                calibration_models), models, calibration_models)
