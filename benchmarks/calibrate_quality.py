@@ -282,7 +282,7 @@ def transfer(checkpoint: str, work: Path, shared: Path, threads: int) -> int:
     name = checkpoint.split(":")[-1].replace("/", "_")
     folder = work / f"transfer-{name}"
     folder.mkdir(parents=True, exist_ok=True)
-    models = {name: load_model(None if checkpoint == "builtin" else checkpoint, "cpu", num_threads=threads)}
+    models = {name: load_model(checkpoint, "cpu", num_threads=threads)}
     shapes = find_liver_shapes(shared / "lits-liver-masks")
     real_file = folder / "rows-real.jsonl"
     real = collect(real_file, real_groups(real_file, shared, (name,)), models, (name,))

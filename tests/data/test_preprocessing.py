@@ -17,6 +17,7 @@ from livseg.data.preprocessing import (
     resample_linear,
     resample_nearest,
     to_original_grid,
+    unwindow,
     window,
 )
 
@@ -28,6 +29,12 @@ def test_window_hand_values_and_dtype() -> None:
     assert out.dtype == np.float32
     np.testing.assert_allclose(out, [0.0, 0.0, 0.2, 0.5, 1.0, 1.0])
     np.testing.assert_allclose(window(np.array([0.0, 50.0]), hu_min=0, hu_max=100), [0.0, 0.5])
+
+
+def test_unwindow_inverts_window_on_its_range() -> None:
+    np.testing.assert_allclose(unwindow(np.array([0.0, 0.2, 0.5, 1.0])), [-100.0, 0.0, 150.0, 400.0])
+    np.testing.assert_allclose(unwindow(window(HU)), np.clip(HU, -100, 400), atol=1e-4)  # clipped ends stay there
+    assert unwindow(np.array([0.5]), hu_min=0, hu_max=100).dtype == np.float32
 
 
 def test_binarize_tumour_counts_as_liver() -> None:

@@ -49,7 +49,7 @@ from livseg.data.resample import (
 __all__ = [  # resampling and orientation live in livseg.data.resample / .orientation; re-exported for callers
     "PROBABILITY_FLOOR", "GridMap", "binarize", "from_ras", "liver_fraction", "network_input", "network_view",
     "plan_grid", "preprocess_image", "preprocess_labels", "ras_orientation", "resample_faces", "resample_linear",
-    "resample_nearest", "to_input_grid", "to_original_grid", "to_ras", "upsample_faces", "window",
+    "resample_nearest", "to_input_grid", "to_original_grid", "to_ras", "unwindow", "upsample_faces", "window",
 ]
 
 
@@ -62,6 +62,12 @@ def window(array: np.ndarray, hu_min: float = -100.0, hu_max: float = 400.0) -> 
     """
     tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).clamp(hu_min, hu_max)
     return tensor.sub_(hu_min).div_(hu_max - hu_min).numpy()
+
+
+def unwindow(image: np.ndarray, hu_min: float = -100.0, hu_max: float = 400.0) -> np.ndarray:
+    """The inverse of :func:`window` on its range: a network input in [0, 1] back to HU (values
+    that ``window`` clipped stay at the window's ends)."""
+    return hu_min + np.asarray(image, dtype=np.float32) * np.float32(hu_max - hu_min)
 
 
 def binarize(labels: np.ndarray, liver_labels: Sequence[int] = (1, 2)) -> np.ndarray:

@@ -42,7 +42,7 @@ from torch import nn
 from livseg.config import RunConfig
 from livseg.data.io.volume import Volume
 from livseg.data.masks import as_bool, bounding_box
-from livseg.data.preprocessing import GridMap, network_input, ras_orientation, to_input_grid
+from livseg.data.preprocessing import GridMap, network_input, ras_orientation, to_input_grid, unwindow
 from livseg.data.organ_classes import legend
 from livseg.device import autocast, cpu_count, resolve_device
 from livseg.errors import CheckpointError, ConfigError, DimensionError
@@ -334,10 +334,10 @@ def estimate_quality(model: nn.Module, image: np.ndarray, probabilities: np.ndar
 
     mask = clean_mask(probabilities >= threshold)[0]
     varied = varied_probabilities(liver, image, mask)
-    window = config.preprocess
+    preprocess = config.preprocess
     signals = quality_signals(probabilities, network_spacing(volume, config, grid), threshold=threshold,
-                              varied=varied, ras=config.preprocess.reorient, mask=mask,
-                              hu=window.hu_min + image * (window.hu_max - window.hu_min), hu_floor=window.hu_min)
+                              varied=varied, ras=preprocess.reorient, mask=mask,
+                              hu=unwindow(image, preprocess.hu_min, preprocess.hu_max), hu_floor=preprocess.hu_min)
     return assess(signals)
 
 
