@@ -1,7 +1,7 @@
 """Calibrate and test livseg's quality estimate (``stats["quality"]``): predicted Dice and review flag.
 
     python benchmarks/calibrate_quality.py --work build/quality             # fit, report (no writes)
-    python benchmarks/calibrate_quality.py --work build/quality --write     # + src/livseg/inference/quality-v2.json
+    python benchmarks/calibrate_quality.py --work build/quality --write     # + src/livseg/inference/quality-v3.json
     python benchmarks/calibrate_quality.py --work build/quality --transfer builtin:liver-v2   # another network, no fit
 
 Honest by construction:
@@ -211,7 +211,7 @@ def fit(rows: list[dict], shape_reference: dict, fitted: str) -> QualityModel:
     # beyond every good mask: the largest value any good calibration mask showed, per candidate signal
     flag_above = {name: round(float(max(r["signals"][name] for r in good if r["signals"].get(name) is not None)), 6)
                   for name in names if any(r["signals"].get(name) is not None for r in good)}
-    model = QualityModel("quality-v2", round(float(coef[0]), 5), tuple(features), 0.0, shape_reference, fitted,
+    model = QualityModel("quality-v3", round(float(coef[0]), 5), tuple(features), 0.0, shape_reference, fitted,
                          shipped_large_volume_ml())
     predicted = np.array([model.predict_dice(r["signals"]) for r in good])
     review_below = float(np.quantile(predicted, GOOD_FLAG_RATE)) if len(predicted) else GOOD
@@ -272,7 +272,7 @@ def plot(sets: dict[str, list[dict]], model: QualityModel, path: Path) -> None:
             points.append({"group": label, "dice": r["dice"], "predicted_dice": block["predicted_dice"],
                            "review": block["review"]})
     plot_quality_scatter(points, path, review_below=model.review_below,
-                         title="quality-v2 on cases not used in its fit (filled: flagged for review)")
+                         title="quality-v3 on cases not used in its fit (filled: flagged for review)")
 
 
 def transfer(checkpoint: str, work: Path, shared: Path, threads: int) -> int:

@@ -17,7 +17,9 @@ map) changed after the scan in one of these ways (:data:`VARIANTS`):
 - ``liver_like_spleen``: the spleen repainted at the liver's HU (native-phase look), joined likewise
   (not in the benchmark's sets: on the first six cases liver-v1's Dice did not move);
 - ``noise``: extra correlated noise of 25-60 HU (a low-dose scan);
-- ``low_contrast``: the liver pulled towards the surrounding soft tissue's HU (unenhanced look);
+- ``low_contrast``: the liver pulled towards the surrounding soft tissue's HU (unenhanced look), its
+  tumours by the same shift times their HU over the liver's (until 2026-12-03 they moved as far
+  as the liver and reached fat density, -17 to -51 HU: no unenhanced lesion looks like that);
 - ``hu_offset``: the whole scan shifted by -60..+60 HU (a miscalibrated or odd-kernel scanner);
 - ``big_lesions``: two to four large hypodense lesions painted inside the liver (labelled liver).
 
@@ -162,10 +164,15 @@ def harden(phantom, variant: str, rng: np.random.Generator) -> np.ndarray:  # no
     elif variant == "noise":
         ct += _noise_like(ct.shape, rng.uniform(25, 60), rng.uniform(0.6, 1.2), rng)
     elif variant == "low_contrast":
-        liver = labels > 0
+        liver, tumour = labels > 0, labels == 2
         around = ndimage.binary_dilation(liver, iterations=6) & ~liver & (ct > 0) & (ct < 150)
         target = float(np.median(ct[around])) if around.any() else 50.0
-        ct[liver] = ct[liver] + rng.uniform(0.6, 0.9) * (target - liver_hu)
+        shift = rng.uniform(0.6, 0.9) * (target - liver_hu)
+        # an unenhanced tumour stays between water and the liver: it moves by the liver's shift times
+        # its HU over the liver's (a 21 HU tumour in a 131 HU liver to ~10 HU, not to fat's -51 HU)
+        tumour_share = float(np.clip(np.median(ct[tumour]) / liver_hu, 0.0, 1.0)) if tumour.any() else 1.0
+        ct[liver & ~tumour] += shift
+        ct[tumour] += shift * tumour_share
     elif variant == "hu_offset":
         ct += rng.choice([-1.0, 1.0]) * rng.uniform(35, 60)
     elif variant == "big_lesions":

@@ -8,7 +8,7 @@ computes :func:`livseg.inference.quality.shape_descriptors` and the volume, and 
 descriptor, the median and the median absolute deviation (MAD) over the masks, and the volume's
 median and 95th percentile. With ``--write`` these 12 numbers (our own statistics; no mask and no
 voxel of LiTS is shipped) go into the ``shape_reference`` and ``volume_reference`` blocks of
-src/livseg/inference/quality-v2.json, which the ``shape_distance`` and ``volume_excess`` signals
+src/livseg/inference/quality-v3.json, which the ``shape_distance`` and ``volume_excess`` signals
 compare a prediction with. About 10 minutes on a loaded 2-core CPU.
 """
 

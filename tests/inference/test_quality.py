@@ -218,7 +218,7 @@ def test_an_empty_mask_is_always_reviewed() -> None:
 
 def test_shipped_quality_model_is_complete() -> None:
     model = load_quality_model()
-    assert model.name == "quality-v2" and 0.5 < model.review_below < 1.0 and model.features
+    assert model.name == "quality-v3" and 0.5 < model.review_below < 1.0 and model.features
     names = set(quality_signals(cube(0.95), SPACING))
     assert {f.signal for f in model.features} <= names
     assert model.flag_above and set(model.flag_above) <= names  # beyond every good mask: known signals only

@@ -1,7 +1,7 @@
 """The calibrated quality estimate: signals -> predicted Dice, a review flag and its reasons in words.
 
 The map is deliberately small and inspectable (fitted by ``benchmarks/calibrate_quality.py``,
-stored with how it was fitted in ``quality-v2.json`` beside this module)::
+stored with how it was fitted in ``quality-v3.json`` beside this module)::
 
     predicted_dice = 1 - exp(intercept + sum_i weight_i * f_i(signal_i))
 
@@ -32,7 +32,7 @@ from typing import Any, Mapping
 __all__ = ["QUALITY_FILE", "Feature", "QualityModel", "assess", "load_quality_model", "shipped_large_volume_ml",
            "shipped_shape_reference"]
 
-QUALITY_FILE = Path(__file__).with_name("quality-v2.json")
+QUALITY_FILE = Path(__file__).with_name("quality-v3.json")
 
 # how each signal is put in words when it is beyond its limit: (what it means, format of the value)
 _WORDS = {
@@ -97,7 +97,7 @@ class QualityModel:
 
 
 def load_quality_model(path: str | os.PathLike[str] | None = None) -> QualityModel:
-    """Read a quality JSON (default: the shipped ``quality-v2.json``)."""
+    """Read a quality JSON (default: the shipped ``quality-v3.json``)."""
     data = json.loads(Path(path or QUALITY_FILE).read_text())
     predictor = data["predictor"]
     return QualityModel(
