@@ -3,6 +3,7 @@
     python benchmarks/calibrate_quality.py --work build/quality             # fit, report (no writes)
     python benchmarks/calibrate_quality.py --work build/quality --write     # + src/livseg/inference/quality-v3.json
     python benchmarks/calibrate_quality.py --work build/quality --transfer builtin:liver-v2   # another network, no fit
+    python benchmarks/calibrate_quality.py --work build/quality --real-hard   # real CTs made hard, no fit
 
 Honest by construction:
 
@@ -44,7 +45,7 @@ import torch
 from scipy import stats as scipy_stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality_cases import REAL, VARIANTS, Case, phantom_cases, real_cases, train_weak_models  # noqa: E402
+from quality_cases import REAL, VARIANTS, Case, phantom_cases, real_cases, real_hard_cases, train_weak_models  # noqa: E402
 
 from livseg.evaluation.metrics import dice  # noqa: E402
 from livseg.inference.quality import volume_excess  # noqa: E402
@@ -302,6 +303,28 @@ def transfer(checkpoint: str, work: Path, shared: Path, threads: int) -> int:
     return 0
 
 
+def real_hard(work: Path, shared: Path, threads: int) -> int:
+    """The shipped estimate, unchanged, on the real CTs made hard (:func:`quality_cases.real_hard_cases`)
+    and segmented by the built-in model and the weak models of the real set: real anatomy, never
+    fitted on, reported apart from the claim (the change to each CT is synthetic)."""
+    models = {"builtin": load_model(None, "cpu", num_threads=threads)}
+    weak = train_weak_models(work / "weak", shared, WEAK_STEPS)
+    models.update({name: load_model(weak[int(name.split("-")[1])], "cpu", num_threads=threads)
+                   for name in REAL_MODELS if name != "builtin"})
+    path = work / "rows-realhard.jsonl"
+    rows = collect(path, real_hard_cases(shared), models, REAL_MODELS)
+    model = load_quality_model()
+    print(f"{model.name} on the real CTs made hard (never fitted on; group: what the built-in model trained on):")
+    print_table(rows, model)
+    print()
+    held = [r for r in rows if r["group"] == "real held out" or r["model"] != "builtin"]
+    summarise([r for r in held if r["model"] == "builtin"], model, "made hard, never trained on, built-in model")
+    summarise([r for r in held if r["model"] != "builtin"], model, "made hard, weak models (never saw real CT)")
+    summarise([r for r in rows if r not in held], model, "made hard, liver-v1 trained on the CT")
+    summarise(held, model, "made hard, all never trained on")
+    return 0
+
+
 # ------------------------------------------------------------------------------------ main
 
 
@@ -318,6 +341,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--transfer", metavar="CHECKPOINT",
                         help="no fit: score the shipped estimate on the masks of another network (e.g. "
                         "builtin:liver-v2) over every phantom of both sets and the real CTs; rows in WORK/transfer-NAME")
+    parser.add_argument("--real-hard", action="store_true",
+                        help="no fit: score the shipped estimate on the real CTs made hard (noise, low contrast, "
+                        "shifted HU, large lesions); rows in WORK/rows-realhard.jsonl")
     parser.add_argument("--builtin-only", action="store_true",
                         help="collect the built-in model's rows only, then stop (while the weak models train elsewhere)")
     args = parser.parse_args(argv)
@@ -327,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.transfer:
         return transfer(args.transfer, args.work, args.shared, args.threads)
+    if args.real_hard:
+        return real_hard(args.work, args.shared, args.threads)
     models = {"builtin": load_model(None, "cpu", num_threads=args.threads)}
     calibration_models, heldout_models = CALIBRATION_MODELS, HELDOUT_MODELS
     if args.builtin_only:

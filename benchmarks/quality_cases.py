@@ -34,7 +34,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -98,6 +98,39 @@ def real_cases(shared: Path) -> list[Case]:
         volume, reference = loader(shared)
         cases.append(Case(name, volume, reference, group, {}))
     return cases
+
+
+REAL_VARIANTS = ("noise", "low_contrast", "hu_offset", "big_lesions")  # the variants that need no organ map
+
+
+@dataclass
+class _Scan:
+    """What :func:`harden` reads of a phantom, for a real CT and its liver reference."""
+
+    ct: np.ndarray
+    labels: np.ndarray
+    affine: np.ndarray
+    facts: dict
+
+
+def real_hard_cases(shared: Path, variants: tuple[str, ...] = REAL_VARIANTS) -> Iterator[list[Case]]:
+    """Every real CT of :data:`REAL` changed as each of ``variants`` says, one list per CT: real
+    anatomy and scanners, failures made on purpose. The liver's HU and noise that the variants
+    need are measured inside the reference (median and MAD of its core); the reference is liver
+    and tumour as one label, so ``low_contrast`` moves a real tumour as far as the liver (the
+    tumours of these CTs are small: MSD 4-9 mL)."""
+    for k, (name, (loader, group)) in enumerate(REAL.items()):
+        volume, reference = loader(shared)
+        liver = reference > 0
+        core = ndimage.binary_erosion(liver, iterations=2)
+        values = volume.array[core if core.any() else liver].astype(np.float32)
+        liver_hu = float(np.median(values))
+        noise_hu = float(np.clip(1.4826 * np.median(np.abs(values - liver_hu)), 5.0, 40.0))
+        facts = {"contrast_hu": liver_hu, "noise_hu": noise_hu}
+        scan = _Scan(volume.array.astype(np.float32), liver.astype(np.uint8), volume.affine, facts)
+        yield [Case(f"{name}-{variant}", Volume(harden(scan, variant, np.random.default_rng([4000 + k, ALL_VARIANTS.index(variant)])),
+                                                volume.affine), reference, group, {**facts, "variant": variant})
+               for variant in variants]
 
 
 # ------------------------------------------------------------------------------------ phantoms

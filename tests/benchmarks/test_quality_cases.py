@@ -29,3 +29,21 @@ def test_low_contrast_moves_the_liver_and_keeps_its_tumours_between_water_and_li
     assert np.allclose(moved[tumour], shift * share, atol=1e-3)  # the same shift times tumour HU / liver HU
     assert not moved[phantom.labels == 0].any()  # nothing else changed
     assert 0.0 < np.median(ct[tumour]) < np.median(ct[liver])  # unenhanced: between water and the liver
+
+
+def test_real_cts_made_hard_change_the_ct_as_each_variant_says(shared_data: Path) -> None:
+    first = quality_cases.REAL["ircadb-01-patient1"][0]
+    original, reference = first(shared_data)
+    cases = next(quality_cases.real_hard_cases(shared_data))  # IRCADb patient 1, the first real CT
+    assert [c.name for c in cases] == [f"ircadb-01-patient1-{v}" for v in quality_cases.REAL_VARIANTS]
+    ct = original.array.astype(np.float32)
+    liver = reference > 0
+    changed = {c.facts["variant"]: c.volume.array - ct for c in cases}
+    for case in cases:
+        assert np.array_equal(case.reference, reference) and np.allclose(case.volume.affine, original.affine)
+    offset = float(changed["hu_offset"].flat[0])
+    assert 35 <= abs(offset) <= 60 and np.allclose(changed["hu_offset"], offset)  # the whole scan, one shift
+    assert not changed["low_contrast"][~liver].any() and changed["low_contrast"][liver].max() < 0  # the liver only, darker
+    assert not changed["big_lesions"][~liver].any() and (changed["big_lesions"][liver] < -20).mean() > 0.02  # lesions inside
+    assert changed["noise"][liver].std() > 20  # 25-60 HU of added noise
+    assert 30 < cases[0].facts["contrast_hu"] < 200 and 5 <= cases[0].facts["noise_hu"] <= 40  # measured in the reference
