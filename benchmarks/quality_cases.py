@@ -136,7 +136,7 @@ def real_hard_cases(shared: Path, variants: tuple[str, ...] = REAL_VARIANTS) -> 
 # ------------------------------------------------------------------------------------ phantoms
 
 
-def _noise_like(shape: tuple[int, ...], std: float, corr_vox: float, rng: np.random.Generator) -> np.ndarray:
+def noise_like(shape: tuple[int, ...], std: float, corr_vox: float, rng: np.random.Generator) -> np.ndarray:
     """Gaussian noise smoothed to a grain of ``corr_vox`` voxels, rescaled to ``std`` HU."""
     noise = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), corr_vox)
     return noise * (std / max(float(noise.std()), 1e-6))
@@ -156,7 +156,7 @@ def _repaint_joined(ct: np.ndarray, labels: np.ndarray, organ: np.ndarray, hu: f
     region = (organ | (near_liver & near_organ & soft)) & ~liver
     if not region.any():
         return
-    texture = _noise_like(ct.shape, 10.0, 3.0, rng) + _noise_like(ct.shape, noise_hu, 1.0, rng)
+    texture = noise_like(ct.shape, 10.0, 3.0, rng) + noise_like(ct.shape, noise_hu, 1.0, rng)
     ct[region] = hu + texture[region]
 
 
@@ -169,7 +169,7 @@ def _big_lesions(ct: np.ndarray, labels: np.ndarray, affine: np.ndarray, liver_h
         return
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     grid = np.indices(ct.shape, sparse=True)
-    noise = _noise_like(ct.shape, noise_hu, 1.0, rng)
+    noise = noise_like(ct.shape, noise_hu, 1.0, rng)
     for _ in range(int(rng.integers(2, 5))):
         centre = inside[rng.integers(len(inside))]
         radius_mm = rng.uniform(20, 40)
@@ -195,7 +195,7 @@ def harden(phantom, variant: str, rng: np.random.Generator) -> np.ndarray:  # no
     elif variant == "liver_like_spleen":
         _repaint_joined(ct, labels, phantom.organ_mask("spleen"), liver_hu + rng.uniform(-8, 8), noise_hu, rng)
     elif variant == "noise":
-        ct += _noise_like(ct.shape, rng.uniform(25, 60), rng.uniform(0.6, 1.2), rng)
+        ct += noise_like(ct.shape, rng.uniform(25, 60), rng.uniform(0.6, 1.2), rng)
     elif variant == "low_contrast":
         liver, tumour = labels > 0, labels == 2
         around = ndimage.binary_dilation(liver, iterations=6) & ~liver & (ct > 0) & (ct < 150)
