@@ -23,6 +23,10 @@ map) changed after the scan in one of these ways (:data:`VARIANTS`):
 - ``hu_offset``: the whole scan shifted by -60..+60 HU (a miscalibrated or odd-kernel scanner);
 - ``big_lesions``: two to four large hypodense lesions painted inside the liver (labelled liver).
 
+Real CTs made hard (:func:`real_hard_cases`, ``calibrate_quality.py --real-hard``): each real CT
+changed by the variants that need no organ map (:data:`REAL_VARIANTS`), the liver's HU and noise
+measured inside its reference; reported apart, never fitted on.
+
 Weakened models (:func:`train_weak_models`): early checkpoints of a quick patch training with
 the built-in model's network and stage-1 recipe. (Gaussian noise on the built-in model's weights
 was tried first and dropped: by the noise's seed it either broke the model completely, Dice 0 on
@@ -128,9 +132,11 @@ def real_hard_cases(shared: Path, variants: tuple[str, ...] = REAL_VARIANTS) -> 
         noise_hu = float(np.clip(1.4826 * np.median(np.abs(values - liver_hu)), 5.0, 40.0))
         facts = {"contrast_hu": liver_hu, "noise_hu": noise_hu}
         scan = _Scan(volume.array.astype(np.float32), liver.astype(np.uint8), volume.affine, facts)
-        yield [Case(f"{name}-{variant}", Volume(harden(scan, variant, np.random.default_rng([4000 + k, ALL_VARIANTS.index(variant)])),
-                                                volume.affine), reference, group, {**facts, "variant": variant})
-               for variant in variants]
+        cases = []
+        for variant in variants:
+            ct = harden(scan, variant, np.random.default_rng([4000 + k, ALL_VARIANTS.index(variant)]))
+            cases.append(Case(f"{name}-{variant}", Volume(ct, volume.affine), reference, group, {**facts, "variant": variant}))
+        yield cases
 
 
 # ------------------------------------------------------------------------------------ phantoms
