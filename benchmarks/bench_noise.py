@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from quality_cases import REAL, noise_like  # noqa: E402
 
 from livseg.data.io.volume import Volume  # noqa: E402
-from livseg.data.preprocessing import network_input, network_view  # noqa: E402
+from livseg.data.preprocessing import GridMap, network_input, network_view  # noqa: E402
 from livseg.data.resample import resample_faces, resample_linear  # noqa: E402
 from livseg.evaluation.metrics import dice  # noqa: E402
 from livseg.inference.segment import load_model, segment  # noqa: E402
@@ -33,10 +33,10 @@ from livseg.inference.segment import load_model, segment  # noqa: E402
 GRAIN_VOXELS = 0.7
 
 
-def network_noise_hu(noise: np.ndarray, volume: Volume, config) -> float:  # noqa: ANN001 (a PreprocessConfig)
-    """Standard deviation (HU) of ``noise`` (on ``volume``'s grid) once on the network's grid of
-    ``volume``: reoriented, cropped and resampled as the CT is (the resampling is linear)."""
-    _, grid = network_input(volume, config)
+def network_noise_hu(noise: np.ndarray, volume: Volume, grid: GridMap,
+                     config) -> float:  # noqa: ANN001 (a PreprocessConfig)
+    """Standard deviation (HU) of ``noise`` (on ``volume``'s grid) once on ``volume``'s network
+    grid ``grid``: reoriented, cropped and resampled as the CT is (the resampling is linear)."""
     oriented, _ = network_view(noise, volume.affine, config)
     cropped = oriented[grid.slices]
     seen = resample_linear(cropped, grid.shape) if grid.corners else resample_faces(cropped, grid.shape)
@@ -57,13 +57,16 @@ def main(argv: list[str] | None = None) -> int:
     print("| --- | --- |" + " ---: |" * len(args.levels))
     for k, (name, (loader, group)) in enumerate(REAL.items()):
         volume, reference = loader(args.shared)
-        ct = volume.array.astype(np.float32)
+        clean = Volume(volume.array.astype(np.float32), volume.affine)
+        _, grid = network_input(clean, config)  # the clean CT's grid: the noise is measured on it at every level
         cells = []
         for level in args.levels:
-            noise = noise_like(ct.shape, level, GRAIN_VOXELS, np.random.default_rng([5000 + k, int(level * 10)]))
-            score = dice(segment(Volume(ct + noise, volume.affine), loaded).mask > 0, reference > 0)
-            seen = network_noise_hu(noise, Volume(ct, volume.affine), config)
-            cells.append(f"{score:.3f} ({seen:.0f})")
+            if not level:
+                cells.append(f"{dice(segment(clean, loaded).mask > 0, reference > 0):.3f} (0)")
+                continue
+            noise = noise_like(clean.shape, level, GRAIN_VOXELS, np.random.default_rng([5000 + k, int(level * 10)]))
+            score = dice(segment(Volume(clean.array + noise, clean.affine), loaded).mask > 0, reference > 0)
+            cells.append(f"{score:.3f} ({network_noise_hu(noise, clean, grid, config):.0f})")
         print(f"| {name} | {'yes' if group == 'real trained on' else 'no'} | " + " | ".join(cells) + " |", flush=True)
     print("\nCells: Dice (noise left on the network's grid, HU).")
     return 0

@@ -38,14 +38,15 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
 from scipy import stats as scipy_stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality_cases import REAL, VARIANTS, Case, phantom_cases, real_cases, real_hard_cases, train_weak_models  # noqa: E402
+from quality_cases import (REAL, REAL_VARIANTS, VARIANTS, Case, phantom_cases, real_cases,  # noqa: E402
+                           real_hard_cases, train_weak_models)
 
 from livseg.evaluation.metrics import dice  # noqa: E402
 from livseg.inference.quality import volume_excess  # noqa: E402
@@ -138,12 +139,19 @@ def phantom_groups(seeds, shapes: list[Path], done: dict, model_names):  # noqa:
             yield phantom_cases(seed, VARIANTS, shapes[seed % len(shapes)] if seed % 2 and shapes else None)
 
 
-def real_groups(path: Path, shared: Path, model_names) -> list:  # noqa: ANN001
-    """The real CTs as one group for :func:`collect`; not loaded again when every row is cached."""
+def cached_or_loaded(path: Path, names: list[str], model_names,  # noqa: ANN001
+                     load: Callable[[], Iterable[list]]) -> Iterable[list]:
+    """The groups of cases for :func:`collect`: stand-ins for ``names`` when every (name, model)
+    row is cached in ``path``, else ``load()`` (the CTs are not read again for a refit)."""
     done = _rows(path)
-    if all(f"{name}/{m}" in done for name in REAL for m in model_names):
-        return [[_Cached(name) for name in REAL]]
-    return [real_cases(shared)]
+    if all(f"{name}/{m}" in done for name in names for m in model_names):
+        return [[_Cached(name) for name in names]]
+    return load()
+
+
+def real_groups(path: Path, shared: Path, model_names) -> Iterable[list]:  # noqa: ANN001
+    """The real CTs as one group for :func:`collect`; not loaded again when every row is cached."""
+    return cached_or_loaded(path, list(REAL), model_names, lambda: [real_cases(shared)])
 
 
 # ------------------------------------------------------------------------------------ the fit
@@ -312,7 +320,8 @@ def real_hard(work: Path, shared: Path, threads: int) -> int:
     models.update({name: load_model(weak[int(name.split("-")[1])], "cpu", num_threads=threads)
                    for name in REAL_MODELS if name != "builtin"})
     path = work / "rows-realhard.jsonl"
-    rows = collect(path, real_hard_cases(shared), models, REAL_MODELS)
+    names = [f"{name}-{variant}" for name in REAL for variant in REAL_VARIANTS]
+    rows = collect(path, cached_or_loaded(path, names, REAL_MODELS, lambda: real_hard_cases(shared)), models, REAL_MODELS)
     model = load_quality_model()
     print(f"{model.name} on the real CTs made hard (never fitted on; group: what the built-in model trained on):")
     print_table(rows, model)
