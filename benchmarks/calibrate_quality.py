@@ -1,7 +1,7 @@
 """Calibrate and test livseg's quality estimate (``stats["quality"]``): predicted Dice and review flag.
 
     python benchmarks/calibrate_quality.py --work build/quality             # fit, report (no writes)
-    python benchmarks/calibrate_quality.py --work build/quality --write     # + src/livseg/inference/quality-v3.json
+    python benchmarks/calibrate_quality.py --work build/quality --write     # + the next quality-vN.json, if it passes
     python benchmarks/calibrate_quality.py --work build/quality --transfer builtin:liver-v2   # another network, no fit
     python benchmarks/calibrate_quality.py --work build/quality --real-hard   # real CTs made hard, no fit
 
@@ -26,8 +26,14 @@ the subset chosen by grouped cross-validation over phantom seeds; the review thr
 highest predicted Dice that flags at most 20 % of the good calibration cases (Dice >= 0.95, the issue's budget);
 each term's reason limit: what 95 % of those good cases stayed under; ``flag_above``: per
 candidate signal, the largest value a good calibration case showed (beyond it a case is flagged
-whatever its predicted Dice). Prints a table and the claim's figures and draws the scatter
-plot (``--plot``). Cached in ``--work`` (weak models, phantoms' rows): a rerun only refits.
+whatever its predicted Dice). Prints a table and the claim's figures of the refit and of the
+shipped estimate on the same rows, and draws the scatter plot of the shipped one (``--plot``).
+Cached in ``--work`` (weak models, phantoms' rows): a rerun only refits.
+
+``--write`` ships the refit as the next version (``quality-v4.json`` after ``quality-v3``) only if
+it passes :func:`shipping_verdict` against the shipped estimate on the same claim rows; the fit
+depends on the weak models' draw (a rerun on other hardware trains other ones), so a refit is a
+candidate, never shipped unchecked.
 """
 
 from __future__ import annotations
@@ -204,7 +210,7 @@ def choose_terms(rows: list[dict], neutral: dict[str, float]) -> tuple[tuple[str
     return best
 
 
-def fit(rows: list[dict], shape_reference: dict, fitted: str) -> QualityModel:
+def fit(rows: list[dict], shape_reference: dict, fitted: str, name: str) -> QualityModel:
     """The predictor, review threshold and reason limits from the calibration rows."""
     names = [name for name, _ in CANDIDATES]
     neutral = {n: float(np.median([r["signals"][n] for r in rows if r["signals"].get(n) is not None] or [0.0]))
@@ -220,12 +226,45 @@ def fit(rows: list[dict], shape_reference: dict, fitted: str) -> QualityModel:
     # beyond every good mask: the largest value any good calibration mask showed, per candidate signal
     flag_above = {name: round(float(max(r["signals"][name] for r in good if r["signals"].get(name) is not None)), 6)
                   for name in names if any(r["signals"].get(name) is not None for r in good)}
-    model = QualityModel("quality-v3", round(float(coef[0]), 5), tuple(features), 0.0, shape_reference, fitted,
+    model = QualityModel(name, round(float(coef[0]), 5), tuple(features), 0.0, shape_reference, fitted,
                          shipped_large_volume_ml())
     predicted = np.array([model.predict_dice(r["signals"]) for r in good])
     review_below = float(np.quantile(predicted, GOOD_FLAG_RATE)) if len(predicted) else GOOD
     return QualityModel(model.name, model.intercept, model.features, round(review_below, 4), shape_reference, fitted,
                         model.large_volume_ml, flag_above)
+
+
+def next_name(name: str) -> str:
+    """The version after ``name``: ``quality-v3`` -> ``quality-v4``."""
+    stem, _, version = name.rpartition("-v")
+    return f"{stem}-v{int(version) + 1}"
+
+
+def shipping_verdict(candidate: QualityModel, shipped: QualityModel, claim: list[dict],
+                     real_builtin: list[dict]) -> list[str]:
+    """Why ``candidate`` may not replace ``shipped`` (empty: it may), judged on the same claim rows
+    (held-out phantoms + real CTs never trained on) by the rule every shipped version passed: the
+    issue's goals (Spearman >= 0.6, at most 1 in 5 good masks flagged), at least as many masks
+    under Dice 0.90 flagged as the shipped estimate flags, and no real never-trained built-in mask
+    with Dice >= 0.93 flagged that the shipped estimate leaves alone (``real_builtin``)."""
+    new, old = summarise(claim, candidate, f"candidate {candidate.name}"), summarise(claim, shipped, f"shipped {shipped.name}")
+    failures = []
+    if not new["spearman"] >= 0.6:
+        failures.append(f"Spearman {new['spearman']:.3f} < 0.6")
+    if new["good_flagged"] > new["good"] * GOOD_FLAG_RATE:
+        failures.append(f"good masks flagged {new['good_flagged']}/{new['good']} > 1 in 5")
+    if new["bad_flagged"] < old["bad_flagged"]:
+        failures.append(f"masks under Dice {BAD} flagged {new['bad_flagged']}/{new['bad']} < the shipped "
+                        f"{old['bad_flagged']}/{old['bad']}")
+    newly = [r["case"] for r in real_builtin if r["dice"] >= 0.93 and assess(r["signals"], candidate)["review"]
+             and not assess(r["signals"], shipped)["review"]]
+    if newly:
+        failures.append(f"newly flags good real CTs: {', '.join(newly)}")
+    unflagged = [r["case"] for r in real_builtin if r["dice"] < BAD and assess(r["signals"], shipped)["review"]
+                 and not assess(r["signals"], candidate)["review"]]
+    if unflagged:
+        failures.append(f"no longer flags real CTs under Dice {BAD}: {', '.join(unflagged)}")
+    return failures
 
 
 def model_json(model: QualityModel, shape_note: str) -> dict[str, Any]:
@@ -281,7 +320,7 @@ def plot(sets: dict[str, list[dict]], model: QualityModel, path: Path) -> None:
             points.append({"group": label, "dice": r["dice"], "predicted_dice": block["predicted_dice"],
                            "review": block["review"]})
     plot_quality_scatter(points, path, review_below=model.review_below,
-                         title="quality-v3 on cases not used in its fit (filled: flagged for review)")
+                         title=f"{model.name} on cases not used in its fit (filled: flagged for review)")
 
 
 def transfer(checkpoint: str, work: Path, shared: Path, threads: int) -> int:
@@ -341,7 +380,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shared", type=Path, default=Path("../shared/data"))
     parser.add_argument("--work", type=Path, default=Path("build/quality"))
-    parser.add_argument("--write", action="store_true", help=f"write the fitted model to {QUALITY_FILE.name}")
+    parser.add_argument("--write", action="store_true",
+                        help="ship the refit as the next quality-vN.json if it passes shipping_verdict (exit 1 if not)")
     parser.add_argument("--plot", type=Path, default=Path("benchmarks/quality_scatter.png"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--sets", default="calibration,heldout,real",
@@ -387,38 +427,54 @@ def main(argv: list[str] | None = None) -> int:
     if args.builtin_only or sets != {"calibration", "heldout", "real"}:
         return 0
 
-    shipped = json.loads(QUALITY_FILE.read_text())
+    shipped_json, shipped = json.loads(QUALITY_FILE.read_text()), load_quality_model()
     fitted = (f"benchmarks/calibrate_quality.py: {len(calibration)} calibration rows = phantom seeds "
               f"{CALIBRATION_SEEDS.start}-{CALIBRATION_SEEDS.stop - 1} x {len(VARIANTS)} variants x models "
               f"{', '.join(CALIBRATION_MODELS)}; no real CT")
-    model = fit(calibration, shipped["shape_reference"], fitted)
-    print(json.dumps(model_json(model, "")["predictor"], indent=1))
+    candidate = fit(calibration, shipped_json["shape_reference"], fitted, next_name(shipped.name))
+    print(json.dumps(model_json(candidate, "")["predictor"], indent=1))
 
     # the weak models never saw a real CT: every real case is held out for them
     real_held = [r for r in real if r["group"] == "real held out" or r["model"] != "builtin"]
     real_trained = [r for r in real if r not in real_held]
-    print_table(heldout + real, model)
-    print()
+    print_table(heldout + real, shipped)
+    for model in (candidate, shipped):
+        print(f"\n{model.name} ({'the refit: a candidate' if model is candidate else 'shipped'}):")
+        report(calibration, heldout, real_held, real_trained, model)
+    print(f"\nwould {candidate.name} replace {shipped.name}? (claim: held-out phantoms + real never trained on)")
+    claim = heldout + real_held
+    failures = shipping_verdict(candidate, shipped, claim, [r for r in real_held if r["model"] == "builtin"])
+    print("yes" if not failures else "no: " + "; ".join(failures))
+    written = args.write and not failures
+    plot({"held-out phantoms": heldout, "real, never trained on": real_held,
+          "real, trained on (not in the claim)": real_trained}, candidate if written else shipped, args.plot)
+    seconds = np.array([r["quality_seconds"] / max(r["seconds"] - r["quality_seconds"], 1e-9) for r in heldout + real
+                        if r.get("source") != "maps"])  # a row recomputed from saved maps has no timing of its own
+    print(f"quality step: median {np.median(seconds):.1%} of segment()'s other stages (benchmarks/bench_quality_cost.py "
+          "measures the cost against a whole predict)")
+    if written:
+        path = QUALITY_FILE.with_name(f"{candidate.name}.json")
+        path.write_text(json.dumps({**shipped_json, **model_json(candidate, shipped_json.get("shape_reference_note", ""))},
+                                   indent=1) + "\n")
+        print(f"wrote {path}: point QUALITY_FILE (livseg/inference/quality_model.py) at it and remove {QUALITY_FILE.name}")
+    elif args.write:
+        print(f"not written: {shipped.name} stays")
+        return 1
+    return 0 if claim else 1
+
+
+def report(calibration: list[dict], heldout: list[dict], real_held: list[dict], real_trained: list[dict],
+           model: QualityModel) -> None:
+    """One estimate's figures on every set of rows (the claim: held-out phantoms + real never trained on)."""
     summarise(calibration, model, "calibration phantoms (fitted on)")
     summarise(heldout, model, "held-out phantoms, all models")
     summarise([r for r in heldout if r["model"] == "builtin"], model, "held-out phantoms, built-in model")
     summarise([r for r in real_held if r["model"] == "builtin"], model, "real CTs never trained on, built-in model")
     summarise([r for r in real_held if r["model"] != "builtin"], model, "real CTs, weak models (never saw real CT)")
     summarise(real_trained, model, "real CTs liver-v1 trained on (not in the claim)")
-    claim = summarise(heldout + real_held, model, "CLAIM: held-out phantoms + real never trained on")
+    summarise(heldout + real_held, model, "CLAIM: held-out phantoms + real never trained on")
     for variant in ("food_stomach", "case_a"):  # the private case A's kind of failure
         summarise([r for r in heldout if r["variant"] == variant], model, f"held-out {variant} phantoms, all models")
-    plot({"held-out phantoms": heldout, "real, never trained on": real_held,
-          "real, trained on (not in the claim)": real_trained}, model, args.plot)
-    seconds = np.array([r["quality_seconds"] / max(r["seconds"] - r["quality_seconds"], 1e-9) for r in heldout + real
-                        if r.get("source") != "maps"])  # a row recomputed from saved maps has no timing of its own
-    print(f"quality step: median {np.median(seconds):.1%} of segment()'s other stages (benchmarks/bench_quality_cost.py "
-          "measures the cost against a whole predict)")
-    if args.write:
-        shipped.update(model_json(model, shipped.get("shape_reference_note", "")))
-        QUALITY_FILE.write_text(json.dumps(shipped, indent=1) + "\n")
-        print(f"wrote {QUALITY_FILE}")
-    return 0 if claim["n"] else 1
 
 
 if __name__ == "__main__":
