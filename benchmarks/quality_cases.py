@@ -45,7 +45,6 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
-import torch
 from scipy import ndimage
 
 from livseg.data.io.volume import Volume, load_labels, load_volume
@@ -251,43 +250,16 @@ def train_weak_models(work: Path, shared: Path, steps: tuple[int, ...], *, n_pha
     """Early checkpoints of a quick patch training: the built-in model's network and recipe
     (stage 1: phantoms only) stopped after each of ``steps`` optimiser steps, on ``n_phantoms``
     phantoms of their own seed 26 (none of the built-in model's nor of this benchmark's cases) in
-    ``patch``-sized patches. Cached in ``work``. (The cached models of benchmarks/README.md's
-    figures came from ``train_patches``; once issue 21's one training path is on main, the run is
-    :func:`livseg.training.train.train` with the ``builtin`` preset in rounds of the steps'
-    greatest common divisor, each stop continued by ``resume``.)
+    ``patch``-sized patches, through :func:`livseg.training.train.train` with the ``builtin``
+    preset in rounds of the steps' greatest common divisor, each round resumed from the last and
+    ``last.pt`` copied at each wanted step. Cached in ``work``. Reproducible: a second run on the
+    same machine and thread count gave bit-identical weights (2026-12-03). The fifth session's
+    figures in benchmarks/README.md came from other weak models, trained by the former
+    ``train_patches`` path (removed with issue 21).
 
     Returns:
         ``{step: checkpoint path}``, each loadable with :func:`livseg.inference.segment.load_model`.
     """
-    from livseg.training import patches
-
-    work.mkdir(parents=True, exist_ok=True)
-    paths = {step: work / f"weak-{step}.pt" for step in steps}
-    if all(p.is_file() for p in paths.values()):
-        return paths
-    if not hasattr(patches, "train_patches"):  # issue 21: one training path
-        return _train_weak_models_in_rounds(work, shared, paths, n_phantoms=n_phantoms, seed=seed, patch=patch)
-    from dataclasses import replace
-
-    from livseg.nn.checkpoint import save_checkpoint
-
-    phantoms = builtin.build_phantoms(work, shared, n_phantoms, seed, workers=1)
-    config = replace(builtin.CONFIG, preprocess=replace(builtin.CONFIG.preprocess, target_shape=patch))
-
-    def keep(step: int, loss: float, model: torch.nn.Module) -> None:
-        if step in paths:
-            save_checkpoint(paths[step], config=builtin.CONFIG, model_state=model.state_dict(),
-                            history=[{"step": step, "loss": loss}])
-
-    patches.train_patches(phantoms, config, patches.PatchSchedule(steps=max(paths)), seed=seed, callback=keep,
-                          log_every=min(50, *paths))
-    return paths
-
-
-def _train_weak_models_in_rounds(work: Path, shared: Path, paths: dict[int, Path], *, n_phantoms: int, seed: int,
-                                 patch: tuple[int, int, int]) -> dict[int, Path]:
-    """:func:`train_weak_models` through ``train()`` (issue 21's API): rounds of the steps'
-    greatest common divisor, a snapshot of last.pt after each wanted step."""
     import math
     import shutil
     from dataclasses import replace
@@ -297,6 +269,10 @@ def _train_weak_models_in_rounds(work: Path, shared: Path, paths: dict[int, Path
     from livseg.training.phantoms import write_phantom_cache  # type: ignore[import-not-found]
     from livseg.training.train import train
 
+    work.mkdir(parents=True, exist_ok=True)
+    paths = {step: work / f"weak-{step}.pt" for step in steps}
+    if all(p.is_file() for p in paths.values()):
+        return paths
     per = math.gcd(*paths)
     config = apply_overrides(get_preset("builtin"), [f"train.epochs={max(paths) // per}",
                                                      f"patches.steps_per_round={per}", f"train.seed={seed}"])
