@@ -245,8 +245,9 @@ def shipping_verdict(candidate: QualityModel, shipped: QualityModel, claim: list
     """Why ``candidate`` may not replace ``shipped`` (empty: it may), judged on the same claim rows
     (held-out phantoms + real CTs never trained on) by the rule every shipped version passed: the
     issue's goals (Spearman >= 0.6, at most 1 in 5 good masks flagged), at least as many masks
-    under Dice 0.90 flagged as the shipped estimate flags, and no real never-trained built-in mask
-    with Dice >= 0.93 flagged that the shipped estimate leaves alone (``real_builtin``)."""
+    under Dice 0.90 flagged as the shipped estimate flags, and among the real never-trained
+    built-in masks (``real_builtin``) none with Dice >= 0.93 newly flagged and none under 0.90
+    no longer flagged. Prints both estimates' claim figures."""
     new, old = summarise(claim, candidate, f"candidate {candidate.name}"), summarise(claim, shipped, f"shipped {shipped.name}")
     failures = []
     if not new["spearman"] >= 0.6:
