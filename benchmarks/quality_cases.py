@@ -249,7 +249,7 @@ def train_weak_models(work: Path, shared: Path, steps: tuple[int, ...], *, n_pha
                       patch: tuple[int, int, int] = (80, 80, 48)) -> dict[int, Path]:
     """Early checkpoints of a quick patch training: the built-in model's network and recipe
     (stage 1: phantoms only) stopped after each of ``steps`` optimiser steps, on ``n_phantoms``
-    phantoms of their own seed 26 (none of the built-in model's nor of this benchmark's cases) in
+    phantoms of their own ``seed`` (26: none of the built-in model's nor of this benchmark's cases) in
     ``patch``-sized patches, through :func:`livseg.training.train.train` with the ``builtin``
     preset in rounds of the steps' greatest common divisor, each round resumed from the last and
     ``last.pt`` copied at each wanted step. Cached in ``work``. Reproducible: a second run on the
